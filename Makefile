@@ -1,0 +1,48 @@
+# The two commands: `make demo` and `make test`. Everything runs in .venv, created on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO := nbs/pipelines/explore.ipynb nbs/pipelines/train.ipynb nbs/pipelines/export.ipynb
+README_DIR ?= .
+
+.PHONY: venv test demo lab bench readme _readme sync clean
+
+# torch first, pinned: the CPU wheel lies on local disk here, while an unpinned torch would pull a multi-GB CUDA
+# build. The package itself asks only for torch>=2.2, so a GPU user's own build is kept.
+$(STAMP): settings.ini setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --progress-bar off -q torch==2.13.0
+	$(PY) -m pip install --progress-bar off -q -e ".[dev]"
+	touch $@
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(VENV)/bin/workbench run $(DEMO)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=nbs
+
+bench: $(STAMP)
+	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+# README.md is nbs/index.ipynb rendered to markdown (nbdev_readme needs quarto, which cannot be installed here);
+# cells starting with `#| hide` are left out. tests/test_sync.py renders it again and compares.
+readme: $(STAMP) _readme
+_readme:
+	$(VENV)/bin/jupyter nbconvert --log-level=WARN --to markdown nbs/index.ipynb \
+	  --RegexRemovePreprocessor.patterns='^\#\|\s*hide' --output README --output-dir $(README_DIR)
+
+# Bring generated code, clean notebooks and README.md in step with the notebooks.
+sync: $(STAMP)
+	$(VENV)/bin/nbdev_export
+	$(VENV)/bin/nbdev_clean
+	$(MAKE) --no-print-directory _readme
+
+clean:
+	rm -rf $(VENV) test-results .pytest_cache

@@ -1,0 +1,77 @@
+"""The `workbench` command as a shell or CI uses it: exit codes and what it prints."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+WORKBENCH = str(Path(sys.executable).parent / "workbench")
+
+
+def _notebook(path: Path, *sources: str, parameters: str | None = None) -> Path:
+    cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    if parameters is not None:
+        cell = nbformat.v4.new_code_cell(parameters)
+        cell.metadata["tags"] = ["parameters"]
+        cells.insert(0, cell)
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([WORKBENCH, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_help_is_fast_and_lists_commands():
+    out = _run("--help")
+    assert out.returncode == 0 and "run" in out.stdout and "params" in out.stdout
+
+
+def test_run_records_and_writes_outputs(tmp_path):
+    nb = _notebook(tmp_path / "score.ipynb", "from workbench.runs import record\nrecord('score', lr * 2)", parameters="lr = 0.1")
+    out = _run("run", nb, "-p", "lr=0.25", "-o", tmp_path / "out")
+    assert out.returncode == 0, out.stderr
+    assert "score=0.5" in out.stdout
+    assert (tmp_path / "out" / "score.ipynb").exists() and (tmp_path / "out" / "score.html").exists()
+
+
+def test_failing_cell_is_named(tmp_path):
+    nb = _notebook(tmp_path / "fails.ipynb", "x = 1", "assert x == 2, 'x should be two'")
+    out = _run("run", nb, "-o", tmp_path / "out", "--no-html")
+    assert out.returncode == 1
+    assert "fails.ipynb failed at cell 2: `assert x == 2, 'x should be two'`" in out.stderr
+    assert "AssertionError: x should be two" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "missing.ipynb"], "does not exist"),
+        (["run", "notes.txt"], "not a notebook"),
+        (["run", "broken.ipynb"], "not a valid notebook"),
+        (["run", "p.ipynb", "-p", "batch=3"], "no notebook declares ['batch']"),
+        (["run", "p.ipynb", "-p", "lr=fast"], "declared float"),
+        (["run", "plain.ipynb", "-p", "lr=1"], "no notebook declares"),
+        (["run", "p.ipynb", "--timeout", "-5"], "timeout must be a positive number"),
+        (["params", "missing.ipynb"], "does not exist"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(tmp_path, args, message):
+    _notebook(tmp_path / "p.ipynb", "pass", parameters="lr = 0.1")
+    _notebook(tmp_path / "plain.ipynb", "pass")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "broken.ipynb").write_text("{ not json")
+    out = _run(*args, cwd=tmp_path)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_params_lists_types_defaults_and_help(tmp_path):
+    nb = _notebook(tmp_path / "p.ipynb", "pass", parameters="lr = 0.1  # learning rate\nepochs = 3")
+    out = _run("params", nb)
+    assert out.returncode == 0
+    assert out.stdout.splitlines() == ["lr: float = 0.1  # learning rate", "epochs: int = 3"]

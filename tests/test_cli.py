@@ -43,7 +43,7 @@ def test_failing_cell_is_named(tmp_path):
     nb = _notebook(tmp_path / "fails.ipynb", "x = 1", "assert x == 2, 'x should be two'")
     out = _run("run", nb, "-o", tmp_path / "out", "--no-html")
     assert out.returncode == 1
-    assert "fails.ipynb failed at cell 2: `assert x == 2, 'x should be two'`" in out.stderr
+    assert "fails.ipynb failed at cell 2: `assert x == 2, 'x should be two'`\n" in out.stderr
     assert "AssertionError: x should be two" in out.stderr
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import os
+import re
 import secrets
 import time
 from contextlib import contextmanager
@@ -110,9 +111,11 @@ class Run:
         if not self.error:
             return ""
         e = self.error
-        where = f"cell {e['cell']}" if e.get("cell") else "before any cell ran"
+        where = f"cell {e['cell']}: `{e['source']}`" if e.get("cell") else "before any cell ran"
+        if e.get("line") and e["line"][0] > 1:
+            where += f", line {e['line'][0]}: `{e['line'][1]}`"
         return (
-            f"{self.notebook} failed at {where}: `{e.get('source', '')}`\n"
+            f"{self.notebook} failed at {where}\n"
             f"{e['ename']}: {e['evalue']}\nexecuted notebook kept at {self.output}"
         )
 
@@ -136,16 +139,20 @@ def _headless_env():
 def _failed_cell(source_nb, executed_nb, exc) -> dict:
     "Where a papermill run failed, in the coordinates of the source notebook."
     ids = {c.get("id"): i for i, c in enumerate(source_nb.cells)}
-    cell = source = None
+    cell, lines, line = None, [], None
     for c in executed_nb.cells if executed_nb is not None else []:
-        if any(o.get("output_type") == "error" for o in c.get("outputs", [])):
-            cell = ids.get(c.get("id"))
-            source = c.source
+        errors = [o for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        if errors:
+            cell, lines = ids.get(c.get("id")), c.source.splitlines()
+            # IPython's traceback names the line of this cell: "Cell In[3], line 2" (with colour codes)
+            trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors[0].get("traceback", [])))
+            found = re.findall(rf"Cell In\[{c.get('execution_count')}\], line (\d+)", trace)
+            line = int(found[0]) if found and int(found[0]) <= len(lines) else None
             break
-    first = next((line for line in (source or "").splitlines() if line.strip()), "")
     return {
         "cell": None if cell is None else cell + 1,
-        "source": first.strip(),
+        "source": next((text.strip() for text in lines if text.strip()), ""),
+        "line": None if line is None else (line, lines[line - 1].strip()),
         "ename": getattr(exc, "ename", type(exc).__name__),
         "evalue": getattr(exc, "evalue", str(exc)),
     }
@@ -183,6 +190,7 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
             pm.execute_notebook(
                 str(notebook), str(output), parameters=values, kernel_name=kernel,
                 cwd=str(notebook.parent.resolve()), execution_timeout=timeout, progress_bar=False,
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the TCP warning on every start
             )
         except Exception as exc:  # papermill's execution error, a dead kernel, a timeout
             executed = nbformat.read(str(output), as_version=4) if output.exists() else None

@@ -49,7 +49,7 @@ def test_demo_pipeline():
     if failed:
         pytest.fail(failed[0].describe_error(), pytrace=False)
     explore, train, export = (r.metrics for r in runs)
-    assert explore["rows"] == 1797 and explore["classes"] == 10
+    assert explore["rows"] == 1797 and explore["classes"] == 10 and Path(explore["report"]).exists()
     assert export["reloaded_accuracy"] == train["accuracy"]
     assert Path(export["bundle"], "metadata.json").exists()
     assert all(Path(r.html).exists() for r in runs)

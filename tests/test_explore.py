@@ -1,0 +1,150 @@
+"""explore on bad and odd input: a clear InputError where nothing can be shown, a warning where the data is merely odd.
+
+Every case also renders the static report and builds the widget, so a crash anywhere on the way is caught.
+"""
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.core import InputError
+from workbench.explore import compare, explore, profile
+
+
+@pytest.fixture(autouse=True)
+def headless(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_DISPLAY", "headless")
+
+
+def shown(data, **kw):
+    "explore `data`, render the static report and build the widget; return the Explorer."
+    ex = explore(data, **kw)
+    html = ex._repr_mimebundle_()["text/html"]
+    assert "Overview" in html
+    ex.widget  # builds without error
+    return ex
+
+
+def warnings(ex) -> str:
+    return " | ".join(f"{c}: {w}" for c, w in ex.profile.warnings)
+
+
+def test_empty_frame():
+    with pytest.raises(InputError, match="empty"):
+        explore(pd.DataFrame())
+    with pytest.raises(InputError, match="empty"):
+        explore(pd.DataFrame({"a": []}))
+
+
+def test_one_row():
+    ex = shown(pd.DataFrame({"a": [1.5], "b": ["x"], "t": [pd.Timestamp("2024-01-01")]}))
+    assert ex.profile.rows == 1 and ex.profile.columns["a"].std == 0.0
+
+
+def test_all_nan_column():
+    ex = shown(pd.DataFrame({"a": [np.nan] * 10, "b": range(10)}))
+    assert "a: all values are missing" in warnings(ex)
+
+
+def test_inf_values():
+    ex = shown(pd.DataFrame({"a": [1.0, np.inf, -np.inf, 2.0, np.nan], "b": range(5)}))
+    col = ex.profile.columns["a"]
+    assert (col.infinite, col.missing, col.max) == (2, 1, 2.0)
+    assert "a: 2 infinite values" in warnings(ex)
+
+
+def test_mixed_type_object_column():
+    ex = shown(pd.DataFrame({"m": [1, "two", 3.0, None, b"four", "two"]}))
+    assert ex.profile.columns["m"].mixed_types and "mixed types" in warnings(ex)
+
+
+def test_non_string_and_duplicate_column_names():
+    df = pd.DataFrame([[1, 2, 3, 4]], columns=[0, "a", "a", 1.5])
+    ex = shown(df)
+    assert list(ex.profile.columns) == ["0", "a", "a.1", "1.5"]
+    assert any("renamed" in n for n in ex.profile.notes) and list(df.columns) == [0, "a", "a", 1.5]
+
+
+def test_multiindex_columns():
+    df = pd.DataFrame(np.arange(8).reshape(2, 4), columns=pd.MultiIndex.from_product([["x", "y"], ["p", "q"]]))
+    assert list(shown(df).profile.columns) == ["x/p", "x/q", "y/p", "y/q"]
+
+
+def test_ten_thousand_columns_are_lazy():
+    wide = pd.DataFrame(np.random.default_rng(0).normal(size=(50, 10_000)))
+    ex = shown(wide)
+    assert len(dict(ex.profile.columns)) == 200  # profiled up front; the rest on demand
+    report = ex._repr_mimebundle_()["text/html"]
+    assert "9,800 more columns" in report and "The first 50 of 10,000 columns" in report
+    assert ex.profile.columns["9999"].count == 50
+
+
+def test_high_cardinality_strings():
+    ids = pd.DataFrame({"id": [f"user-{i:06d}" for i in range(100_000)], "v": np.arange(100_000) % 7})
+    ex = shown(ids)
+    assert ex.profile.columns["id"].unique == 100_000
+    assert "high cardinality" in warnings(ex)
+
+
+def test_datetime_with_time_zones():
+    times = pd.date_range("2024-03-30", periods=72, freq="h", tz="Europe/Berlin")  # crosses a DST change
+    ex = shown(pd.DataFrame({"t": times, "v": range(72)}))
+    col = ex.profile.columns["t"]
+    assert col.kind == "datetime" and col.min == times.min() and col.max == times.max()
+
+
+def test_target_not_a_column():
+    with pytest.raises(InputError, match="is not a column"):
+        explore(pd.DataFrame({"a": [1, 2]}), target="label")
+
+
+def test_missing_path_and_not_a_table(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        explore(tmp_path / "nothing.csv")
+    (tmp_path / "model.bin").write_bytes(b"\x00\x01")
+    with pytest.raises(InputError, match="not a table"):
+        explore(tmp_path / "model.bin")
+    (tmp_path / "broken.parquet").write_text("not parquet")
+    with pytest.raises(InputError, match="could not read"):
+        explore(tmp_path / "broken.parquet")
+
+
+def test_image_folder_with_corrupt_file(tmp_path):
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((10, 12), 40 * i, dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "b" / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
+    ex = shown(tmp_path)
+    assert ex.profile.rows == 6 and "1 corrupt image file(s) skipped: bad.jpg" in ex.profile.notes
+    assert "<img" in ex._repr_mimebundle_()["text/html"]
+
+
+def test_wrong_types():
+    with pytest.raises(InputError, match="cannot explore a int"):
+        explore(42)
+    with pytest.raises(InputError, match="must be a column name"):
+        explore(np.zeros((3, 2)), target=np.zeros(3))
+
+
+def test_bad_filter_query_keeps_data():
+    ex = explore(pd.DataFrame({"a": range(10)}))
+    with pytest.raises(InputError, match="failed"):
+        ex.apply_filter("a >")
+    with pytest.raises(InputError, match="no rows match"):
+        ex.apply_filter("a > 100")
+    assert ex.profile.rows == 10
+    ex.apply_filter("a >= 5")
+    assert ex.profile.rows == 5
+
+
+def test_compare_bad_input():
+    with pytest.raises(InputError, match="share no column"):
+        compare(pd.DataFrame({"a": [1]}), pd.DataFrame({"b": [1]}))
+    with pytest.raises(InputError, match="not in both"):
+        compare(pd.DataFrame({"a": [1]}), pd.DataFrame({"a": [1]}), columns=["z"])
+    empty = compare(pd.DataFrame({"a": [np.nan, np.nan]}), pd.DataFrame({"a": [1.0, 2.0]}))
+    assert empty.drifted == [] and empty.table.loc[0, "test"] == "none"

@@ -53,3 +53,5 @@ def test_demo_pipeline():
     assert export["reloaded_accuracy"] == train["accuracy"]
     assert Path(export["bundle"], "metadata.json").exists()
     assert all(Path(r.html).exists() for r in runs)
+    page = Path(runs[0].html).read_text()  # the executed explore stage shows the static report
+    assert "Overview" in page and "Images per class" in page and page.count("data:image/png;base64") >= 60

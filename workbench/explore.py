@@ -738,6 +738,24 @@ class Explorer:
                            layout=w.Layout(width="600px"))
             apply, reset = w.Button(description="Apply", button_style="primary"), w.Button(description="Reset")
             message = w.HTML(f"<p>{len(self.frame):,} of {len(self.data.frame):,} rows.</p>")
+            numeric = [c for c in self.data.frame.columns if _kind(self.data.frame[c]) == "numeric"][:500]
+            column = w.Dropdown(options=numeric, description="range")
+            ranges = w.HBox([column])
+            add = w.Button(description="Add range", disabled=not numeric)
+
+            def slider(change=None):
+                values = self.data.frame[column.value].replace([np.inf, -np.inf], np.nan)
+                lo, hi = float(values.min()), float(values.max())
+                if math.isnan(lo):
+                    lo = hi = 0.0
+                ranges.children = [column, w.FloatRangeSlider(value=(lo, hi), min=lo, max=hi, step=(hi - lo) / 100 or 1,
+                                                              readout_format=".4g", layout=w.Layout(width="420px"))]
+
+            def add_range():
+                lo, hi = ranges.children[1].value
+                condition = f"`{column.value}` >= {lo!r} and `{column.value}` <= {hi!r}"
+                query.value = f"({query.value}) and {condition}" if query.value.strip() else condition
+                run(query.value)
 
             def run(text):
                 try:
@@ -748,9 +766,12 @@ class Explorer:
                 message.value = f"<p>{len(self.frame):,} of {len(self.data.frame):,} rows match; every tab shows them.</p>"
 
             apply.on_click(lambda _: self._safely(run, query.value))
-            query.on_submit(lambda _: self._safely(run, query.value))
             reset.on_click(lambda _: (setattr(query, "value", ""), self._safely(run, "")))
-            page.children = [w.HBox([query, apply, reset]), message]
+            add.on_click(lambda _: self._safely(add_range))
+            if numeric:
+                column.observe(lambda change: self._safely(slider), names="value")
+                slider()
+            page.children = [w.HBox([query, apply, reset]), w.HBox([ranges, add]), message]
         self._filled[index] = True
 
     def apply_filter(self, query: str):

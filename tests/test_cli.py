@@ -75,3 +75,21 @@ def test_params_lists_types_defaults_and_help(tmp_path):
     out = _run("params", nb)
     assert out.returncode == 0
     assert out.stdout.splitlines() == ["lr: float = 0.1  # learning rate", "epochs: int = 3"]
+
+
+def test_test_command_reports_failures_and_junit(tmp_path):
+    _notebook(tmp_path / "good.ipynb", "from workbench.runs import record\nrecord('n', n)", parameters="n = 1")
+    _notebook(tmp_path / "bad.ipynb", "raise RuntimeError('broken on purpose')")
+    out = _run("test", tmp_path, "-p", "n=5", "-p", "smoke=true", "--junit-xml", tmp_path / "junit.xml", "-o", tmp_path / "out")
+    assert out.returncode == 1
+    assert "bad.ipynb failed at cell 1: `raise RuntimeError('broken on purpose')`" in out.stderr
+    assert "n=5" in out.stdout
+    report = (tmp_path / "junit.xml").read_text()
+    assert 'tests="2" failures="1"' in report and "broken on purpose" in report
+
+
+def test_runs_lists_recorded_runs(tmp_path):
+    nb = _notebook(tmp_path / "score.ipynb", "from workbench.runs import record\nrecord('score', 7)")
+    assert _run("run", nb, "-o", tmp_path / "out", "--no-html").returncode == 0
+    out = _run("runs", "--last", "3")
+    assert out.returncode == 0 and "score.ipynb" in out.stdout and "value.score" in out.stdout and " ok " in out.stdout

@@ -1,30 +1,23 @@
-"""Every notebook in nbs/ executed by papermill in its own kernel, through workbench's own runner.
+"""The notebooks in nbs/ are the project's tests, executed by the same runner users run: `workbench test`.
 
-pytest-xdist spreads them across cores. Smoke values are injected into the notebooks that declare them in their
-`parameters` cell. A notebook whose metadata says {"workbench": {"requires": "gpu"}} is skipped without a GPU.
-Executed notebooks are kept under test-results/ so a failure can be opened and read.
+Each chapter runs in its own kernel, two at a time, with smoke values offered to the notebooks that declare them.
+A failure prints the notebook, the cell, its first line and the exception; executed notebooks are kept under
+test-results/notebooks/ and the JUnit report at test-results/notebooks.xml. The demo pipeline's stages depend on each
+other, so they run as a sequence in their own test.
 """
-import json
+import subprocess
+import sys
+from xml.etree import ElementTree
 from pathlib import Path
 
 import pytest
 
 from conftest import RESULTS, ROOT
-from workbench.pipeline import params, run_notebook, run_sequence
+from workbench.pipeline import run_sequence
 
-SMOKE = {"smoke": True, "epochs": 1}
+WORKBENCH = str(Path(sys.executable).parent / "workbench")
 CHAPTERS = sorted((ROOT / "nbs").glob("*.ipynb"))
 DEMO = [ROOT / "nbs" / "pipelines" / f"{stage}.ipynb" for stage in ("explore", "train", "export")]
-
-
-def _skip_reason(nb: Path):
-    requires = json.loads(nb.read_text()).get("metadata", {}).get("workbench", {}).get("requires")
-    if requires == "gpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            return "needs a GPU; none is present"
-    return None
 
 
 def test_every_notebook_is_collected():
@@ -32,17 +25,20 @@ def test_every_notebook_is_collected():
     assert on_disk == set(CHAPTERS) | set(DEMO), "a notebook in nbs/ is neither a chapter nor a demo stage"
 
 
-@pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.name)
-def test_notebook(nb: Path):
-    reason = _skip_reason(nb)
-    if reason:
-        pytest.skip(reason)
-    declared = params(nb)
-    run = run_notebook(nb, {k: v for k, v in SMOKE.items() if k in declared}, out_dir=RESULTS / nb.stem, html=False)
-    if not run.ok:
-        pytest.fail(run.describe_error(), pytrace=False)
+@pytest.mark.xdist_group("kernels")
+def test_chapters():
+    out = subprocess.run(
+        [WORKBENCH, "test", *map(str, CHAPTERS), "--workers", "2", "-p", "smoke=true", "-p", "epochs=1",
+         "--junit-xml", str(RESULTS / "notebooks.xml"), "-o", str(RESULTS / "notebooks")],
+        capture_output=True, text=True, cwd=ROOT, timeout=1200,
+    )
+    print(out.stdout)
+    assert out.returncode == 0, out.stderr or out.stdout
+    suite = ElementTree.parse(RESULTS / "notebooks.xml").getroot()
+    assert (suite.get("tests"), suite.get("failures")) == (str(len(CHAPTERS)), "0")
 
 
+@pytest.mark.xdist_group("kernels")
 def test_demo_pipeline():
     runs = run_sequence(DEMO, RESULTS / "demo", {"smoke": True})
     failed = [r for r in runs if not r.ok]

@@ -15,17 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import InputError, WorkbenchError, atomic_write
+from .core import InputError, atomic_write
 from .runs import recorded
 
 # %% auto #0
-__all__ = ['NotebookError', 'params', 'check_params', 'Run', 'run_notebook', 'run_sequence']
+__all__ = ['params', 'check_params', 'Run', 'run_notebook', 'run_sequence', 'find_notebooks', 'junit_xml', 'run_tests']
 
 # %% ../nbs/08_pipeline.ipynb #7931d8e5
-class NotebookError(WorkbenchError):
-    "A notebook could not be read, was given parameters it does not declare, or failed to run."
-
-
 def _read(notebook):
     "The notebook at `notebook` as an nbformat node, or an InputError saying why it cannot be read."
     import nbformat
@@ -94,17 +90,18 @@ class Run:
     "The outcome of one notebook run."
     id: str
     notebook: str
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed" or "skipped"
     params: dict
     metrics: dict = field(default_factory=dict)  # the values the notebook record()ed
     duration: float = 0.0
     output: str | None = None  # the executed notebook
     html: str | None = None  # its HTML rendering
-    error: dict | None = None  # cell, source, ename, evalue
+    error: dict | None = None  # cell, source, line, ename, evalue
+    reason: str | None = None  # why it was skipped
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status in ("ok", "skipped")
 
     def describe_error(self) -> str:
         "One paragraph that names the notebook, the cell, its first line and the exception."
@@ -121,11 +118,12 @@ class Run:
 
 
 @contextmanager
-def _headless_env():
-    "Tell the kernel it is unwatched (widgets render statically), even when started from inside JupyterLab."
-    saved = {k: os.environ.get(k) for k in ("WORKBENCH_DISPLAY", "JPY_SESSION_NAME")}
-    os.environ["WORKBENCH_DISPLAY"] = "headless"
-    os.environ.pop("JPY_SESSION_NAME", None)
+def _run_env(run_id: str, store_path: Path):
+    "The kernel's environment: unwatched (widgets render statically) and told its run id and store."
+    values = {"WORKBENCH_DISPLAY": "headless", "WORKBENCH_RUN_ID": run_id, "WORKBENCH_RUNS_DB": str(store_path.resolve())}
+    saved = {k: os.environ.get(k) for k in [*values, "JPY_SESSION_NAME"]}
+    os.environ.update(values)
+    os.environ.pop("JPY_SESSION_NAME", None)  # set when started from inside JupyterLab
     try:
         yield
     finally:
@@ -136,26 +134,95 @@ def _headless_env():
                 os.environ[k] = v
 
 
+def _unanswered(executed_nb):
+    "The first code cell the kernel never answered (it died before or while running it), or None."
+    for c in executed_nb.cells:
+        timing = c.get("metadata", {}).get("execution", {})
+        if c.cell_type == "code" and c.source.strip() and (
+            c.get("execution_count") is None or ("iopub.execute_input" in timing and "shell.execute_reply" not in timing)
+        ):
+            return c
+    return None
+
+
 def _failed_cell(source_nb, executed_nb, exc) -> dict:
     "Where a papermill run failed, in the coordinates of the source notebook."
     ids = {c.get("id"): i for i, c in enumerate(source_nb.cells)}
+    cells = executed_nb.cells if executed_nb is not None else []
+    failed = next((c for c in cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+    if failed is None and executed_nb is not None:
+        failed = _unanswered(executed_nb)
     cell, lines, line = None, [], None
-    for c in executed_nb.cells if executed_nb is not None else []:
-        errors = [o for o in c.get("outputs", []) if o.get("output_type") == "error"]
-        if errors:
-            cell, lines = ids.get(c.get("id")), c.source.splitlines()
-            # IPython's traceback names the line of this cell: "Cell In[3], line 2" (with colour codes)
-            trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors[0].get("traceback", [])))
-            found = re.findall(rf"Cell In\[{c.get('execution_count')}\], line (\d+)", trace)
-            line = int(found[0]) if found and int(found[0]) <= len(lines) else None
-            break
+    if failed is not None:
+        cell, lines = ids.get(failed.get("id")), failed.source.splitlines()
+        errors = [o for o in failed.get("outputs", []) if o.get("output_type") == "error"]
+        # IPython's traceback names the line of this cell: "Cell In[3], line 2" (with colour codes)
+        trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors[0].get("traceback", []))) if errors else ""
+        found = re.findall(rf"Cell In\[{failed.get('execution_count')}\], line (\d+)", trace)
+        line = int(found[0]) if found and int(found[0]) <= len(lines) else None
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc)).strip().splitlines()
+    if ename == "DeadKernelError":
+        evalue = ["the kernel died (killed, or out of memory) while running this cell"]
     return {
         "cell": None if cell is None else cell + 1,
         "source": next((text.strip() for text in lines if text.strip()), ""),
         "line": None if line is None else (line, lines[line - 1].strip()),
-        "ename": getattr(exc, "ename", type(exc).__name__),
-        "evalue": getattr(exc, "evalue", str(exc)),
+        "ename": ename,
+        "evalue": evalue[0] if evalue else "",
     }
+
+
+def _truncate_outputs(nb, limit: int) -> int:
+    "Cut every text output longer than `limit` characters, with a note; return how many were cut."
+    cut = 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            fields = [("text", out)] if "text" in out else [(k, out["data"]) for k in out.get("data", {}) if k.startswith("text/")]
+            for key, holder in fields:
+                text = holder[key] if isinstance(holder[key], str) else "".join(holder[key])
+                if len(text) > limit:
+                    holder[key] = text[:limit] + f"\n... [workbench: {len(text) - limit:,} more characters cut from this output]\n"
+                    cut += 1
+    return cut
+
+
+@contextmanager
+def _exclusive(output: Path):
+    "Hold a lock file beside `output` for the run; refuse when a live process holds it."
+    lock = output.with_name(f".{output.name}.lock")
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or 0)
+                os.kill(pid, 0)  # raises if that process is gone
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # left by a run that died: take it over
+                continue
+            except PermissionError:
+                pass
+            raise InputError(f"another run (process {pid}) is writing {output}; wait for it or choose another out_dir")
+    else:
+        raise InputError(f"could not lock {output}; remove {lock} if no run is writing there")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _git_commit(folder: Path) -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _to_html(nb, path: Path):
@@ -166,49 +233,85 @@ def _to_html(nb, path: Path):
         f.write(body)
 
 
-def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None, html=True) -> Run:
+def _infrastructure(exc) -> bool:
+    "Did the machinery fail (the kernel died or never started) rather than the notebook's own code?"
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    return isinstance(exc, (DeadKernelError, RuntimeError)) and not isinstance(exc, PapermillExecutionError)
+
+
+def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None, html=True, retries=0,
+                 max_output=1_000_000, store=None, pipeline=None) -> Run:
     "Execute `notebook` with `params` under papermill; keep the executed notebook (and HTML) in `out_dir`; return a Run."
+    import hashlib
+
     import nbformat
     import papermill as pm
+
+    from workbench.runs import RunStore
 
     source = _read(notebook)
     values = check_params(notebook, params)
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
         raise InputError(f"timeout must be a positive number of seconds per cell, not {timeout!r}")
+    if not isinstance(retries, int) or retries < 0:
+        raise InputError(f"retries must be a whole number >= 0, not {retries!r}")
     notebook = Path(notebook)
-    run_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{notebook.stem}-{secrets.token_hex(2)}"
+    run_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{notebook.stem}-{secrets.token_hex(3)}"
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / notebook.name
     if output.resolve() == notebook.resolve():
         raise InputError(f"out_dir {out_dir} would overwrite the source notebook; choose another folder")
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    store.start(run_id, str(notebook), values, hashlib.sha256(notebook.read_bytes()).hexdigest(),
+                _git_commit(notebook.parent.resolve()), pipeline)
 
     start = time.perf_counter()
     error = None
-    with _headless_env():
-        try:
-            pm.execute_notebook(
-                str(notebook), str(output), parameters=values, kernel_name=kernel,
-                cwd=str(notebook.parent.resolve()), execution_timeout=timeout, progress_bar=False,
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the TCP warning on every start
-            )
-        except Exception as exc:  # papermill's execution error, a dead kernel, a timeout
-            executed = nbformat.read(str(output), as_version=4) if output.exists() else None
-            error = _failed_cell(source, executed, exc)
-    duration = time.perf_counter() - start
-    executed = nbformat.read(str(output), as_version=4) if output.exists() else None
-    html_path = None
-    if html and executed is not None:
-        html_path = output.with_suffix(".html")
-        _to_html(executed, html_path)
+    with _exclusive(output), _run_env(run_id, store.path):
+        for attempt in range(retries + 1):
+            try:
+                executed = pm.execute_notebook(
+                    str(notebook), str(output), parameters=values, kernel_name=kernel,
+                    cwd=str(notebook.parent.resolve()), execution_timeout=timeout, progress_bar=False,
+                    extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the TCP warning on every start
+                )
+                if _unanswered(executed) is not None:  # papermill can miss a kernel killed between two cells
+                    from nbclient.exceptions import DeadKernelError
+
+                    raise DeadKernelError("Kernel died")
+                error = None
+                break
+            except Exception as exc:  # papermill's execution error, a dead kernel, a timeout
+                executed = nbformat.read(str(output), as_version=4) if output.exists() else None
+                error = _failed_cell(source, executed, exc)
+                if not _infrastructure(exc) or attempt == retries:
+                    break
+        duration = time.perf_counter() - start
+        status = "failed" if error else "ok"
+        executed = nbformat.read(str(output), as_version=4) if output.exists() else None
+        html_path = None
+        if executed is not None:
+            _truncate_outputs(executed, max_output)
+            metrics = recorded(executed)
+            executed.metadata["workbench"] = {"run_id": run_id, "params": values, "status": status, "records": metrics}
+            with atomic_write(output) as f:
+                nbformat.write(executed, f)
+            if html:
+                html_path = output.with_suffix(".html")
+                _to_html(executed, html_path)
+    store.finish(run_id, status, duration, error, str(output) if executed is not None else None,
+                 str(html_path) if html_path else None)
     return Run(
-        id=run_id, notebook=str(notebook), status="failed" if error else "ok", params=values,
+        id=run_id, notebook=str(notebook), status=status, params=values,
         metrics=recorded(executed) if executed is not None else {}, duration=duration,
-        output=str(output) if output.exists() else None, html=str(html_path) if html_path else None, error=error,
+        output=str(output) if executed is not None else None, html=str(html_path) if html_path else None, error=error,
     )
 
-# %% ../nbs/08_pipeline.ipynb #7b05b3e7
-def run_sequence(notebooks, out_dir, shared=None, timeout=None, html=True, verbose=False) -> list[Run]:
+# %% ../nbs/08_pipeline.ipynb #135810fd
+def run_sequence(notebooks, out_dir, shared=None, timeout=None, html=True, verbose=False, store=None) -> list[Run]:
     "Run `notebooks` in order into `out_dir`, each with the `shared` values it declares; stop at the first failure."
     out_dir = Path(out_dir)
     declared = {nb: params(nb) for nb in notebooks}
@@ -217,12 +320,104 @@ def run_sequence(notebooks, out_dir, shared=None, timeout=None, html=True, verbo
     if unused:
         raise InputError(f"no notebook declares {sorted(unused)}; they accept {sorted(accepted)}")
     shared = {"run_dir": str(out_dir.resolve()), **(shared or {})}
+    values = {nb: check_params(nb, {k: v for k, v in shared.items() if k in declared[nb]}) for nb in notebooks}
     done = []
-    for nb in notebooks:
+    for nb in notebooks:  # every notebook's values were checked before the first kernel starts
         if verbose:
             print(f"running {nb} ...", flush=True)
-        values = {k: v for k, v in shared.items() if k in declared[nb]}
-        done.append(run_notebook(nb, values, out_dir=out_dir, timeout=timeout, html=html))
+        done.append(run_notebook(nb, values[nb], out_dir=out_dir, timeout=timeout, html=html, store=store))
         if not done[-1].ok:
             break
     return done
+
+# %% ../nbs/08_pipeline.ipynb #7d6f75e2
+def find_notebooks(paths) -> list[Path]:
+    "The notebooks named in `paths` (files or folders searched recursively; checkpoints and hidden folders left out)."
+    found = []
+    for path in [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*.ipynb") if not any(part.startswith(".") for part in p.relative_to(path).parts))
+        elif path.suffix == ".ipynb" and path.is_file():
+            found.append(path)
+        else:
+            raise InputError(f"{path} is neither a notebook nor a folder of notebooks")
+    if not found:
+        raise InputError(f"no notebooks under {', '.join(map(str, paths if not isinstance(paths, (str, Path)) else [paths]))}")
+    return found
+
+
+def _skip_reason(notebook: Path) -> str | None:
+    requires = _read(notebook).metadata.get("workbench", {}).get("requires")
+    if requires == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "needs a GPU; torch sees none"
+    return None
+
+
+def _test_one(notebook: str, values: dict, out_dir: str, timeout, html: bool, store) -> Run:
+    "Run one notebook as a test (in a worker process): skipped, or run with the values it declares."
+    notebook = Path(notebook)
+    reason = _skip_reason(notebook)
+    if reason:
+        return Run(id="", notebook=str(notebook), status="skipped", params={}, reason=reason)
+    declared = params(notebook)
+    given = {k: v for k, v in values.items() if k in declared}
+    return run_notebook(notebook, given, out_dir=Path(out_dir) / notebook.stem, timeout=timeout, html=html, store=store)
+
+
+def junit_xml(runs: list[Run], path):
+    "Write `runs` as a JUnit XML report (one testcase per notebook), atomically."
+    import xml.etree.ElementTree as ET
+
+    failures = sum(r.status == "failed" for r in runs)
+    suite = ET.Element("testsuite", name="notebooks", tests=str(len(runs)), failures=str(failures),
+                       skipped=str(sum(r.status == "skipped" for r in runs)), time=f"{sum(r.duration for r in runs):.3f}")
+    for r in runs:
+        case = ET.SubElement(suite, "testcase", classname=str(Path(r.notebook).parent), name=Path(r.notebook).name,
+                             time=f"{r.duration:.3f}")
+        if r.status == "failed":
+            failure = ET.SubElement(case, "failure", message=f"{r.error['ename']}: {r.error['evalue']}")
+            failure.text = r.describe_error()
+        elif r.status == "skipped":
+            ET.SubElement(case, "skipped", message=r.reason or "")
+    with atomic_write(path) as f:
+        f.write(ET.tostring(suite, encoding="unicode"))
+
+
+def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, html=False, store=None,
+              junit=None, on_done=None) -> list[Run]:
+    "Run every notebook under `paths` as a test, `workers` at a time in worker processes; return the Runs in order."
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from workbench import pipeline  # the installed module: a worker process cannot import a notebook's own functions
+
+    notebooks = find_notebooks(paths)
+    if not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be a whole number >= 1, not {workers!r}")
+    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / f"test-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    store_path = str(store.path if hasattr(store, "path") else store) if store is not None else None
+    values = dict(params or {})
+    results = {}
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads or a kernel
+    with ProcessPoolExecutor(min(workers, len(notebooks)), mp_context=spawn) as pool:
+        futures = {pool.submit(pipeline._test_one, str(nb), values, str(out_dir), timeout, html, store_path): nb
+                   for nb in notebooks}
+        for future in as_completed(futures):
+            nb = futures[future]
+            try:
+                run = future.result()
+            except InputError:
+                raise
+            except Exception as e:  # a worker that died: report it as that notebook's failure
+                run = Run(id="", notebook=str(nb), status="failed", params={},
+                          error={"cell": None, "source": "", "line": None, "ename": type(e).__name__, "evalue": str(e)})
+            results[nb] = run
+            if on_done:
+                on_done(run)
+    runs = [results[nb] for nb in notebooks]
+    if junit:
+        junit_xml(runs, junit)
+    return runs

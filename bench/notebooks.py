@@ -1,8 +1,15 @@
-"""Per-notebook execution time of nbs/, as ratios to an empty notebook run the same way in the same process.
+"""Running notebooks as tests: `workbench test` against nbdev_test and nbmake, in the same run.
 
-The empty notebook's time is the fixed cost of a run (kernel start, papermill, writing the output); the ratio says
-how much each chapter adds to it. Run: `make bench` or `.venv/bin/python bench/notebooks.py`.
+1. The project's chapters (nbs/*.ipynb), two at a time: `workbench test --workers 2` (each notebook in its own kernel)
+   vs `nbdev_test --n_workers 2` (in-process shells, no isolation) vs `pytest --nbmake -n 2` (when nbmake is installed).
+2. Eight trivial notebooks back to back: per-notebook cost of `workbench test --workers 1` vs the papermill CLI once
+   per notebook, and the bare cost of starting and stopping a kernel (jupyter_client) measured here.
+
+Targets: workbench test no slower than nbmake -n 2, within 1.5x of nbdev_test. Prints seconds and ratios.
+Run: `make bench` or `.venv/bin/python bench/notebooks.py`.
 """
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -10,38 +17,71 @@ from pathlib import Path
 
 import nbformat
 
-from workbench.pipeline import params, run_notebook
-
 ROOT = Path(__file__).resolve().parents[1]
-SMOKE = {"smoke": True, "epochs": 1}
+BIN = Path(sys.executable).parent
 
 
-def timed(nb: Path, out: Path) -> float:
-    declared = params(nb)
+def timed(cmd, cwd) -> float:
     start = time.perf_counter()
-    run = run_notebook(nb, {k: v for k, v in SMOKE.items() if k in declared}, out_dir=out, html=False)
-    if not run.ok:
-        sys.exit(run.describe_error())
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def kernel_start_stop() -> float:
+    from jupyter_client.manager import start_new_kernel
+
+    start = time.perf_counter()
+    km, kc = start_new_kernel(kernel_name="python3", extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    kc.execute_interactive("pass", timeout=30)
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
     return time.perf_counter() - start
 
 
 def main():
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        empty = tmp / "empty.ipynb"
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("pass")])
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
-        nbformat.write(nb, empty)
-        timed(empty, tmp / "warmup")  # imports and caches, paid once by any runner
-        base = min(timed(empty, tmp / f"empty{i}") for i in range(3))
-        print(f"{'notebook':<22}{'seconds':>9}{'x empty':>9}")
-        print(f"{'(empty notebook)':<22}{base:>9.2f}{1:>9.2f}")
-        total = 0.0
-        for chapter in sorted((ROOT / "nbs").glob("*.ipynb")):
-            seconds = timed(chapter, tmp / chapter.stem)
-            total += seconds
-            print(f"{chapter.name:<22}{seconds:>9.2f}{seconds / base:>9.2f}")
-        print(f"{'all chapters, serial':<22}{total:>9.2f}{total / base:>9.2f}")
+    work = Path(tempfile.mkdtemp())
+    try:
+        chapters = sorted((ROOT / "nbs").glob("*.ipynb"))
+        copy = work / "nbs"
+        copy.mkdir()
+        for nb in chapters:  # nbdev_test takes a folder; give it exactly the chapters
+            shutil.copy(nb, copy / nb.name)
+        shutil.copy(ROOT / "settings.ini", work / "settings.ini")
+        print(f"{len(chapters)} chapters of nbs/, 2 workers")
+        ours = timed([BIN / "workbench", "test", *chapters, "--workers", "2", "-o", work / "out", "--store", work / "runs.db"], ROOT / "nbs")
+        nbdev = timed([BIN / "nbdev_test", "--path", copy, "--n_workers", "2"], work)
+        print(f"  workbench test --workers 2: {ours:6.1f} s")
+        print(f"  nbdev_test --n_workers 2:   {nbdev:6.1f} s   workbench/nbdev_test = {ours / nbdev:.2f}x (target <= 1.5x)")
+        try:
+            import nbmake  # noqa: F401
+        except ImportError:
+            print("  nbmake not installed: no comparison")
+        else:
+            make = timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", "/dev/null", "--nbmake",
+                          "-n", "2", *chapters], copy)
+            print(f"  pytest --nbmake -n 2:       {make:6.1f} s   workbench/nbmake = {ours / make:.2f}x (target <= 1.0x)")
+
+        trivial = work / "trivial"
+        trivial.mkdir()
+        for i in range(8):
+            nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"x = {i}")])
+            nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
+            nbformat.write(nb, trivial / f"t{i}.ipynb")
+        notebooks = sorted(trivial.glob("*.ipynb"))
+        kernel = min(kernel_start_stop() for _ in range(3))
+        serial = timed([BIN / "workbench", "test", trivial, "--workers", "1", "-o", work / "out8", "--store", work / "runs.db"], work)
+        start = time.perf_counter()
+        for nb in notebooks:
+            timed([BIN / "papermill", "--no-progress-bar", nb, work / f"{nb.stem}-out.ipynb"], work)
+        papermill = time.perf_counter() - start
+        print("8 trivial notebooks, one at a time")
+        print(f"  bare kernel start+stop:     {kernel:6.2f} s each")
+        print(f"  workbench test --workers 1: {serial / 8:6.2f} s each  ({serial / 8 / kernel:.1f}x a bare kernel)")
+        print(f"  papermill CLI per notebook: {papermill / 8:6.2f} s each  ({papermill / serial:.1f}x workbench)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

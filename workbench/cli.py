@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     params.add_argument("notebook", type=Path)
     runs = command("runs", "list recorded runs, newest first")
     runs.add_argument("--last", type=int, default=20, help="how many (default: 20)")
+    chk = sub.add_parser("check", help="verify an exported bundle: file hashes, and outputs on its stored sample")
+    chk.add_argument("bundle", type=Path)
     return p
 
 
@@ -126,11 +128,19 @@ def _runs(args) -> int:
     return 0
 
 
+def _check(args) -> int:
+    from workbench.export import check
+
+    for fmt, parity in check(args.bundle).items():
+        print(f"{fmt}: ok (max abs diff {parity['max_abs']:.2e})")
+    return 0
+
+
 def main(argv=None) -> int:
     "Entry point of the `workbench` command; returns the exit code."
     args = _parser().parse_args(argv)
     try:
-        return {"run": _run, "test": _test, "params": _params, "runs": _runs}[args.command](args)
+        return {"run": _run, "test": _test, "params": _params, "runs": _runs, "check": _check}[args.command](args)
     except WorkbenchError as e:
         print(f"workbench: error: {e}", file=sys.stderr)
         return 2

@@ -332,8 +332,11 @@ class Predictor:
         spec = meta["inputs"][0]
         self._features = tuple(spec["shape"][1:])
         self._dtype = np.dtype(spec["dtype"])
+        self._labels = meta["kind"] == "sklearn" and meta.get("task") == "classification"
 
     def _check(self, x) -> np.ndarray:
+        if type(x) is np.ndarray and x.dtype == self._dtype and x.shape[1:] == self._features:
+            return x  # the common case, checked in a few hundred nanoseconds
         if hasattr(x, "detach"):
             x = x.detach().cpu().numpy()
         x = np.asarray(x)
@@ -348,9 +351,7 @@ class Predictor:
     def predict(self, x) -> np.ndarray:
         "Model outputs (logits or values; class labels for scikit-learn classifiers) as numpy."
         out = self._run(self._check(x))
-        if self.metadata["kind"] == "sklearn" and self.metadata.get("task") == "classification":
-            return np.asarray(self.metadata["classes"])[out.argmax(1)]
-        return out
+        return np.asarray(self.metadata["classes"])[out.argmax(1)] if self._labels else out
 
     def predict_proba(self, x) -> np.ndarray:
         "Class probabilities (softmax of a torch classifier's outputs)."
@@ -394,8 +395,8 @@ def load(path, backend: str = "onnx", model=None, trusted=None) -> Predictor:
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path / files["onnx"]), providers=["CPUExecutionProvider"])
-        name, last = session.get_inputs()[0].name, len(session.get_outputs()) - 1
-        run = lambda x: session.run(None, {name: x})[last]
+        name, wanted = session.get_inputs()[0].name, [session.get_outputs()[-1].name]
+        run = lambda x: session.run(wanted, {name: x})[0]
     elif backend == "pt2":
         import torch
 

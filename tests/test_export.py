@@ -1,0 +1,62 @@
+"""Export faults: a format whose numbers differ, a process killed mid-export, the command-line check."""
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from workbench import export as ex
+from workbench.train import synth_mlp
+
+WORKBENCH = str(Path(sys.executable).parent / "workbench")
+
+
+def test_parity_failure_names_the_format(tmp_path, monkeypatch):
+    real = ex._write_onnx_torch
+
+    def skewed(model, sample, folder):  # an ONNX file whose numbers differ from the model's
+        wrong = synth_mlp(seed=1).eval()
+        return real(wrong, sample, folder)
+
+    monkeypatch.setitem(ex._WRITERS, "onnx", skewed)
+    with pytest.raises(ex.ExportError, match=r"onnx disagrees with the original model: max abs diff"):
+        ex.export(synth_mlp(), torch.randn(4, 8), tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists() and not list(tmp_path.iterdir())  # nothing half-written is left
+    bundle = ex.export(synth_mlp(), torch.randn(4, 8), tmp_path / "bundle", allow_partial=True)
+    assert set(bundle.files) == {"model.safetensors", "model.pt2"} and "onnx" in bundle.metadata["failed"]
+
+
+def test_kill_during_export_leaves_no_bundle(tmp_path):
+    code = textwrap.dedent(f"""
+        import os, signal, torch
+        from workbench import export as ex
+        from workbench.train import synth_mlp
+        real = ex._write_pt2
+        def dying(model, sample, folder):
+            real(model, sample, folder)
+            os.kill(os.getpid(), signal.SIGKILL)  # after two formats are on disk
+        ex._WRITERS["pt2"] = dying
+        ex.export(synth_mlp(), torch.randn(4, 8), {str(tmp_path / "bundle")!r})
+    """)
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -signal.SIGKILL
+    assert not (tmp_path / "bundle").exists()  # only a hidden temporary folder remains
+    assert all(p.name.startswith(".bundle.tmp-") for p in tmp_path.iterdir())
+
+
+def test_check_command(tmp_path):
+    ex.export(synth_mlp(), torch.randn(4, 8), tmp_path / "b", formats=["onnx", "pt2"])
+    ok = subprocess.run([WORKBENCH, "check", tmp_path / "b"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "onnx" in ok.stdout and "pt2" in ok.stdout
+    meta = json.loads((tmp_path / "b" / "metadata.json").read_text())
+    expected = np.load(tmp_path / "b" / "expected.npy")
+    np.save(tmp_path / "b" / "expected.npy", expected + 1.0)  # the stored outputs no longer match
+    bad = subprocess.run([WORKBENCH, "check", tmp_path / "b"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no longer match" in bad.stderr and meta["files"]
+    (tmp_path / "b" / "model.onnx").write_bytes(b"tampered")
+    tampered = subprocess.run([WORKBENCH, "check", tmp_path / "b"], capture_output=True, text=True)
+    assert tampered.returncode == 2 and "changed after export" in tampered.stderr

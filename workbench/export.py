@@ -216,8 +216,10 @@ def export(model, sample, path, formats=None, name: str | None = None, metrics: 
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists; pass overwrite=True to replace it, or choose another path")
-    if not path.parent.is_dir():
-        raise InputError(f"cannot write {path}: its folder {path.parent} does not exist or is not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file where a folder should be, a read-only disk
+        raise InputError(f"cannot write {path}: its folder {path.parent} cannot be made ({e.strerror})") from e
     if not os.access(path.parent, os.W_OK):
         raise InputError(f"cannot write {path}: the folder {path.parent} is not writable")
 

@@ -113,7 +113,7 @@ class WidgetProgress(Callback):
                                  description="training", layout=w.Layout(width="420px"))
         self.label = w.HTML()
         self.table = w.HTML(self._table(t))
-        self.curve = w.Image(format="png", value=curve_png([], []))
+        self.curve = w.Image(format="png", value=curve_png([], []), layout=w.Layout(width="420px", height="160px"))
         self.widget = w.VBox([w.HBox([self.bar, self.label]), self.curve, self.table])
         display(self.widget)
 

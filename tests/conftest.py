@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -11,4 +12,17 @@ def run_store(tmp_path, monkeypatch):
     "Each test records its runs in its own store, never the project's runs/runs.db."
     path = tmp_path / "runs.db"
     monkeypatch.setenv("WORKBENCH_RUNS_DB", str(path))
+    return path
+
+
+def write_notebook(path: Path, *sources: str, parameters: str | None = None) -> Path:
+    "A notebook of code cells `sources`, after a cell tagged `parameters` when `parameters` is given."
+    cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    if parameters is not None:
+        cell = nbformat.v4.new_code_cell(parameters)
+        cell.metadata["tags"] = ["parameters"]
+        cells.insert(0, cell)
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
     return path

@@ -1,25 +1,15 @@
 """The `workbench` command as a shell or CI uses it: exit codes and what it prints."""
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
 import pytest
+
+from conftest import write_notebook
 
 WORKBENCH = str(Path(sys.executable).parent / "workbench")
 
 
-def _notebook(path: Path, *sources: str, parameters: str | None = None) -> Path:
-    cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    if parameters is not None:
-        cell = nbformat.v4.new_code_cell(parameters)
-        cell.metadata["tags"] = ["parameters"]
-        cells.insert(0, cell)
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
 
 
 def _run(*args, cwd=None):
@@ -32,7 +22,7 @@ def test_help_is_fast_and_lists_commands():
 
 
 def test_run_records_and_writes_outputs(tmp_path):
-    nb = _notebook(tmp_path / "score.ipynb", "from workbench.runs import record\nrecord('score', lr * 2)", parameters="lr = 0.1")
+    nb = write_notebook(tmp_path / "score.ipynb", "from workbench.runs import record\nrecord('score', lr * 2)", parameters="lr = 0.1")
     out = _run("run", nb, "-p", "lr=0.25", "-o", tmp_path / "out")
     assert out.returncode == 0, out.stderr
     assert "score=0.5" in out.stdout
@@ -40,7 +30,7 @@ def test_run_records_and_writes_outputs(tmp_path):
 
 
 def test_failing_cell_is_named(tmp_path):
-    nb = _notebook(tmp_path / "fails.ipynb", "x = 1", "assert x == 2, 'x should be two'")
+    nb = write_notebook(tmp_path / "fails.ipynb", "x = 1", "assert x == 2, 'x should be two'")
     out = _run("run", nb, "-o", tmp_path / "out", "--no-html")
     assert out.returncode == 1
     assert "fails.ipynb failed at cell 2: `assert x == 2, 'x should be two'`\n" in out.stderr
@@ -61,8 +51,8 @@ def test_failing_cell_is_named(tmp_path):
     ],
 )
 def test_bad_input_exits_2_with_a_message(tmp_path, args, message):
-    _notebook(tmp_path / "p.ipynb", "pass", parameters="lr = 0.1")
-    _notebook(tmp_path / "plain.ipynb", "pass")
+    write_notebook(tmp_path / "p.ipynb", "pass", parameters="lr = 0.1")
+    write_notebook(tmp_path / "plain.ipynb", "pass")
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "broken.ipynb").write_text("{ not json")
     out = _run(*args, cwd=tmp_path)
@@ -71,15 +61,15 @@ def test_bad_input_exits_2_with_a_message(tmp_path, args, message):
 
 
 def test_params_lists_types_defaults_and_help(tmp_path):
-    nb = _notebook(tmp_path / "p.ipynb", "pass", parameters="lr = 0.1  # learning rate\nepochs = 3")
+    nb = write_notebook(tmp_path / "p.ipynb", "pass", parameters="lr = 0.1  # learning rate\nepochs = 3")
     out = _run("params", nb)
     assert out.returncode == 0
     assert out.stdout.splitlines() == ["lr: float = 0.1  # learning rate", "epochs: int = 3"]
 
 
 def test_test_command_reports_failures_and_junit(tmp_path):
-    _notebook(tmp_path / "good.ipynb", "from workbench.runs import record\nrecord('n', n)", parameters="n = 1")
-    _notebook(tmp_path / "bad.ipynb", "raise RuntimeError('broken on purpose')")
+    write_notebook(tmp_path / "good.ipynb", "from workbench.runs import record\nrecord('n', n)", parameters="n = 1")
+    write_notebook(tmp_path / "bad.ipynb", "raise RuntimeError('broken on purpose')")
     out = _run("test", tmp_path, "-p", "n=5", "-p", "smoke=true", "--junit-xml", tmp_path / "junit.xml", "-o", tmp_path / "out")
     assert out.returncode == 1
     assert "bad.ipynb failed at cell 1: `raise RuntimeError('broken on purpose')`" in out.stderr
@@ -89,7 +79,7 @@ def test_test_command_reports_failures_and_junit(tmp_path):
 
 
 def test_runs_lists_recorded_runs(tmp_path):
-    nb = _notebook(tmp_path / "score.ipynb", "from workbench.runs import record\nrecord('score', 7)")
+    nb = write_notebook(tmp_path / "score.ipynb", "from workbench.runs import record\nrecord('score', 7)")
     assert _run("run", nb, "-o", tmp_path / "out", "--no-html").returncode == 0
     out = _run("runs", "--last", "3")
     assert out.returncode == 0 and "score.ipynb" in out.stdout and "value.score" in out.stdout and " ok " in out.stdout

@@ -2,14 +2,13 @@
 
 Every case also renders the static report and builds the widget, so a crash anywhere on the way is caught.
 """
-import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from workbench.core import InputError
-from workbench.explore import compare, explore, profile
+from workbench.explore import compare, explore
 
 
 @pytest.fixture(autouse=True)

@@ -4,28 +4,24 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import nbformat
 import pytest
+
+from conftest import write_notebook
 
 from workbench.core import InputError
 from workbench.pipeline import run_notebook
 from workbench.runs import RunStore
 
 
-def _notebook(path: Path, *sources: str) -> Path:
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
-    nbformat.write(nb, path)
-    return path
 
 
 def test_sys_exit_is_a_failure_naming_the_cell(tmp_path):
-    run = run_notebook(_notebook(tmp_path / "exits.ipynb", "x = 1", "import sys\nsys.exit(3)", "y = 2"), out_dir=tmp_path / "o", html=False)
+    run = run_notebook(write_notebook(tmp_path / "exits.ipynb", "x = 1", "import sys\nsys.exit(3)", "y = 2"), out_dir=tmp_path / "o", html=False)
     assert run.status == "failed" and run.error["cell"] == 2 and run.error["ename"] == "SystemExit"
 
 
 def test_killed_kernel_is_reported_within_seconds(tmp_path):
-    nb = _notebook(tmp_path / "killed.ipynb", "x = 1", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "y = 2")
+    nb = write_notebook(tmp_path / "killed.ipynb", "x = 1", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "y = 2")
     start = time.perf_counter()
     run = run_notebook(nb, out_dir=tmp_path / "o", html=False)
     assert time.perf_counter() - start < 30
@@ -35,19 +31,19 @@ def test_killed_kernel_is_reported_within_seconds(tmp_path):
 
 def test_retries_run_again_only_for_infrastructure(tmp_path):
     flag = tmp_path / "died-once"
-    nb = _notebook(tmp_path / "flaky.ipynb",
+    nb = write_notebook(tmp_path / "flaky.ipynb",
                    f"import os, signal, pathlib\nflag = pathlib.Path({str(flag)!r})\n"
                    "if not flag.exists():\n    flag.write_text('1')\n    os.kill(os.getpid(), signal.SIGKILL)")
     assert run_notebook(nb, out_dir=tmp_path / "o", html=False, retries=1).ok
     counter = tmp_path / "count"
-    raising = _notebook(tmp_path / "raises.ipynb",
+    raising = write_notebook(tmp_path / "raises.ipynb",
                         f"import pathlib\np = pathlib.Path({str(counter)!r})\np.write_text(p.read_text() + 'x' if p.exists() else 'x')\n1 / 0")
     assert run_notebook(raising, out_dir=tmp_path / "o", html=False, retries=2).error["ename"] == "ZeroDivisionError"
     assert counter.read_text() == "x"  # a cell's own error is not retried
 
 
 def test_cell_timeout(tmp_path):
-    nb = _notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(60)")
+    nb = write_notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(60)")
     start = time.perf_counter()
     run = run_notebook(nb, out_dir=tmp_path / "o", html=False, timeout=2)
     assert time.perf_counter() - start < 30
@@ -55,14 +51,14 @@ def test_cell_timeout(tmp_path):
 
 
 def test_fifty_megabyte_output_is_cut(tmp_path):
-    run = run_notebook(_notebook(tmp_path / "loud.ipynb", "print('y' * 50_000_000)"), out_dir=tmp_path / "o")
+    run = run_notebook(write_notebook(tmp_path / "loud.ipynb", "print('y' * 50_000_000)"), out_dir=tmp_path / "o")
     assert run.ok
     assert Path(run.output).stat().st_size < 2_000_000 and Path(run.html).stat().st_size < 3_000_000
     assert "more characters cut from this output" in Path(run.output).read_text()
 
 
 def test_two_runs_on_one_output_path(tmp_path):
-    nb = _notebook(tmp_path / "same.ipynb", "import time\ntime.sleep(5)", "from workbench.runs import record\nrecord('done', 1)")
+    nb = write_notebook(tmp_path / "same.ipynb", "import time\ntime.sleep(5)", "from workbench.runs import record\nrecord('done', 1)")
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=ctx) as pool:
         first = pool.submit(run_notebook, nb, out_dir=tmp_path / "o", html=False)

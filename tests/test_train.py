@@ -4,9 +4,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
-import torch
 
 from workbench.train import load_checkpoint
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .core import InputError, atomic_write, environment
-from .data import Data, as_data, synth_frame
+from .data import Data, as_data
 
 # %% auto #0
 __all__ = ['KINDS', 'SAMPLE_ROWS', 'DRIFT_RULE', 'ColumnProfile', 'column_profile', 'cramers_v', 'correlation_ratio',

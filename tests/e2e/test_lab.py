@@ -14,10 +14,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from conftest import RESULTS
+from conftest import RESULTS, write_notebook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]  # one server, one browser, one worker
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -31,10 +30,6 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _notebook(path: Path, *sources: str):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +80,7 @@ def browser():
 
 def open_and_run(lab, browser, name: str, *sources: str):
     "Write a notebook, open it in JupyterLab, run all its cells; return the page."
-    _notebook(lab["root"] / name, *sources)
+    write_notebook(lab["root"] / name, *sources)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{lab['url']}/lab/workspaces/{Path(name).stem}/tree/{name}?reset&token={lab['token']}")  # only this notebook
     page.wait_for_selector(f"{NOTEBOOK} .jp-Cell", timeout=60_000)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import math
 import os
@@ -476,6 +477,58 @@ class Trainer:
                 outs.append(self._forward(self._to_device(x)).float().cpu())
         return torch.cat(outs) if outs else torch.empty(0)
 
+    def lr_find(self, start: float = 1e-7, end: float = 10.0, steps: int = 100, plot: bool = True) -> float:
+        "Sweep the learning rate from `start` to `end` over up to `steps` batches, then restore everything; return a suggestion."
+        if not 0 < start < end:
+            raise InputError(f"lr_find needs 0 < start < end, not start={start}, end={end}")
+        saved = {"model": copy.deepcopy(self._module.state_dict()), "opt": copy.deepcopy(self.opt.state_dict()), "rng": _rng_state()}
+        lrs, losses, smooth, best = [], [], 0.0, float("inf")
+        self.model.train()
+        try:
+            batches = iter(())
+            for i in range(steps):
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    batches = iter(_epoch_loader(self.train_dl, self.seed, 10_000 + i, 0, self.device.type == "cuda")[0])
+                    batch = next(batches)
+                lr = start * (end / start) ** (i / max(steps - 1, 1))
+                for group in self.opt.param_groups:
+                    group["lr"] = lr
+                _, loss = self._compute_loss(self._to_device(batch))
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                value = loss.item()
+                if not math.isfinite(value):
+                    break
+                smooth = 0.98 * smooth + 0.02 * value
+                losses.append(smooth / (1 - 0.98 ** (i + 1)))  # bias-corrected moving average
+                lrs.append(lr)
+                best = min(best, losses[-1])
+                if losses[-1] > 4 * best:  # diverged: the rest of the sweep says nothing
+                    break
+        finally:
+            self._module.load_state_dict(saved["model"])
+            self.opt.load_state_dict(saved["opt"])
+            _set_rng_state(saved["rng"])
+            self.opt.zero_grad(set_to_none=True)
+        if len(losses) < 5:
+            raise TrainingError(f"lr_find saw only {len(losses)} usable steps; lower `start` or give it more batches")
+        lo = np.log10(lrs)
+        slopes = np.gradient(np.array(losses), lo)
+        stop = int(np.argmin(losses))  # the steepest descent before the loss bottoms out
+        suggestion = float(lrs[int(np.argmin(slopes[: max(stop, 1)]))])
+        self.lr_finder = pd.DataFrame({"lr": lrs, "loss": losses})
+        if plot and is_main_process():
+            from workbench.core import environment
+
+            if environment() != "terminal":
+                from IPython.display import Image, display
+
+                display(Image(_lr_plot(self.lr_finder, suggestion)))
+        return suggestion
+
     # -- state ----------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         "Everything exact resume needs, as plain data."
@@ -556,7 +609,25 @@ class Trainer:
         err.__cause__ = e
         return err
 
-# %% ../nbs/03_train.ipynb #314d9f86
+# %% ../nbs/03_train.ipynb #238d90ff
+def _lr_plot(finder: pd.DataFrame, suggestion: float) -> bytes:
+    import io
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 2.6))
+    ax = fig.add_subplot()
+    ax.plot(finder["lr"], finder["loss"])
+    ax.axvline(suggestion, color="#dd8452", linestyle="--", label=f"suggested {suggestion:.2g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("smoothed loss")
+    ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    return buf.getvalue()
+
+# %% ../nbs/03_train.ipynb #007a1aab
 class NaNGuard(Callback):
     "Stop with a TrainingError naming the step when the loss is NaN or infinite (before its update is applied)."
     order = -10
@@ -622,7 +693,7 @@ class _RecordRun(Callback):
             for name, value in t.last_metrics().items():
                 record(name, round(float(value), 6))
 
-# %% ../nbs/03_train.ipynb #09f2658e
+# %% ../nbs/03_train.ipynb #aadc92fe
 def synth_classification(n: int = 512, features: int = 8, classes: int = 3, seed: int = 0, batch_size: int = 64):
     "Train and validation DataLoaders of a learnable synthetic classification problem."
     g = torch.Generator().manual_seed(seed)
@@ -641,7 +712,7 @@ def synth_mlp(features: int = 8, classes: int = 3, hidden: int = 32, dropout: fl
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, classes))
 
-# %% ../nbs/03_train.ipynb #7570f525
+# %% ../nbs/03_train.ipynb #cbde6cf9
 def _free_port() -> int:
     import socket
 

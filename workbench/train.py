@@ -249,13 +249,12 @@ class Trainer:
         self.metrics = [_Metric(m) for m in (metrics if isinstance(metrics, (list, tuple)) else [metrics])]
         self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0  # completed epochs / batches
         self.rows = []  # history rows
-        self.callbacks = sorted([NaNGuard(), *callbacks], key=lambda c: c.order)
+        defaults = [NaNGuard(), _RecordRun()]
         if progress and is_main_process():
             from workbench.progress import default_progress
 
-            self.callbacks.append(default_progress())
-        self.callbacks.append(_RecordRun())
-        self._listeners = {e: [getattr(c, e) for c in self.callbacks if hasattr(c, e)] for e in EVENTS}
+            defaults.append(default_progress())
+        self._set_callbacks([*defaults, *callbacks])
         self._stop_requested = self.interrupted = False
         self._loss_sum, self._loss_count = torch.zeros((), device=self.device), 0
         self.loss = self.batch = None
@@ -265,10 +264,17 @@ class Trainer:
         for fn in self._listeners[name]:
             fn(self)
 
+    def _set_callbacks(self, callbacks):
+        self.callbacks = sorted(callbacks, key=lambda c: c.order)
+        self._listeners = {e: [getattr(c, e) for c in self.callbacks if hasattr(c, e)] for e in EVENTS}
+
     def add_callback(self, cb: Callback):
         "Add a callback (to this and later fits)."
-        self.callbacks = sorted([*self.callbacks, cb], key=lambda c: c.order)
-        self._listeners = {e: [getattr(c, e) for c in self.callbacks if hasattr(c, e)] for e in EVENTS}
+        self._set_callbacks([*self.callbacks, cb])
+
+    def remove_callback(self, kind: type):
+        "Remove the callbacks of class `kind`."
+        self._set_callbacks([c for c in self.callbacks if not isinstance(c, kind)])
 
     @property
     def history(self) -> pd.DataFrame:

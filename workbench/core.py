@@ -14,7 +14,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ENVIRONMENTS', 'WorkbenchError', 'InputError', 'DeviceError', 'get_device', 'seed_everything', 'environment',
-           'atomic_write']
+           'atomic_write', 'png_bytes']
 
 # %% ../nbs/00_core.ipynb #7b2b220c
 class WorkbenchError(Exception):
@@ -156,3 +156,15 @@ def atomic_write(path, mode: str = "w", encoding: str = "utf-8"):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+# %% ../nbs/00_core.ipynb #5081d142
+def png_bytes(picture, dpi: int = 80) -> bytes:
+    "PNG bytes of a matplotlib Figure (tight bounding box) or a PIL Image."
+    import io
+
+    buf = io.BytesIO()
+    if hasattr(picture, "savefig"):
+        picture.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    else:
+        picture.save(buf, format="PNG")
+    return buf.getvalue()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .core import InputError, atomic_write, environment
+from .core import InputError, atomic_write, environment, png_bytes
 from .data import Data, as_data
 
 # %% auto #0
@@ -423,12 +422,6 @@ def profile(data, target: str | None = None, y=None, max_columns: int = 200, wor
     return prof
 
 # %% ../nbs/02_explore.ipynb #4a10aa48
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    return buf.getvalue()
-
-
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure
 
@@ -464,7 +457,7 @@ def column_plot(p: ColumnProfile) -> bytes:
     "PNG of one column's distribution."
     fig = _figure(4.5, 2.6)
     _draw_column(fig.add_subplot(), p)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def heatmap_plot(matrix: pd.DataFrame, title: str) -> bytes:
@@ -477,13 +470,7 @@ def heatmap_plot(matrix: pd.DataFrame, title: str) -> bytes:
     ax.set_yticks(range(n), [str(c)[:12] for c in matrix.index], fontsize=7)
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, shrink=0.8)
-    return _png(fig)
-
-
-def _pil_png(img) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=False)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def spark_png(p: ColumnProfile, width: int = 120, height: int = 30) -> bytes:
@@ -499,7 +486,7 @@ def spark_png(p: ColumnProfile, width: int = 120, height: int = 30) -> bytes:
         for i, c in enumerate(counts):
             top = height - 1 - round((height - 2) * c / max(counts))
             draw.rectangle([round(i * step), top, max(round(i * step), round((i + 1) * step) - 2), height - 1], fill=colour)
-    return _pil_png(img)
+    return png_bytes(img)
 
 
 def images_png(samples: dict, per_class: int = 8, cell: int = 48) -> bytes:
@@ -518,7 +505,7 @@ def images_png(samples: dict, per_class: int = 8, cell: int = 48) -> bytes:
             a = np.zeros_like(a) if hi <= lo else (a - lo) / (hi - lo) * 255
             tile = Image.fromarray(a.astype("uint8")).convert("RGB").resize((cell, cell), Image.NEAREST)
             grid.paste(tile, (label_w + c * (cell + 2), r * (cell + 2)))
-    return _pil_png(grid)
+    return png_bytes(grid)
 
 # %% ../nbs/02_explore.ipynb #43076904
 _CSS = """<style>
@@ -866,7 +853,7 @@ class Comparison:
             ax = fig.add_subplot(1, 2, i + 1)
             _draw_column(ax, column_profile(frame[column], column))
             ax.set_title(f"{column[:24]}: {label}", fontsize=9)
-        return _png(fig)
+        return png_bytes(fig)
 
     def to_html(self) -> str:
         shown = self.table.copy()

@@ -6,10 +6,9 @@
 from __future__ import annotations
 
 import html
-import io
 import time
 
-from .core import environment
+from .core import environment, png_bytes
 from .train import Callback
 
 # %% auto #0
@@ -41,9 +40,7 @@ def loss_plot(history) -> bytes:
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 class TextProgress(Callback):
@@ -87,13 +84,7 @@ def curve_png(train: list, valid: list, width: int = 420, height: int = 160) -> 
         draw.text((2, 4), f"{y1:.3g}", fill="gray")
         draw.text((2, height - 26), f"{y0:.3g}", fill="gray")
         draw.text((width - 60, height - 14), f"step {x1}", fill="gray")
-    return _png(img)
-
-
-def _png(img) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+    return png_bytes(img)
 
 
 class WidgetProgress(Callback):

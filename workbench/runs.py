@@ -12,7 +12,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from .core import InputError, environment
+from .core import InputError, environment, png_bytes
 
 # %% auto #0
 __all__ = ['DEFAULT_STORE', 'RECORD_MIME', 'RunStore', 'current_run', 'record', 'recorded', 'runs', 'RunComparison',
@@ -180,8 +180,6 @@ class RunComparison:
 
     def plot(self) -> bytes:
         "PNG: one bar chart per numeric recorded value, a bar per run."
-        import io
-
         from matplotlib.figure import Figure
 
         numeric = [c for c in self.table.columns if c.startswith("value.")
@@ -194,9 +192,7 @@ class RunComparison:
             ax.tick_params(axis="x", labelrotation=45, labelsize=7)
         if not numeric:
             fig.add_subplot().text(0.5, 0.5, "no numeric values recorded", ha="center", va="center")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-        return buf.getvalue()
+        return png_bytes(fig)
 
     def to_html(self) -> str:
         import base64

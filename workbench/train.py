@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .core import InputError, WorkbenchError, atomic_write, get_device
+from .core import InputError, WorkbenchError, atomic_write, get_device, png_bytes
 
 # %% auto #0
 __all__ = ['EVENTS', 'METRICS', 'TrainingError', 'StopTraining', 'Callback', 'FitResult', 'is_main_process', 'EpochSampler',
@@ -617,8 +617,6 @@ class Trainer:
 
 # %% ../nbs/03_train.ipynb #238d90ff
 def _lr_plot(finder: pd.DataFrame, suggestion: float) -> bytes:
-    import io
-
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5, 2.6))
@@ -629,9 +627,7 @@ def _lr_plot(finder: pd.DataFrame, suggestion: float) -> bytes:
     ax.set_xlabel("learning rate")
     ax.set_ylabel("smoothed loss")
     ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    return buf.getvalue()
+    return png_bytes(fig)
 
 # %% ../nbs/03_train.ipynb #007a1aab
 class NaNGuard(Callback):

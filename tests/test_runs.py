@@ -42,6 +42,30 @@ def test_retries_run_again_only_for_infrastructure(tmp_path):
     assert counter.read_text() == "x"  # a cell's own error is not retried
 
 
+def test_kernel_that_fails_to_start_is_started_again(tmp_path, monkeypatch):
+    "Two kernels started at once can race for a TCP port; the loser dies before kernel_info. It is started again."
+    import json
+    import sys
+
+    starts = tmp_path / "starts"
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(
+        "import pathlib, sys\n"
+        f"p = pathlib.Path({str(starts)!r})\n"
+        "p.write_text(p.read_text() + 'x' if p.exists() else 'x')\n"
+        "if len(p.read_text()) < 3:\n    sys.exit(1)  # as a kernel whose port was taken\n"
+        "from ipykernel import kernelapp\nkernelapp.launch_new_instance()\n"
+    )
+    spec = tmp_path / "jupyter" / "kernels" / "flaky"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps(
+        {"argv": [sys.executable, str(launcher), "-f", "{connection_file}"], "display_name": "flaky", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    run = run_notebook(write_notebook(tmp_path / "nb.ipynb", "x = 6 * 7"), out_dir=tmp_path / "o", html=False, kernel="flaky")
+    assert run.ok, run.describe_error()
+    assert starts.read_text() == "xxx"
+
+
 def test_cell_timeout(tmp_path):
     nb = write_notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(60)")
     start = time.perf_counter()

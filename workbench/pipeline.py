@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import os
+import random
 import re
 import secrets
 import time
@@ -241,6 +242,14 @@ def _infrastructure(exc) -> bool:
     return isinstance(exc, (DeadKernelError, RuntimeError)) and not isinstance(exc, PapermillExecutionError)
 
 
+def _never_started(exc, executed_nb) -> bool:
+    "Did the kernel fail to start, before any cell ran? (Such a run is always safe to start again.)"
+    from nbclient.exceptions import DeadKernelError
+
+    ran = executed_nb is not None and any(c.get("execution_count") for c in executed_nb.cells if c.cell_type == "code")
+    return type(exc) is RuntimeError and not isinstance(exc, DeadKernelError) and not ran
+
+
 def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None, html=True, retries=0,
                  max_output=1_000_000, store=None, pipeline=None) -> Run:
     "Execute `notebook` with `params` under papermill; keep the executed notebook (and HTML) in `out_dir`; return a Run."
@@ -271,7 +280,8 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
     start = time.perf_counter()
     error = None
     with _exclusive(output), _run_env(run_id, store.path):
-        for attempt in range(retries + 1):
+        retried, restarts = 0, 0
+        while True:
             try:
                 executed = pm.execute_notebook(
                     str(notebook), str(output), parameters=values, kernel_name=kernel,
@@ -287,7 +297,14 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
             except Exception as exc:  # papermill's execution error, a dead kernel, a timeout
                 executed = nbformat.read(str(output), as_version=4) if output.exists() else None
                 error = _failed_cell(source, executed, exc)
-                if not _infrastructure(exc) or attempt == retries:
+                if _never_started(exc, executed) and restarts < 3:
+                    # jupyter_client picks free TCP ports and then starts the kernel; a process starting another
+                    # kernel at that moment can take one of them ("Address already in use"). Start again.
+                    restarts += 1
+                    time.sleep(0.2 + random.random())
+                elif _infrastructure(exc) and retried < retries:
+                    retried += 1
+                else:
                     break
         duration = time.perf_counter() - start
         status = "failed" if error else "ok"

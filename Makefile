@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO := nbs/pipelines/explore.ipynb nbs/pipelines/train.ipynb nbs/pipelines/export.ipynb
 README_DIR ?= .
 
 .PHONY: venv test demo lab bench readme _readme sync clean
@@ -23,7 +22,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(VENV)/bin/workbench run $(DEMO)
+	$(VENV)/bin/workbench run nbs/pipelines/demo.yaml --workers 2
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=nbs

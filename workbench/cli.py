@@ -13,7 +13,7 @@ from pathlib import Path
 from .core import WorkbenchError
 
 # %% auto #0
-__all__ = ['parse_param', 'summary', 'main']
+__all__ = ['parse_param', 'parse_values', 'main']
 
 # %% ../nbs/09_cli.ipynb #b0d9edd9
 def parse_param(text: str) -> tuple[str, object]:
@@ -30,18 +30,22 @@ def parse_param(text: str) -> tuple[str, object]:
     return name.strip(), parsed
 
 # %% ../nbs/09_cli.ipynb #338ec76d
-def summary(runs) -> str:
-    "A plain-text table of `runs`: notebook, status, seconds, recorded values (or why it was skipped)."
-    rows = [("notebook", "status", "seconds", "recorded")]
-    for r in runs:
-        values = r.reason or ", ".join(f"{k}={v}" for k, v in r.metrics.items())
-        rows.append((Path(r.notebook).name, r.status, f"{r.duration:.1f}", values))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3] for row in rows
-    ).rstrip()
+def parse_values(text: str) -> tuple[str, list]:
+    "Split `name=v1,v2,...` and read the values as a YAML list."
+    import yaml
 
-# %% ../nbs/09_cli.ipynb #6ce42df0
+    name, value = parse_param(text)
+    if isinstance(value, str) and value:
+        try:
+            value = yaml.safe_load(f"[{value}]")
+        except yaml.YAMLError:
+            value = value.split(",")
+    return name, value if isinstance(value, list) else [value]
+
+# %% ../nbs/09_cli.ipynb #8c2c483d
+_ALL = "*every stage*"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench", description="Run notebooks as parameterized, recorded steps.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -51,21 +55,36 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--store", type=Path, help="run store (default: runs/runs.db or $WORKBENCH_RUNS_DB)")
         return c
 
-    def with_params(c, help):
-        c.add_argument("-p", "--param", action="append", type=parse_param, default=[], metavar="NAME=VALUE", help=help)
+    def with_params(c, help, parse=parse_param, metavar="NAME=VALUE"):
+        c.add_argument("-p", "--param", action="append", type=parse, default=[], metavar=metavar, help=help)
         c.add_argument("--timeout", type=float, help="seconds allowed per cell")
 
-    run = command("run", "run notebooks in order with parameters")
-    run.add_argument("notebooks", nargs="+", type=Path, help="notebooks (.ipynb) to run, in order")
-    with_params(run, "a parameter; given to each notebook that declares it")
-    run.add_argument("-o", "--out", type=Path, help="output folder (default: runs/<timestamp>)")
+    def with_executor(c, out):
+        c.add_argument("-n", "--workers", type=int, default=2, help="notebooks run at once (default: 2)")
+        c.add_argument("--executor", choices=["local", "dask"], default="local", help="where notebooks run (default: local)")
+        c.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address (default: start a local cluster)")
+        c.add_argument("-o", "--out", type=Path, help=f"output folder (default: {out})")
+
+    run = command("run", "run a pipeline (.yaml), or notebooks in order, with parameters")
+    run.add_argument("targets", nargs="+", type=Path, metavar="PIPELINE_OR_NOTEBOOKS",
+                     help="a pipeline .yaml, or notebooks (.ipynb) to run in order")
+    with_params(run, "a parameter; given to each stage that declares it")
+    with_executor(run, "runs/<pipeline name>, or runs/<timestamp> for notebooks")
+    run.add_argument("--force", action="append", nargs="?", const=_ALL, metavar="STAGE",
+                     help="run STAGE even if it is cached (repeatable); alone: every stage")
     run.add_argument("--no-html", action="store_true", help="skip the HTML rendering of executed notebooks")
+    sweep = command("sweep", "run a notebook once per combination of parameter values")
+    sweep.add_argument("notebook", type=Path)
+    with_params(sweep, "values of a parameter, comma-separated; one value is fixed", parse_values, "NAME=V1,V2")
+    with_executor(sweep, "runs/<notebook>-sweep")
+    sweep.add_argument("--metric", help="recorded value to sort the table by")
+    sweep.add_argument("--mode", choices=["max", "min"], default="max", help="best is the largest (max) or smallest")
+    sweep.add_argument("--force", action="store_true", help="run every point, even those cached")
     test = command("test", "run every notebook under PATHS as a test, in parallel")
     test.add_argument("paths", nargs="*", type=Path, default=[Path("nbs")], help="notebooks or folders (default: nbs)")
     with_params(test, "a value offered to every notebook that declares it (e.g. smoke=true)")
-    test.add_argument("-n", "--workers", type=int, default=2, help="notebooks run at once (default: 2)")
+    with_executor(test, "runs/test-<timestamp>")
     test.add_argument("--junit-xml", type=Path, help="write a JUnit XML report here")
-    test.add_argument("-o", "--out", type=Path, help="output folder (default: runs/test-<timestamp>)")
     params = command("params", "list the parameters a notebook declares")
     params.add_argument("notebook", type=Path)
     runs = command("runs", "list recorded runs, newest first")
@@ -76,22 +95,53 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _report(runs) -> int:
+    from workbench.pipeline import summary
+
     print(summary(runs))
-    failed = [r for r in runs if r.status == "failed"]
+    failed = [r for r in runs if r.status in ("failed", "interrupted") and r.error]
     for r in failed:
         print(r.describe_error(), file=sys.stderr)
     return 1 if failed else 0
 
 
 def _run(args) -> int:
-    from workbench.pipeline import run_sequence
+    from workbench.pipeline import Pipeline
 
-    out = args.out or Path("runs") / f"{dt.datetime.now():%Y%m%d-%H%M%S}"
-    runs = run_sequence(args.notebooks, out, dict(args.param), timeout=args.timeout, html=not args.no_html,
-                        verbose=True, store=args.store)
-    code = _report(runs)
-    print(f"output: {out}")
+    yaml = [t for t in args.targets if t.suffix in (".yaml", ".yml")]
+    if yaml and len(args.targets) > 1:
+        raise WorkbenchError("give one pipeline (.yaml), or notebooks (.ipynb); not both")
+    if yaml:
+        pipeline, out, force = Pipeline.from_yaml(yaml[0]), args.out, args.force
+        force = True if force and _ALL in force else force
+    else:
+        pipeline = Pipeline.sequence(args.targets)
+        out, force = args.out or Path("runs") / f"{dt.datetime.now():%Y%m%d-%H%M%S}", True
+    result = pipeline.run(dict(args.param), out_dir=out, workers=args.workers, force=force, executor=args.executor,
+                          scheduler=args.scheduler, timeout=args.timeout, html=not args.no_html, store=args.store)
+    code = _report(list(result.runs.values()))
+    print(f"output: {result.out_dir}")
     return code
+
+
+def _sweep(args) -> int:
+    from workbench.core import atomic_write
+    from workbench.pipeline import sweep
+
+    grid = {name: values for name, values in args.param if len(values) > 1}
+    fixed = {name: values[0] for name, values in args.param if len(values) == 1}
+    result = sweep(args.notebook, grid, fixed, metric=args.metric, mode=args.mode, workers=args.workers,
+                   out_dir=args.out, force=args.force, executor=args.executor, scheduler=args.scheduler,
+                   timeout=args.timeout, store=args.store)
+    out = Path(result.result.out_dir)
+    print(result.table.astype(object).fillna("").to_string(index=False))
+    with atomic_write(out / "sweep.csv") as f:
+        result.table.to_csv(f, index=False)
+    with atomic_write(out / "sweep.png", "wb") as f:
+        f.write(result.plot())
+    for r in result.result.failed:
+        print(r.describe_error(), file=sys.stderr)
+    print(f"output: {out} (sweep.csv, sweep.png)")
+    return 1 if result.result.failed else 0
 
 
 def _test(args) -> int:
@@ -101,9 +151,9 @@ def _test(args) -> int:
         print(f"{run.status:<8} {run.notebook}  {run.duration:.1f}s" + (f"  ({run.reason})" if run.reason else ""), flush=True)
 
     runs = run_tests(args.paths, workers=args.workers, params=dict(args.param), out_dir=args.out, timeout=args.timeout,
-                     store=args.store, junit=args.junit_xml, on_done=line)
+                     store=args.store, junit=args.junit_xml, on_done=line, executor=args.executor,
+                     scheduler=args.scheduler)
     return _report(runs)
-
 
 def _params(args) -> int:
     from workbench.pipeline import params
@@ -140,7 +190,13 @@ def main(argv=None) -> int:
     "Entry point of the `workbench` command; returns the exit code."
     args = _parser().parse_args(argv)
     try:
-        return {"run": _run, "test": _test, "params": _params, "runs": _runs, "check": _check}[args.command](args)
+        return {"run": _run, "sweep": _sweep, "test": _test, "params": _params, "runs": _runs,
+                "check": _check}[args.command](args)
     except WorkbenchError as e:
         print(f"workbench: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # a pipeline or sweep says what finished; then 130, as shells expect
+        if hasattr(e, "result"):
+            _report(list(e.result.runs.values()))
+            print(f"interrupted: run the same command again to resume ({e.result.out_dir})", file=sys.stderr)
+        return 130

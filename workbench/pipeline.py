@@ -16,11 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import InputError, atomic_write
-from .runs import recorded
+from .core import InputError, atomic_write, png_bytes
+from .runs import RunComparison, recorded
 
 # %% auto #0
-__all__ = ['params', 'check_params', 'Run', 'run_notebook', 'run_sequence', 'find_notebooks', 'junit_xml', 'run_tests']
+__all__ = ['params', 'check_params', 'Run', 'run_notebook', 'LocalExecutor', 'DaskExecutor', 'executor_for', 'find_notebooks',
+           'junit_xml', 'run_tests', 'Stage', 'summary', 'PipelineRun', 'PipelineInterrupted', 'Pipeline', 'Sweep',
+           'sweep']
 
 # %% ../nbs/08_pipeline.ipynb #7931d8e5
 def _read(notebook):
@@ -91,7 +93,7 @@ class Run:
     "The outcome of one notebook run."
     id: str
     notebook: str
-    status: str  # "ok", "failed" or "skipped"
+    status: str  # "ok", "failed", "interrupted", "skipped" or (in a pipeline) "cached"
     params: dict
     metrics: dict = field(default_factory=dict)  # the values the notebook record()ed
     duration: float = 0.0
@@ -99,21 +101,23 @@ class Run:
     html: str | None = None  # its HTML rendering
     error: dict | None = None  # cell, source, line, ename, evalue
     reason: str | None = None  # why it was skipped
+    stage: str | None = None  # its stage, in a pipeline
 
     @property
     def ok(self) -> bool:
-        return self.status in ("ok", "skipped")
+        return self.status in ("ok", "skipped", "cached")
 
     def describe_error(self) -> str:
         "One paragraph that names the notebook, the cell, its first line and the exception."
         if not self.error:
             return ""
         e = self.error
+        name = f"stage {self.stage!r} ({self.notebook})" if self.stage else self.notebook
         where = f"cell {e['cell']}: `{e['source']}`" if e.get("cell") else "before any cell ran"
         if e.get("line") and e["line"][0] > 1:
             where += f", line {e['line'][0]}: `{e['line'][1]}`"
         return (
-            f"{self.notebook} failed at {where}\n"
+            f"{name} {'was interrupted' if self.status == 'interrupted' else 'failed'} at {where}\n"
             f"{e['ename']}: {e['evalue']}\nexecuted notebook kept at {self.output}"
         )
 
@@ -250,8 +254,84 @@ def _never_started(exc, executed_nb) -> bool:
     return type(exc) is RuntimeError and not isinstance(exc, DeadKernelError) and not ran
 
 
+def _tracking_manager(started: list):
+    "A kernel manager class for nbclient that adds each kernel it starts to `started`, so it can be stopped."
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class TrackedKernelManager(AsyncKernelManager):
+        # On POSIX the kernel talks over Unix sockets with unique names, not TCP ports: jupyter_client picks a TCP
+        # port free *now*, and a kernel started at the same moment by another process can take it first.
+        if os.name == "posix":
+            @default("transport")
+            def _transport(self):
+                return "ipc"
+
+            @default("ip")
+            def _ip(self):
+                return os.path.join(tempfile.gettempdir(), f"wb-kernel-{secrets.token_hex(6)}")
+
+        async def _async_post_start_kernel(self, **kw):
+            started.append(self)
+            await super()._async_post_start_kernel(**kw)
+
+    return TrackedKernelManager
+
+
+def _signal_kernels(kernels, sig):
+    "Send `sig` to each kernel's process group (jupyter_client starts each kernel in a session of its own)."
+    import signal
+
+    for km in kernels:
+        provisioner = getattr(km, "provisioner", None)
+        try:
+            if getattr(provisioner, "pgid", None):
+                os.killpg(provisioner.pgid, sig)
+            elif getattr(provisioner, "process", None) is not None:
+                provisioner.process.send_signal(sig)
+        except (ProcessLookupError, PermissionError):
+            pass  # already gone
+    if sig == signal.SIGKILL:
+        kernels.clear()
+
+
+class _Stopper:
+    "Watch for `stop_file`; once it exists, interrupt the run's kernels, and kill those still there 5 s later."
+
+    def __init__(self, stop_file, kernels: list):
+        import threading
+
+        self.stop_file, self.kernels, self.fired = Path(stop_file) if stop_file else None, kernels, False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self):
+        import signal
+
+        while not self._done.wait(0.2):
+            if self.stop_file.exists():
+                self.fired = True
+                _signal_kernels(self.kernels, signal.SIGINT)
+                if self._done.wait(5):
+                    return
+                while not self._done.wait(0.2):  # also any kernel started after the stop
+                    _signal_kernels(self.kernels, signal.SIGKILL)
+
+    def __enter__(self):
+        if self.stop_file:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None, html=True, retries=0,
-                 max_output=1_000_000, store=None, pipeline=None) -> Run:
+                 max_output=1_000_000, store=None, pipeline=None, stop_file=None) -> Run:
     "Execute `notebook` with `params` under papermill; keep the executed notebook (and HTML) in `out_dir`; return a Run."
     import hashlib
 
@@ -278,8 +358,8 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
                 _git_commit(notebook.parent.resolve()), pipeline)
 
     start = time.perf_counter()
-    error = None
-    with _exclusive(output), _run_env(run_id, store.path):
+    error, kernels, interrupt = None, [], None
+    with _exclusive(output), _run_env(run_id, store.path), _Stopper(stop_file, kernels) as stopper:
         retried, restarts = 0, 0
         while True:
             try:
@@ -287,6 +367,7 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
                     str(notebook), str(output), parameters=values, kernel_name=kernel,
                     cwd=str(notebook.parent.resolve()), execution_timeout=timeout, progress_bar=False,
                     extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the TCP warning on every start
+                    kernel_manager_class=_tracking_manager(kernels),
                 )
                 if _unanswered(executed) is not None:  # papermill can miss a kernel killed between two cells
                     from nbclient.exceptions import DeadKernelError
@@ -297,17 +378,26 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
             except Exception as exc:  # papermill's execution error, a dead kernel, a timeout
                 executed = nbformat.read(str(output), as_version=4) if output.exists() else None
                 error = _failed_cell(source, executed, exc)
+                if stopper.fired:
+                    break
                 if _never_started(exc, executed) and restarts < 3:
-                    # jupyter_client picks free TCP ports and then starts the kernel; a process starting another
-                    # kernel at that moment can take one of them ("Address already in use"). Start again.
                     restarts += 1
                     time.sleep(0.2 + random.random())
                 elif _infrastructure(exc) and retried < retries:
                     retried += 1
                 else:
                     break
+            except KeyboardInterrupt as exc:  # Ctrl-C here, in the process that runs the kernel
+                import signal
+
+                _signal_kernels(kernels, signal.SIGKILL)
+                executed = nbformat.read(str(output), as_version=4) if output.exists() else None
+                error, interrupt = _failed_cell(source, executed, exc), exc
+                break
         duration = time.perf_counter() - start
-        status = "failed" if error else "ok"
+        status = "interrupted" if error and (interrupt or stopper.fired) else "failed" if error else "ok"
+        if status == "interrupted":
+            error = {**error, "ename": "KeyboardInterrupt", "evalue": "stopped by the user (Ctrl-C)"}
         executed = nbformat.read(str(output), as_version=4) if output.exists() else None
         html_path = None
         if executed is not None:
@@ -321,6 +411,8 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
                 _to_html(executed, html_path)
     store.finish(run_id, status, duration, error, str(output) if executed is not None else None,
                  str(html_path) if html_path else None)
+    if interrupt is not None:
+        raise interrupt
     return Run(
         id=run_id, notebook=str(notebook), status=status, params=values,
         metrics=recorded(executed) if executed is not None else {}, duration=duration,
@@ -328,26 +420,96 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
     )
 
 # %% ../nbs/08_pipeline.ipynb #135810fd
-def run_sequence(notebooks, out_dir, shared=None, timeout=None, html=True, verbose=False, store=None) -> list[Run]:
-    "Run `notebooks` in order into `out_dir`, each with the `shared` values it declares; stop at the first failure."
-    out_dir = Path(out_dir)
-    declared = {nb: params(nb) for nb in notebooks}
-    accepted = {name for names in declared.values() for name in names}
-    unused = set(shared or {}) - accepted
-    if unused:
-        raise InputError(f"no notebook declares {sorted(unused)}; they accept {sorted(accepted)}")
-    shared = {"run_dir": str(out_dir.resolve()), **(shared or {})}
-    values = {nb: check_params(nb, {k: v for k, v in shared.items() if k in declared[nb]}) for nb in notebooks}
-    done = []
-    for nb in notebooks:  # every notebook's values were checked before the first kernel starts
-        if verbose:
-            print(f"running {nb} ...", flush=True)
-        done.append(run_notebook(nb, values[nb], out_dir=out_dir, timeout=timeout, html=html, store=store))
-        if not done[-1].ok:
-            break
-    return done
+def _check_workers(workers):
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise InputError(f"workers must be a whole number >= 1, not {workers!r}")
 
-# %% ../nbs/08_pipeline.ipynb #7d6f75e2
+
+class LocalExecutor:
+    "Run functions in `workers` spawned processes on this machine."
+
+    def __init__(self, workers: int = 2):
+        import multiprocessing
+        import signal
+        from concurrent.futures import ProcessPoolExecutor
+
+        _check_workers(workers)
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+
+    def submit(self, fn, *args):
+        return self.pool.submit(fn, *args)
+
+    def wait(self, futures, timeout=None) -> set:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        return wait(futures, timeout, FIRST_COMPLETED).done
+
+    def close(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor:
+    "Run functions on Dask distributed: the cluster whose scheduler is at `scheduler`, or a LocalCluster of `workers`."
+
+    def __init__(self, workers: int = 2, scheduler: str | None = None, connect_timeout: float = 5):
+        from distributed import Client, LocalCluster
+
+        _check_workers(workers)
+        self.cluster = None
+        if scheduler:
+            try:
+                self.client = Client(scheduler, timeout=connect_timeout)
+            except (OSError, TimeoutError) as e:
+                raise InputError(
+                    f"no Dask scheduler answers at {scheduler} (waited {connect_timeout:g} s); start one with "
+                    f"`dask scheduler` and workers with `dask worker {scheduler}`, or give no address to start a local cluster"
+                ) from e
+        else:
+            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                        dashboard_address=None)
+            self.client = Client(self.cluster)
+
+    def submit(self, fn, *args):
+        return self.client.submit(fn, *args, pure=False)
+
+    def wait(self, futures, timeout=None) -> set:
+        from distributed import wait
+
+        try:
+            return wait(futures, timeout, return_when="FIRST_COMPLETED").done
+        except TimeoutError:
+            return set()
+
+    def close(self):
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _check_executor(executor, workers, scheduler):
+    _check_workers(workers)
+    if executor not in ("local", "dask") and not all(hasattr(executor, m) for m in ("submit", "wait", "close")):
+        raise InputError(f"executor must be 'local', 'dask' or an object with submit, wait and close; not {executor!r}")
+    if scheduler and executor != "dask":
+        raise InputError("a scheduler address goes with executor='dask' (--executor dask)")
+
+
+def executor_for(executor="local", workers: int = 2, scheduler: str | None = None):
+    "An executor by name ('local', 'dask'), or the executor object given."
+    _check_executor(executor, workers, scheduler)
+    if executor == "local":
+        return LocalExecutor(workers)
+    if executor == "dask":
+        return DaskExecutor(workers, scheduler)
+    return executor
+
+
+def _error(exc) -> dict:
+    "A Run's error for an exception raised outside any cell."
+    return {"cell": None, "source": "", "line": None, "ename": type(exc).__name__, "evalue": str(exc)}
+
+# %% ../nbs/08_pipeline.ipynb #03882ded
 def find_notebooks(paths) -> list[Path]:
     "The notebooks named in `paths` (files or folders searched recursively; checkpoints and hidden folders left out)."
     found = []
@@ -404,37 +566,522 @@ def junit_xml(runs: list[Run], path):
 
 
 def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, html=False, store=None,
-              junit=None, on_done=None) -> list[Run]:
-    "Run every notebook under `paths` as a test, `workers` at a time in worker processes; return the Runs in order."
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
+              junit=None, on_done=None, executor="local", scheduler=None) -> list[Run]:
+    "Run every notebook under `paths` as a test, `workers` at a time; return the Runs in order."
     from workbench import pipeline  # the installed module: a worker process cannot import a notebook's own functions
 
     notebooks = find_notebooks(paths)
-    if not isinstance(workers, int) or workers < 1:
-        raise InputError(f"workers must be a whole number >= 1, not {workers!r}")
+    _check_executor(executor, workers, scheduler)
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / f"test-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    store_path = str(store.path if hasattr(store, "path") else store) if store is not None else None
+    store_path = str(Path(store.path if hasattr(store, "path") else store).resolve()) if store is not None else None
     values = dict(params or {})
     results = {}
-    spawn = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads or a kernel
-    with ProcessPoolExecutor(min(workers, len(notebooks)), mp_context=spawn) as pool:
-        futures = {pool.submit(pipeline._test_one, str(nb), values, str(out_dir), timeout, html, store_path): nb
-                   for nb in notebooks}
-        for future in as_completed(futures):
-            nb = futures[future]
-            try:
-                run = future.result()
-            except InputError:
-                raise
-            except Exception as e:  # a worker that died: report it as that notebook's failure
-                run = Run(id="", notebook=str(nb), status="failed", params={},
-                          error={"cell": None, "source": "", "line": None, "ename": type(e).__name__, "evalue": str(e)})
-            results[nb] = run
-            if on_done:
-                on_done(run)
+    pool = executor_for(executor, min(workers, len(notebooks)), scheduler)
+    try:
+        futures = {pool.submit(pipeline._test_one, str(nb.resolve()), values, str(out_dir.resolve()), timeout, html,
+                               store_path): nb for nb in notebooks}
+        pending = set(futures)
+        while pending:
+            for future in pool.wait(pending):
+                pending.discard(future)
+                nb = futures[future]
+                try:
+                    run = future.result()
+                except InputError:
+                    raise
+                except Exception as e:  # a worker that died: report it as that notebook's failure
+                    run = Run(id="", notebook=str(nb.resolve()), status="failed", params={}, error=_error(e))
+                results[nb] = run
+                if on_done:
+                    on_done(run)
+    finally:
+        if pool is not executor:
+            pool.close()
     runs = [results[nb] for nb in notebooks]
     if junit:
         junit_xml(runs, junit)
     return runs
+
+# %% ../nbs/08_pipeline.ipynb #88dc5222
+_REF = re.compile(r"\$\{([^}]*)\}")
+_STAGE_KEYS = ("notebook", "params", "depends_on", "outputs")
+
+
+@dataclass
+class Stage:
+    "One step of a pipeline: a notebook, its parameters, the stages it needs and the files it writes."
+    name: str
+    notebook: Path
+    params: dict = field(default_factory=dict)
+    depends_on: list = field(default_factory=list)
+    outputs: dict = field(default_factory=dict)  # name -> path in the pipeline's folder
+
+    @property
+    def folder(self) -> str:
+        "The name of the stage's folder: its name, with characters that paths do not take replaced."
+        return re.sub(r"[^\w.=,+-]", "_", self.name)
+
+
+def _references(stage: Stage) -> list[tuple]:
+    "(param, stage, 'outputs' or 'metrics', name) for each ${stage.kind.name} in `stage`'s params."
+    found = []
+    for param, value in stage.params.items():
+        for text in _REF.findall(value) if isinstance(value, str) else []:
+            parts = text.strip().split(".")
+            if len(parts) != 3 or parts[1] not in ("outputs", "metrics"):
+                raise InputError(f"stage {stage.name!r}, parameter {param!r}: cannot read ${{{text}}}; "
+                                 "write ${stage.outputs.name} or ${stage.metrics.name}")
+            found.append((param, *parts))
+    return found
+
+
+def _load_yaml(path: Path):
+    "The YAML document at `path`; a syntax error or a key written twice is an InputError naming its line."
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:  # PyYAML would keep the last one silently: a stage could vanish
+                raise InputError(f"{path}, line {key_node.start_mark.line + 1}: {key!r} is written twice")
+            seen.add(key)
+        return loader.construct_mapping(node, deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    try:
+        return yaml.load(path.read_text(), Loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise InputError(f"{path}, line {mark.line + 1}, column {mark.column + 1}: YAML syntax error, {e.problem}") from None
+    except yaml.YAMLError as e:
+        raise InputError(f"{path}: not valid YAML ({e})") from None
+
+# %% ../nbs/08_pipeline.ipynb #80935538
+def _detail(run: Run) -> str:
+    "What a run recorded, where it failed, or why it did not run: one line."
+    if run.error:
+        return (f"cell {run.error['cell']}: " if run.error.get("cell") else "") + f"{run.error['ename']}: {run.error['evalue']}"
+    return run.reason or ", ".join(f"{k}={v}" for k, v in run.metrics.items())
+
+
+def summary(runs) -> str:
+    "A plain-text table of `runs`: stage (or notebook), status, seconds, recorded values (or why it did not run)."
+    rows = [("stage" if any(r.stage for r in runs) else "notebook", "status", "seconds", "recorded")]
+    for r in runs:
+        rows.append((r.stage or Path(r.notebook).name, r.status, f"{r.duration:.1f}", _detail(r)[:160]))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3] for row in rows).rstrip()
+
+
+@dataclass
+class PipelineRun:
+    "The outcome of a pipeline run: a Run per stage, in dependency order."
+    id: str
+    name: str
+    out_dir: str
+    runs: dict  # stage name -> Run
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status in ("ok", "cached") for r in self.runs.values())
+
+    @property
+    def failed(self) -> list:
+        return [r for r in self.runs.values() if r.status in ("failed", "interrupted")]
+
+    def __repr__(self) -> str:
+        return f"{summary(list(self.runs.values()))}\n{self.name}: {self.duration:.1f} s, folder {self.out_dir}"
+
+
+class PipelineInterrupted(KeyboardInterrupt):
+    "Ctrl-C stopped a pipeline; `result` says which stages finished, which were stopped and which never ran."
+
+    def __init__(self, result: PipelineRun):
+        super().__init__(f"pipeline {result.name!r} interrupted")
+        self.result = result
+
+# %% ../nbs/08_pipeline.ipynb #d15dc488
+def _digest(path: Path) -> str | None:
+    "sha256 of a file's bytes, or of a folder's files (names and bytes); None when `path` does not exist."
+    import hashlib
+
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else None
+    if files is None:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _run_stage(notebook, values, out_dir, timeout, html, retries, store, pipeline_id, stage, stop_file) -> Run:
+    "One stage, in a worker process or on a Dask worker."
+    if Path(stop_file).exists():
+        return Run("", notebook, "interrupted", values, stage=stage, reason="the pipeline was stopped before it started")
+    run = run_notebook(notebook, values, out_dir=out_dir, timeout=timeout, html=html, retries=retries, store=store,
+                       pipeline=pipeline_id, stop_file=stop_file)
+    run.stage = stage
+    return run
+
+
+def _say(run: Run, width: int):
+    "One line of the live view: time, stage, state and what it recorded or why it stopped."
+    seconds = f"  {run.duration:.1f} s" if run.status in ("ok", "failed", "interrupted") and run.id else ""
+    print(f"{dt.datetime.now():%H:%M:%S}  {run.stage:<{width}}  {run.status:<11}{seconds}  {_detail(run)[:120]}".rstrip(),
+          flush=True)
+
+# %% ../nbs/08_pipeline.ipynb #5cc49867
+class Pipeline:
+    "Notebooks as the stages of a DAG, checked before any kernel starts; `run` executes it."
+
+    def __init__(self, stages, name: str = "pipeline", params: dict | None = None):
+        from dataclasses import replace
+
+        self.name, self.params, self.stages = str(name), dict(params or {}), {}
+        for s in stages:
+            if s.name in self.stages:
+                raise InputError(f"pipeline {self.name!r}: two stages are named {s.name!r}")
+            self.stages[s.name] = replace(s, notebook=Path(s.notebook), params=dict(s.params),
+                                          depends_on=list(s.depends_on), outputs=dict(s.outputs))
+        if not self.stages:
+            raise InputError(f"pipeline {self.name!r} has no stages")
+        self._declared = self._check()
+
+    @classmethod
+    def from_yaml(cls, path) -> "Pipeline":
+        "The pipeline described in the YAML file at `path` (notebooks relative to it)."
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"pipeline file {path} does not exist (working folder: {Path.cwd()})")
+        spec = _load_yaml(path)
+        if not isinstance(spec, dict) or not isinstance(spec.get("stages"), dict) or not spec["stages"]:
+            raise InputError(f"{path}: expected `stages:` mapping stage names to a `notebook:` each")
+        if unknown := sorted(set(spec) - {"name", "params", "stages"}):
+            raise InputError(f"{path}: unknown key {unknown}; a pipeline has name, params and stages")
+        if not isinstance(spec.get("params") or {}, dict):
+            raise InputError(f"{path}: params must map parameter names to values")
+        stages = []
+        for name, body in spec["stages"].items():
+            where = f"{path}: stage {name!r}"
+            if not isinstance(body, dict) or "notebook" not in body:
+                raise InputError(f"{where} needs a `notebook:` (a path relative to {path.name})")
+            if unknown := sorted(set(body) - set(_STAGE_KEYS)):
+                raise InputError(f"{where}: unknown key {unknown}; a stage has {', '.join(_STAGE_KEYS)}")
+            deps, outputs, values = body.get("depends_on") or [], body.get("outputs") or {}, body.get("params") or {}
+            deps = [deps] if isinstance(deps, str) else deps
+            if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+                raise InputError(f"{where}: depends_on must be a stage name or a list of them")
+            if not isinstance(outputs, dict) or not all(isinstance(v, str) for v in outputs.values()):
+                raise InputError(f"{where}: outputs must map names to paths, e.g. `outputs: {{checkpoint: cnn/last.ckpt}}`")
+            if not isinstance(values, dict):
+                raise InputError(f"{where}: params must map parameter names to values")
+            stages.append(Stage(str(name), path.parent / str(body["notebook"]), values, deps, outputs))
+        return cls(stages, name=spec.get("name") or path.stem, params=spec.get("params"))
+
+    @classmethod
+    def sequence(cls, notebooks, params: dict | None = None, name: str = "sequence") -> "Pipeline":
+        "Notebooks run one after another, each given the `params` it declares."
+        stages = []
+        for nb in map(Path, notebooks):
+            taken = {s.name for s in stages}
+            stage = next(n for n in [nb.stem, *(f"{nb.stem}-{i}" for i in range(2, len(stages) + 2))] if n not in taken)
+            stages.append(Stage(stage, nb, depends_on=[stages[-1].name] if stages else []))
+        return cls(stages, name=name, params=params)
+
+    def order(self) -> list[str]:
+        "The stage names, each after the stages it depends on."
+        from graphlib import CycleError, TopologicalSorter
+
+        try:
+            return list(TopologicalSorter({n: s.depends_on for n, s in self.stages.items()}).static_order())
+        except CycleError as e:
+            raise InputError(f"pipeline {self.name!r} has a cycle: {' -> '.join(reversed(e.args[1]))}") from None
+
+    def _check(self) -> dict:
+        "Check stages, references and parameters; return what each stage's notebook declares."
+        declared, folders = {}, {}
+        for s in self.stages.values():
+            try:
+                declared[s.name] = params(s.notebook)
+            except InputError as e:
+                raise InputError(f"stage {s.name!r}: {e}") from None
+            if (other := folders.setdefault(s.folder, s.name)) != s.name:
+                raise InputError(f"stages {other!r} and {s.name!r} would share the folder {s.folder!r}; rename one")
+            for dep in s.depends_on:
+                if dep not in self.stages:
+                    raise InputError(f"stage {s.name!r} depends on {dep!r}, which is not a stage ({', '.join(self.stages)})")
+            for param, up, kind, out in _references(s):
+                where = f"stage {s.name!r}, parameter {param!r}: ${{{up}.{kind}.{out}}}"
+                if up not in self.stages:
+                    raise InputError(f"{where} names no stage ({', '.join(self.stages)})")
+                if kind == "outputs" and out not in self.stages[up].outputs:
+                    raise InputError(f"{where}: stage {up!r} declares no output {out!r} "
+                                     f"(it declares: {', '.join(self.stages[up].outputs) or 'none'})")
+                if up not in s.depends_on:
+                    s.depends_on.append(up)
+        if unused := sorted(set(self.params) - {n for names in declared.values() for n in names}):
+            raise InputError(f"pipeline {self.name!r}: no stage declares {unused}")
+        self.order()  # a cycle is an error now, before anything runs
+        for s in self.stages.values():
+            self._checked(s, self._values(s, {}, Path("runs"), declared[s.name]))
+        return declared
+
+    def _values(self, stage: Stage, overrides: dict, out: Path, declared: dict) -> dict:
+        "A stage's values: run_dir, then the pipeline's params, its own, and `overrides`, for the names it declares."
+        values = {"run_dir": str(out)} if "run_dir" in declared else {}
+        values.update({k: v for k, v in self.params.items() if k in declared})
+        values.update(stage.params)
+        values.update({k: v for k, v in overrides.items() if k in declared})
+        return values
+
+    def _checked(self, stage: Stage, values: dict, resolved: bool = False) -> dict:
+        "`values` checked against the stage's notebook (references are typed once they are resolved)."
+        try:
+            check_params(stage.notebook, {k: v if resolved or not (isinstance(v, str) and _REF.search(v)) else None
+                                          for k, v in values.items()})
+        except InputError as e:
+            raise InputError(f"stage {stage.name!r}: {e}") from None
+        return values
+
+    def _resolve(self, stage: Stage, values: dict, runs: dict, out: Path) -> dict:
+        "`values` with each ${stage.outputs.x} and ${stage.metrics.x} replaced by its path or recorded value."
+        def lookup(text):
+            up, kind, name = text.strip().split(".")
+            if kind == "outputs":
+                return str(out / self.stages[up].outputs[name])
+            if name not in runs[up].metrics:
+                raise InputError(f"stage {stage.name!r}: stage {up!r} recorded no value {name!r} "
+                                 f"(it recorded: {', '.join(runs[up].metrics) or 'nothing'})")
+            return runs[up].metrics[name]
+
+        resolved = {}
+        for k, v in values.items():
+            whole = _REF.fullmatch(v.strip()) if isinstance(v, str) else None
+            resolved[k] = lookup(whole.group(1)) if whole else _REF.sub(lambda m: str(lookup(m.group(1))), v) \
+                if isinstance(v, str) else v
+        values = dict(values, **resolved)
+        return self._checked(stage, values, resolved=True)
+
+    def _forced(self, force) -> set:
+        if force in (None, False):
+            return set()
+        if force is True:
+            return set(self.stages)
+        names = [force] if isinstance(force, str) else list(force)
+        if unknown := sorted(set(names) - set(self.stages)):
+            raise InputError(f"cannot force {unknown}: pipeline {self.name!r} has stages {', '.join(self.stages)}")
+        return set(names)
+
+    def _key(self, stage: Stage, values: dict, out: Path, digest) -> str:
+        "What a stage's result depends on: its notebook's bytes, its resolved values, its upstream outputs' bytes."
+        import hashlib
+        import json
+
+        upstream = {d: {k: digest(out / p) for k, p in self.stages[d].outputs.items()} for d in stage.depends_on}
+        blob = json.dumps({"notebook": _digest(stage.notebook), "params": values, "upstream": upstream},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _cached(self, stage: Stage, key: str, out: Path, digest) -> Run | None:
+        "The stage's last successful Run when its key matches and its outputs are there, unchanged; else None."
+        import json
+
+        try:
+            last = json.loads((out / stage.folder / "stage.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if last.get("key") != key or any(digest(out / p) != last["outputs"].get(k) for k, p in stage.outputs.items()):
+            return None
+        return Run(last["run_id"], str(stage.notebook), "cached", last["params"], last["metrics"], 0.0, last["output"],
+                   last["html"], stage=stage.name)
+
+    def _finish(self, stage: Stage, future, key: str, out: Path, digests: dict, store) -> Run:
+        "The Run a finished stage returned, failed if a declared output is missing; recorded for the cache if ok."
+        import json
+
+        try:
+            run = future.result()
+        except Exception as e:  # the worker died, or refused the run (another run holds its output)
+            return Run("", str(stage.notebook), "failed", {}, stage=stage.name, error=_error(e))
+        if run.status != "ok":
+            return run
+        missing = [f"{k} ({p})" for k, p in stage.outputs.items() if not (out / p).exists()]
+        if missing:
+            run.status = "failed"
+            run.error = {"cell": None, "source": "", "line": None, "ename": "MissingOutput",
+                         "evalue": f"the notebook did not write its declared output {', '.join(missing)}"}
+            store.finish(run.id, run.status, run.duration, run.error, run.output, run.html)
+            return run
+        for p in stage.outputs.values():
+            digests[out / p] = _digest(out / p)
+        record = {"key": key, "run_id": run.id, "params": run.params, "metrics": run.metrics, "output": run.output,
+                  "html": run.html, "outputs": {k: digests[out / p] for k, p in stage.outputs.items()}}
+        with atomic_write(out / stage.folder / "stage.json") as f:
+            json.dump(record, f, indent=1, default=str)
+        return run
+
+    def run(self, params: dict | None = None, out_dir=None, workers: int = 2, force=None, executor="local",
+            scheduler: str | None = None, timeout=None, html: bool = True, retries: int = 0, store=None,
+            verbose: bool = True) -> PipelineRun:
+        "Run the stages in dependency order, `workers` at a time; return a PipelineRun. Ctrl-C: PipelineInterrupted."
+        from workbench import pipeline  # the installed module: a worker process cannot import a notebook's own functions
+        from workbench.runs import RunStore
+
+        overrides = dict(params or {})
+        if unknown := sorted(set(overrides) - {n for names in self._declared.values() for n in names}):
+            raise InputError(f"no stage of {self.name!r} declares {unknown}")
+        _check_executor(executor, workers, scheduler)
+        forced = self._forced(force)
+        out = Path(out_dir if out_dir is not None else Path("runs") / self.name).resolve()
+        values = {n: self._checked(s, self._values(s, overrides, out, self._declared[n])) for n, s in self.stages.items()}
+        store = store if isinstance(store, RunStore) else RunStore(store)
+        run_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{self.name}-{secrets.token_hex(3)}"
+        out.mkdir(parents=True, exist_ok=True)
+        stop = out / ".stop"
+        stop.unlink(missing_ok=True)
+        order, runs, running, pool, digests = self.order(), {}, {}, None, {}
+        digest = lambda p: digests[p] if p in digests else digests.setdefault(p, _digest(p))
+        width = max(map(len, order))
+        say = (lambda r: _say(r, width)) if verbose else (lambda r: None)
+        start = time.perf_counter()
+
+        def done(name, run):
+            runs[name] = run
+            say(run)
+
+        try:
+            while len(runs) < len(order):
+                for name in order:
+                    stage = self.stages[name]
+                    if name in runs or name in (n for n, _ in running.values()):
+                        continue
+                    if blocked := [d for d in stage.depends_on if d in runs and runs[d].status not in ("ok", "cached")]:
+                        done(name, Run("", str(stage.notebook), "skipped", {}, stage=name,
+                                       reason=f"upstream stage {blocked[0]!r} {runs[blocked[0]].status}"))
+                        continue
+                    if any(d not in runs for d in stage.depends_on) or len(running) >= workers:
+                        continue
+                    try:
+                        resolved = self._resolve(stage, values[name], runs, out)
+                    except InputError as e:
+                        done(name, Run("", str(stage.notebook), "failed", {}, stage=name, error=_error(e)))
+                        continue
+                    key = self._key(stage, resolved, out, digest)
+                    cached = None if name in forced else self._cached(stage, key, out, digest)
+                    if cached:
+                        done(name, cached)
+                        continue
+                    (out / stage.folder / "stage.json").unlink(missing_ok=True)
+                    pool = pool or executor_for(executor, workers, scheduler)
+                    future = pool.submit(pipeline._run_stage, str(stage.notebook.resolve()), resolved,
+                                         str(out / stage.folder), timeout, html, retries, str(store.path.resolve()),
+                                         run_id, name, str(stop))
+                    running[future] = (name, key)
+                    say(Run("", str(stage.notebook), "running", {}, stage=name))
+                if running:
+                    for future in pool.wait(list(running)):
+                        name, key = running.pop(future)
+                        done(name, self._finish(self.stages[name], future, key, out, digests, store))
+        except KeyboardInterrupt:
+            stop.touch()  # each running stage interrupts its kernel (run_notebook's stop_file) and returns
+            deadline = time.monotonic() + 30
+            while running and time.monotonic() < deadline:
+                for future in pool.wait(list(running), timeout=max(0.1, deadline - time.monotonic())):
+                    name, key = running.pop(future)
+                    done(name, self._finish(self.stages[name], future, key, out, digests, store))
+            for name, _ in running.values():
+                done(name, Run("", str(self.stages[name].notebook), "interrupted", {}, stage=name,
+                               reason="did not stop within 30 s"))
+            for name in order:
+                if name not in runs:
+                    done(name, Run("", str(self.stages[name].notebook), "skipped", {}, stage=name,
+                                   reason="the pipeline was interrupted"))
+            result = PipelineRun(run_id, self.name, str(out), {n: runs[n] for n in order}, time.perf_counter() - start)
+            raise PipelineInterrupted(result) from None
+        finally:
+            stop.unlink(missing_ok=True)
+            if pool is not None and pool is not executor:
+                pool.close()
+        return PipelineRun(run_id, self.name, str(out), {n: runs[n] for n in order}, time.perf_counter() - start)
+
+# %% ../nbs/08_pipeline.ipynb #3eb6d191
+class Sweep(RunComparison):
+    "The runs of a sweep: a table sorted by `metric` (best first), and the metric plotted against each parameter."
+
+    def __init__(self, result: PipelineRun, grid: dict, metric: str | None = None, mode: str = "max"):
+        import pandas as pd
+
+        self.result, self.grid, self.metric, self.mode = result, grid, metric, mode
+        table = pd.DataFrame([{**{k: r.params.get(k) for k in grid}, **r.metrics, "status": r.status,
+                               "seconds": round(r.duration, 1), "run": r.id} for r in result.runs.values()])
+        if metric in table:
+            table = table.sort_values(metric, ascending=mode == "min", na_position="last", kind="stable")
+        super().__init__(table.reset_index(drop=True))
+
+    @property
+    def best(self) -> dict:
+        "The values and records of the best point (by `metric`)."
+        if self.metric not in self.table:
+            recorded = sorted(set(self.table.columns) - {*self.grid, "status", "seconds", "run"})
+            raise InputError(f"no point recorded {self.metric!r}; choose a metric among {recorded}")
+        return self.table.iloc[0].to_dict()
+
+    def plot(self) -> bytes:
+        "PNG: the metric against each swept parameter (log scale for a parameter spanning two decades or more)."
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(3.2 * len(self.grid), 2.8), layout="constrained")
+        for i, name in enumerate(self.grid):
+            ax = fig.add_subplot(1, len(self.grid), i + 1)
+            if self.metric not in self.table:
+                ax.text(0.5, 0.5, f"no point recorded {self.metric!r}", ha="center", va="center")
+                continue
+            x = self.table[name]
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x)
+            ax.scatter(x if numeric else x.map(str), self.table[self.metric], color="#4c72b0")
+            if numeric and min(x) > 0 and max(x) / min(x) >= 100:
+                ax.set_xscale("log")
+            ax.set_xlabel(name)
+            ax.set_ylabel(self.metric)
+        return png_bytes(fig)
+
+
+def sweep(notebook, grid: dict, fixed: dict | None = None, metric: str | None = None, mode: str = "max",
+          workers: int = 2, out_dir=None, force=False, executor="local", scheduler: str | None = None, timeout=None,
+          html: bool = False, store=None, verbose: bool = True) -> Sweep:
+    "Run `notebook` once per combination of `grid`'s values (with `fixed` in all), `workers` at a time; a Sweep."
+    import itertools
+
+    if mode not in ("max", "min"):
+        raise InputError(f"mode must be 'max' or 'min', not {mode!r}")
+    if not isinstance(grid, dict) or not grid:
+        raise InputError(f"a sweep needs a grid: parameter names mapped to lists of values, e.g. {{'lr': [0.1, 0.01]}}; got {grid!r}")
+    for name, values in grid.items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise InputError(f"grid[{name!r}] must be a non-empty list of values, not {values!r}")
+    fixed = dict(fixed or {})
+    if both := sorted(set(fixed) & set(grid)):
+        raise InputError(f"{both} cannot be both fixed and swept")
+    notebook = Path(notebook)
+    out = Path(out_dir if out_dir is not None else Path("runs") / f"{notebook.stem}-sweep").resolve()
+    declared = params(notebook)
+    stages = []
+    for combo in itertools.product(*grid.values()):
+        point = dict(zip(grid, combo))
+        stage = Stage(",".join(f"{k}={v}" for k, v in point.items()), notebook, {**fixed, **point})
+        if "run_dir" in declared and "run_dir" not in stage.params:
+            stage.params["run_dir"] = str(out / stage.folder)
+        stages.append(stage)
+    result = Pipeline(stages, name=f"{notebook.stem}-sweep").run(
+        out_dir=out, workers=workers, force=force, executor=executor, scheduler=scheduler, timeout=timeout, html=html,
+        store=store, verbose=verbose)
+    return Sweep(result, grid, metric, mode)

@@ -3,8 +3,9 @@
 Each chapter runs in its own kernel, two at a time, with smoke values offered to the notebooks that declare them.
 A failure prints the notebook, the cell, its first line and the exception; executed notebooks are kept under
 test-results/notebooks/ and the JUnit report at test-results/notebooks.xml. The demo pipeline's stages depend on each
-other, so they run as a sequence in their own test.
+other, so they run as the pipeline nbs/pipelines/demo.yaml, in their own test.
 """
+import shutil
 import subprocess
 import sys
 from xml.etree import ElementTree
@@ -13,16 +14,18 @@ from pathlib import Path
 import pytest
 
 from conftest import RESULTS, ROOT
-from workbench.pipeline import run_sequence
+from workbench.pipeline import Pipeline
+from workbench.runs import runs as runs_table
 
 WORKBENCH = str(Path(sys.executable).parent / "workbench")
 CHAPTERS = sorted((ROOT / "nbs").glob("*.ipynb"))
-DEMO = [ROOT / "nbs" / "pipelines" / f"{stage}.ipynb" for stage in ("explore", "train", "export")]
+DEMO = Pipeline.from_yaml(ROOT / "nbs" / "pipelines" / "demo.yaml")
 
 
 def test_every_notebook_is_collected():
     on_disk = {p for p in (ROOT / "nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts}
-    assert on_disk == set(CHAPTERS) | set(DEMO), "a notebook in nbs/ is neither a chapter nor a demo stage"
+    stages = {s.notebook.resolve() for s in DEMO.stages.values()}
+    assert on_disk == set(CHAPTERS) | stages, "a notebook in nbs/ is neither a chapter nor a demo stage"
 
 
 @pytest.mark.xdist_group("kernels")
@@ -40,14 +43,23 @@ def test_chapters():
 
 @pytest.mark.xdist_group("kernels")
 def test_demo_pipeline():
-    runs = run_sequence(DEMO, RESULTS / "demo", {"smoke": True})
-    failed = [r for r in runs if not r.ok]
-    if failed:
-        pytest.fail(failed[0].describe_error(), pytrace=False)
-    explore, train, export = (r.metrics for r in runs)
-    assert explore["rows"] == 1797 and explore["classes"] == 10 and Path(explore["report"]).exists()
-    assert export["reloaded_accuracy"] == train["accuracy"]
-    assert Path(export["bundle"], "metadata.json").exists()
-    assert all(Path(r.html).exists() for r in runs)
-    page = Path(runs[0].html).read_text()  # the executed explore stage shows the static report
+    out = RESULTS / "demo"
+    shutil.rmtree(out, ignore_errors=True)
+    result = DEMO.run({"smoke": True}, out_dir=out, workers=2, verbose=False)
+    if not result.ok:
+        pytest.fail(result.failed[0].describe_error(), pytrace=False)
+    runs = result.runs
+    assert set(runs) == {"explore", "cnn", "baseline", "export", "evaluate"}
+    assert runs["explore"].metrics["rows"] == 1797 and runs["explore"].metrics["classes"] == 10
+    assert runs["evaluate"].metrics["reloaded_accuracy"] == runs["cnn"].metrics["accuracy"]
+    assert runs["evaluate"].metrics["baseline_reloaded_accuracy"] == runs["baseline"].metrics["accuracy"]
+    assert (out / "cnn-bundle" / "metadata.json").exists() and (out / "baseline-bundle" / "model.skops").exists()
+    assert all(Path(r.html).exists() for r in runs.values())
+    page = Path(runs["explore"].html).read_text()  # the executed explore stage shows the static report
     assert "Overview" in page and "Images per class" in page and page.count("data:image/png;base64") >= 60
+
+    recorded = len(runs_table())
+    again = DEMO.run({"smoke": True}, out_dir=out, workers=2, verbose=False)
+    assert [r.status for r in again.runs.values()] == ["cached"] * 5, again
+    assert len(runs_table()) == recorded  # no notebook ran again
+    assert again.runs["evaluate"].metrics == runs["evaluate"].metrics

@@ -103,7 +103,7 @@ class RunStore:
             values.setdefault(run_id, {})[name] = json.loads(value)
         table = []
         for r in rows:
-            row = {k: r[k] for k in ("id", "notebook", "status", "duration")}
+            row = {k: r[k] for k in ("id", "notebook", "status", "duration", "pipeline")}
             row["started"] = pd.Timestamp(r["started"], unit="s") if r["started"] else pd.NaT
             row.update({f"param.{k}": v for k, v in json.loads(r["params"] or "{}").items()})
             row.update({f"value.{k}": v for k, v in values.get(r["id"], {}).items()})

@@ -1,0 +1,160 @@
+"""Pipelines and sweeps as users run them: in parallel, on Dask, stopped with Ctrl-C, and given bad input."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import write_notebook
+
+from workbench.pipeline import Pipeline, sweep
+from workbench.runs import RunStore
+
+WORKBENCH = str(Path(sys.executable).parent / "workbench")
+
+
+def _workbench(*args, cwd=None, timeout=300):
+    return subprocess.run([WORKBENCH, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture
+def stages(tmp_path):
+    "A folder with small stage notebooks: `stamp` records when it ran and in which process, `scale` reads a file."
+    write_notebook(tmp_path / "stamp.ipynb",
+                   "import os, time\nfrom pathlib import Path\nfrom workbench.runs import record",
+                   "record('start', time.time()); time.sleep(pause)",
+                   "record('end', time.time()); record('worker', os.getppid())\nPath(run_dir, f'{name}.txt').write_text(name)",
+                   parameters="run_dir = '.'\nname = 'x'\npause = 0.0")
+    write_notebook(tmp_path / "scale.ipynb", "from pathlib import Path\nfrom workbench.runs import record",
+                   "record('value', len(Path(data).read_text()) * factor)", parameters="data = ''\nfactor = 1")
+    (tmp_path / "p.yaml").write_text(
+        "stages:\n"
+        "  left: {notebook: stamp.ipynb, params: {name: left, pause: 2.0}, outputs: {file: left.txt}}\n"
+        "  right: {notebook: stamp.ipynb, params: {name: right-side, pause: 2.0}, outputs: {file: right-side.txt}}\n"
+        "  use: {notebook: scale.ipynb, params: {data: '${right.outputs.file}', factor: 3}}\n")
+    return tmp_path
+
+
+def test_independent_stages_run_at_the_same_time(stages):
+    result = Pipeline.from_yaml(stages / "p.yaml").run(out_dir=stages / "out", workers=2, html=False, verbose=False)
+    assert result.ok, result
+    left, right = result.runs["left"].metrics, result.runs["right"].metrics
+    assert left["start"] < right["end"] and right["start"] < left["end"]  # the two intervals overlap
+    assert result.runs["use"].metrics == {"value": 30}
+    one = Pipeline.from_yaml(stages / "p.yaml").run(out_dir=stages / "one", workers=1, html=False, verbose=False)
+    left, right = one.runs["left"].metrics, one.runs["right"].metrics
+    assert left["end"] <= right["start"] or right["end"] <= left["start"]  # one worker: one after the other
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        yield cluster.scheduler_address, set(client.run(os.getpid).values())
+
+
+def test_pipeline_and_sweep_on_a_dask_cluster(stages, cluster):
+    address, worker_pids = cluster
+    result = Pipeline.from_yaml(stages / "p.yaml").run(out_dir=stages / "out", executor="dask", scheduler=address,
+                                                       html=False, verbose=False)
+    assert result.ok, result
+    assert {r.metrics["worker"] for r in (result.runs["left"], result.runs["right"])} <= worker_pids  # kernels ran there
+    assert result.runs["use"].metrics == {"value": 30}
+    swept = sweep(stages / "scale.ipynb", {"factor": [1, 2, 3]}, fixed={"data": str(stages / "p.yaml")},
+                  metric="value", mode="min", executor="dask", scheduler=address, out_dir=stages / "sweep", verbose=False)
+    assert list(swept.table["factor"]) == [1, 2, 3] and swept.best["value"] == len((stages / "p.yaml").read_text())
+    recorded = RunStore().runs()
+    assert set(recorded.loc[recorded["notebook"].str.endswith("stamp.ipynb"), "pipeline"]) == {result.id}
+
+
+def test_unreachable_scheduler_is_a_clear_error(stages):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = _workbench("run", stages / "p.yaml", "--executor", "dask", "--scheduler", f"tcp://127.0.0.1:{port}",
+                     "-o", stages / "out", timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"no Dask scheduler answers at tcp://127.0.0.1:{port}" in out.stderr and "Traceback" not in out.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_ctrl_c_stops_kernels_keeps_finished_stages_and_resumes(tmp_path):
+    flag = tmp_path / "kernel.pid"
+    write_notebook(tmp_path / "quick.ipynb", "from pathlib import Path\nPath(run_dir, 'quick.txt').write_text('done')",
+                   parameters="run_dir = '.'")
+    write_notebook(tmp_path / "slow.ipynb", "import os, time\nfrom pathlib import Path",
+                   f"flag = Path({str(flag)!r})\nif not flag.exists():\n    flag.write_text(str(os.getpid()))\n    time.sleep(300)")
+    (tmp_path / "p.yaml").write_text("stages:\n  quick: {notebook: quick.ipynb, outputs: {file: quick.txt}}\n"
+                                     "  slow: {notebook: slow.ipynb, depends_on: [quick]}\n")
+    cmd = [WORKBENCH, "run", str(tmp_path / "p.yaml"), "-o", str(tmp_path / "out"), "--no-html"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not flag.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert flag.exists(), proc.communicate()
+    time.sleep(0.5)
+    kernel = int(flag.read_text())
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends (to the command; its workers ignore it)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
+    assert "interrupted" in stderr and "run the same command again to resume" in stderr
+    for _ in range(50):
+        if not _alive(kernel):
+            break
+        time.sleep(0.2)
+    assert not _alive(kernel), "the stopped stage's kernel is still running"
+    assert (tmp_path / "out" / "quick" / "stage.json").exists()  # the finished stage is kept
+    statuses = dict(zip(RunStore().runs()["notebook"].map(lambda p: Path(p).stem), RunStore().runs()["status"]))
+    assert statuses == {"quick": "ok", "slow": "interrupted"}
+
+    again = _workbench(*cmd[1:])  # the flag exists now: slow finishes at once
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "quick  cached" in again.stdout and "slow   ok" in again.stdout
+
+
+@pytest.mark.parametrize("yaml, message", [
+    ("stages:\n  a: {notebook: scale.ipynb\n", "p.yaml, line 3, column 1: YAML syntax error"),
+    ("stages:\n  a: {notebook: scale.ipynb, depends_on: b}\n  b: {notebook: scale.ipynb, depends_on: a}\n", "has a cycle"),
+    ("stages:\n  a: {notebook: stamp.ipynb}\n  b: {notebook: scale.ipynb, params: {data: '${a.outputs.file}'}}\n",
+     "stage 'b', parameter 'data': ${a.outputs.file}: stage 'a' declares no output 'file'"),
+    ("stages:\n  a: {notebook: gone.ipynb}\n", "stage 'a': notebook"),
+    ("stages:\n  a: {notebook: scale.ipynb, params: {factor: lots}}\n", "declared int"),
+])
+def test_bad_pipelines_exit_2_naming_the_problem(stages, yaml, message):
+    (stages / "p.yaml").write_text(yaml)
+    out = _workbench("run", stages / "p.yaml", "-o", stages / "out")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "a sweep needs a grid"),
+    (["-p", "factor=1"], "a sweep needs a grid"),
+    (["-p", "factor=1,2", "-p", "nope=1,2"], "has no parameter 'nope'"),
+    (["-p", "factor=1,2", "--workers", "0"], "workers must be a whole number"),
+])
+def test_bad_sweeps_exit_2(stages, args, message):
+    out = _workbench("sweep", stages / "scale.ipynb", *args, "-o", stages / "sweep")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_failed_stage_exits_1_and_names_stage_and_cell(stages):
+    (stages / "p.yaml").write_text("stages:\n  a: {notebook: scale.ipynb, params: {data: missing.txt}}\n"
+                                   "  b: {notebook: scale.ipynb, depends_on: a}\n")
+    out = _workbench("run", stages / "p.yaml", "-o", stages / "out", "--no-html")
+    assert out.returncode == 1
+    assert "stage 'a' (" in out.stderr and "failed at cell 3: `record('value'" in out.stderr
+    assert "FileNotFoundError" in out.stderr and "upstream stage 'a' failed" in out.stdout

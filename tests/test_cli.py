@@ -26,14 +26,14 @@ def test_run_records_and_writes_outputs(tmp_path):
     out = _run("run", nb, "-p", "lr=0.25", "-o", tmp_path / "out")
     assert out.returncode == 0, out.stderr
     assert "score=0.5" in out.stdout
-    assert (tmp_path / "out" / "score.ipynb").exists() and (tmp_path / "out" / "score.html").exists()
+    assert (tmp_path / "out" / "score" / "score.ipynb").exists() and (tmp_path / "out" / "score" / "score.html").exists()
 
 
 def test_failing_cell_is_named(tmp_path):
     nb = write_notebook(tmp_path / "fails.ipynb", "x = 1", "assert x == 2, 'x should be two'")
     out = _run("run", nb, "-o", tmp_path / "out", "--no-html")
     assert out.returncode == 1
-    assert "fails.ipynb failed at cell 2: `assert x == 2, 'x should be two'`\n" in out.stderr
+    assert "fails.ipynb) failed at cell 2: `assert x == 2, 'x should be two'`\n" in out.stderr
     assert "AssertionError: x should be two" in out.stderr
 
 
@@ -43,9 +43,11 @@ def test_failing_cell_is_named(tmp_path):
         (["run", "missing.ipynb"], "does not exist"),
         (["run", "notes.txt"], "not a notebook"),
         (["run", "broken.ipynb"], "not a valid notebook"),
-        (["run", "p.ipynb", "-p", "batch=3"], "no notebook declares ['batch']"),
+        (["run", "p.ipynb", "-p", "batch=3"], "declares ['batch']; its notebooks accept ['lr']"),
         (["run", "p.ipynb", "-p", "lr=fast"], "declared float"),
-        (["run", "plain.ipynb", "-p", "lr=1"], "no notebook declares"),
+        (["run", "plain.ipynb", "-p", "lr=1"], "declares ['lr']"),
+        (["run", "p.ipynb", "p.yaml"], "give one pipeline (.yaml), or notebooks"),
+        (["run", "p.ipynb", "--executor", "local", "--scheduler", "tcp://127.0.0.1:1"], "goes with executor='dask'"),
         (["run", "p.ipynb", "--timeout", "-5"], "timeout must be a positive number"),
         (["params", "missing.ipynb"], "does not exist"),
     ],

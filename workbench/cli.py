@@ -20,12 +20,14 @@ def parse_param(text: str) -> tuple[str, object]:
     "Split `name=value` and read the value as YAML (numbers, booleans, lists; otherwise a string)."
     import yaml
 
+    from workbench.pipeline import yaml_loader
+
     name, sep, value = text.partition("=")
     if not sep or not name.strip().isidentifier():
         raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
+        parsed = yaml.load(value, yaml_loader()) if value.strip() else ""
+    except (yaml.YAMLError, WorkbenchError):
         parsed = value
     return name.strip(), parsed
 
@@ -34,10 +36,12 @@ def parse_values(text: str) -> tuple[str, list]:
     "Split `name=v1,v2,...` and read the values as a YAML list."
     import yaml
 
+    from workbench.pipeline import yaml_loader
+
     name, value = parse_param(text)
     if isinstance(value, str) and value:
         try:
-            value = yaml.safe_load(f"[{value}]")
+            value = yaml.load(f"[{value}]", yaml_loader())
         except yaml.YAMLError:
             value = value.split(",")
     return name, value if isinstance(value, list) else [value]

@@ -21,8 +21,8 @@ from .runs import RunComparison, recorded
 
 # %% auto #0
 __all__ = ['params', 'check_params', 'Run', 'run_notebook', 'LocalExecutor', 'DaskExecutor', 'executor_for', 'find_notebooks',
-           'junit_xml', 'run_tests', 'Stage', 'summary', 'PipelineRun', 'PipelineInterrupted', 'Pipeline', 'Sweep',
-           'sweep']
+           'junit_xml', 'run_tests', 'Stage', 'yaml_loader', 'summary', 'PipelineRun', 'PipelineInterrupted',
+           'Pipeline', 'Sweep', 'sweep']
 
 # %% ../nbs/08_pipeline.ipynb #7931d8e5
 def _read(notebook):
@@ -113,19 +113,24 @@ class Run:
             return ""
         e = self.error
         name = f"stage {self.stage!r} ({self.notebook})" if self.stage else self.notebook
-        where = f"cell {e['cell']}: `{e['source']}`" if e.get("cell") else "before any cell ran"
+        where = f" at cell {e['cell']}: `{e['source']}`" if e.get("cell") else ""
         if e.get("line") and e["line"][0] > 1:
             where += f", line {e['line'][0]}: `{e['line'][1]}`"
         return (
-            f"{name} {'was interrupted' if self.status == 'interrupted' else 'failed'} at {where}\n"
-            f"{e['ename']}: {e['evalue']}\nexecuted notebook kept at {self.output}"
+            f"{name} {'was interrupted' if self.status == 'interrupted' else 'failed'}{where}\n"
+            f"{e['ename']}: {e['evalue']}" + (f"\nexecuted notebook kept at {self.output}" if self.output else "")
         )
 
 
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 @contextmanager
-def _run_env(run_id: str, store_path: Path):
-    "The kernel's environment: unwatched (widgets render statically) and told its run id and store."
+def _run_env(run_id: str, store_path: Path, threads: int | None = None):
+    "The kernel's environment: unwatched (widgets render statically), told its run id and store, its threads capped."
     values = {"WORKBENCH_DISPLAY": "headless", "WORKBENCH_RUN_ID": run_id, "WORKBENCH_RUNS_DB": str(store_path.resolve())}
+    if threads:  # a cap the user set themselves is kept
+        values.update({k: str(threads) for k in _THREAD_VARS if k not in os.environ})
     saved = {k: os.environ.get(k) for k in [*values, "JPY_SESSION_NAME"]}
     os.environ.update(values)
     os.environ.pop("JPY_SESSION_NAME", None)  # set when started from inside JupyterLab
@@ -330,8 +335,15 @@ class _Stopper:
             self._thread.join()
 
 
+def _check_limits(timeout, retries):
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise InputError(f"timeout must be a positive number of seconds per cell, not {timeout!r}")
+    if not isinstance(retries, int) or retries < 0:
+        raise InputError(f"retries must be a whole number >= 0, not {retries!r}")
+
+
 def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None, html=True, retries=0,
-                 max_output=1_000_000, store=None, pipeline=None, stop_file=None) -> Run:
+                 max_output=1_000_000, store=None, pipeline=None, stop_file=None, threads=None) -> Run:
     "Execute `notebook` with `params` under papermill; keep the executed notebook (and HTML) in `out_dir`; return a Run."
     import hashlib
 
@@ -342,10 +354,7 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
 
     source = _read(notebook)
     values = check_params(notebook, params)
-    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
-        raise InputError(f"timeout must be a positive number of seconds per cell, not {timeout!r}")
-    if not isinstance(retries, int) or retries < 0:
-        raise InputError(f"retries must be a whole number >= 0, not {retries!r}")
+    _check_limits(timeout, retries)
     notebook = Path(notebook)
     run_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{notebook.stem}-{secrets.token_hex(3)}"
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / run_id
@@ -359,7 +368,7 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
 
     start = time.perf_counter()
     error, kernels, interrupt = None, [], None
-    with _exclusive(output), _run_env(run_id, store.path), _Stopper(stop_file, kernels) as stopper:
+    with _exclusive(output), _run_env(run_id, store.path, threads), _Stopper(stop_file, kernels) as stopper:
         retried, restarts = 0, 0
         while True:
             try:
@@ -505,6 +514,12 @@ def executor_for(executor="local", workers: int = 2, scheduler: str | None = Non
     return executor
 
 
+def _threads(executor, workers: int, scheduler) -> int | None:
+    "The thread cap for each kernel when `workers` of them share this machine's cores; None when nothing to cap."
+    local = executor == "local" or (executor == "dask" and not scheduler)
+    return max(1, (os.cpu_count() or 1) // workers) if local and workers > 1 else None
+
+
 def _error(exc) -> dict:
     "A Run's error for an exception raised outside any cell."
     return {"cell": None, "source": "", "line": None, "ename": type(exc).__name__, "evalue": str(exc)}
@@ -535,7 +550,7 @@ def _skip_reason(notebook: Path) -> str | None:
     return None
 
 
-def _test_one(notebook: str, values: dict, out_dir: str, timeout, html: bool, store) -> Run:
+def _test_one(notebook: str, values: dict, out_dir: str, timeout, html: bool, store, threads=None) -> Run:
     "Run one notebook as a test (in a worker process): skipped, or run with the values it declares."
     notebook = Path(notebook)
     reason = _skip_reason(notebook)
@@ -543,7 +558,8 @@ def _test_one(notebook: str, values: dict, out_dir: str, timeout, html: bool, st
         return Run(id="", notebook=str(notebook), status="skipped", params={}, reason=reason)
     declared = params(notebook)
     given = {k: v for k, v in values.items() if k in declared}
-    return run_notebook(notebook, given, out_dir=Path(out_dir) / notebook.stem, timeout=timeout, html=html, store=store)
+    return run_notebook(notebook, given, out_dir=Path(out_dir) / notebook.stem, timeout=timeout, html=html, store=store,
+                        threads=threads)
 
 
 def junit_xml(runs: list[Run], path):
@@ -576,10 +592,11 @@ def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, 
     store_path = str(Path(store.path if hasattr(store, "path") else store).resolve()) if store is not None else None
     values = dict(params or {})
     results = {}
-    pool = executor_for(executor, min(workers, len(notebooks)), scheduler)
+    workers = min(workers, len(notebooks))
+    pool, threads = executor_for(executor, workers, scheduler), _threads(executor, workers, scheduler)
     try:
         futures = {pool.submit(pipeline._test_one, str(nb.resolve()), values, str(out_dir.resolve()), timeout, html,
-                               store_path): nb for nb in notebooks}
+                               store_path, threads): nb for nb in notebooks}
         pending = set(futures)
         while pending:
             for future in pool.wait(pending):
@@ -635,8 +652,8 @@ def _references(stage: Stage) -> list[tuple]:
     return found
 
 
-def _load_yaml(path: Path):
-    "The YAML document at `path`; a syntax error or a key written twice is an InputError naming its line."
+def yaml_loader(source="YAML"):
+    "A safe YAML loader that reads `1e-3` as a number (YAML 1.2) and refuses a key written twice, naming its line."
     import yaml
 
     class Loader(yaml.SafeLoader):
@@ -647,20 +664,30 @@ def _load_yaml(path: Path):
         for key_node, _ in node.value:
             key = loader.construct_object(key_node, deep=deep)
             if key in seen:  # PyYAML would keep the last one silently: a stage could vanish
-                raise InputError(f"{path}, line {key_node.start_mark.line + 1}: {key!r} is written twice")
+                raise InputError(f"{source}, line {key_node.start_mark.line + 1}: {key!r} is written twice")
             seen.add(key)
         return loader.construct_mapping(node, deep)
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    # YAML 1.1, which PyYAML follows, reads 1e-3 as a string; learning rates are written that way
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+                                 list("-+0123456789."))
+    return Loader
+
+
+def _load_yaml(path: Path):
+    "The YAML document at `path`; a syntax error or a key written twice is an InputError naming its line."
+    import yaml
+
     try:
-        return yaml.load(path.read_text(), Loader)
+        return yaml.load(path.read_text(), yaml_loader(str(path)))
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise InputError(f"{path}, line {mark.line + 1}, column {mark.column + 1}: YAML syntax error, {e.problem}") from None
     except yaml.YAMLError as e:
         raise InputError(f"{path}: not valid YAML ({e})") from None
 
-# %% ../nbs/08_pipeline.ipynb #80935538
+# %% ../nbs/08_pipeline.ipynb #574edb9a
 def _detail(run: Run) -> str:
     "What a run recorded, where it failed, or why it did not run: one line."
     if run.error:
@@ -705,7 +732,7 @@ class PipelineInterrupted(KeyboardInterrupt):
         super().__init__(f"pipeline {result.name!r} interrupted")
         self.result = result
 
-# %% ../nbs/08_pipeline.ipynb #d15dc488
+# %% ../nbs/08_pipeline.ipynb #70e61d4d
 def _digest(path: Path) -> str | None:
     "sha256 of a file's bytes, or of a folder's files (names and bytes); None when `path` does not exist."
     import hashlib
@@ -723,12 +750,12 @@ def _digest(path: Path) -> str | None:
     return h.hexdigest()
 
 
-def _run_stage(notebook, values, out_dir, timeout, html, retries, store, pipeline_id, stage, stop_file) -> Run:
+def _run_stage(notebook, values, out_dir, timeout, html, retries, store, pipeline_id, stage, stop_file, threads) -> Run:
     "One stage, in a worker process or on a Dask worker."
     if Path(stop_file).exists():
         return Run("", notebook, "interrupted", values, stage=stage, reason="the pipeline was stopped before it started")
     run = run_notebook(notebook, values, out_dir=out_dir, timeout=timeout, html=html, retries=retries, store=store,
-                       pipeline=pipeline_id, stop_file=stop_file)
+                       pipeline=pipeline_id, stop_file=stop_file, threads=threads)
     run.stage = stage
     return run
 
@@ -739,7 +766,7 @@ def _say(run: Run, width: int):
     print(f"{dt.datetime.now():%H:%M:%S}  {run.stage:<{width}}  {run.status:<11}{seconds}  {_detail(run)[:120]}".rstrip(),
           flush=True)
 
-# %% ../nbs/08_pipeline.ipynb #5cc49867
+# %% ../nbs/08_pipeline.ipynb #55f725fa
 class Pipeline:
     "Notebooks as the stages of a DAG, checked before any kernel starts; `run` executes it."
 
@@ -938,8 +965,10 @@ class Pipeline:
 
         overrides = dict(params or {})
         if unknown := sorted(set(overrides) - {n for names in self._declared.values() for n in names}):
-            raise InputError(f"no stage of {self.name!r} declares {unknown}")
+            accepted = sorted({n for names in self._declared.values() for n in names})
+            raise InputError(f"no stage of {self.name!r} declares {unknown}; its notebooks accept {accepted}")
         _check_executor(executor, workers, scheduler)
+        _check_limits(timeout, retries)
         forced = self._forced(force)
         out = Path(out_dir if out_dir is not None else Path("runs") / self.name).resolve()
         values = {n: self._checked(s, self._values(s, overrides, out, self._declared[n])) for n, s in self.stages.items()}
@@ -984,7 +1013,7 @@ class Pipeline:
                     pool = pool or executor_for(executor, workers, scheduler)
                     future = pool.submit(pipeline._run_stage, str(stage.notebook.resolve()), resolved,
                                          str(out / stage.folder), timeout, html, retries, str(store.path.resolve()),
-                                         run_id, name, str(stop))
+                                         run_id, name, str(stop), _threads(executor, workers, scheduler))
                     running[future] = (name, key)
                     say(Run("", str(stage.notebook), "running", {}, stage=name))
                 if running:
@@ -1013,7 +1042,7 @@ class Pipeline:
                 pool.close()
         return PipelineRun(run_id, self.name, str(out), {n: runs[n] for n in order}, time.perf_counter() - start)
 
-# %% ../nbs/08_pipeline.ipynb #3eb6d191
+# %% ../nbs/08_pipeline.ipynb #19c7c3af
 class Sweep(RunComparison):
     "The runs of a sweep: a table sorted by `metric` (best first), and the metric plotted against each parameter."
 

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -5,6 +7,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "test-results"  # executed notebooks are kept here for inspection (git-ignored)
+WORKBENCH = str(Path(sys.executable).parent / "workbench")  # the console script of the installed package
+
+
+def workbench(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+    "Run the `workbench` command as a shell would; its output captured as text."
+    return subprocess.run([WORKBENCH, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(autouse=True)

@@ -1,29 +1,17 @@
 """The `workbench` command as a shell or CI uses it: exit codes and what it prints."""
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from conftest import write_notebook
-
-WORKBENCH = str(Path(sys.executable).parent / "workbench")
-
-
-
-
-def _run(*args, cwd=None):
-    return subprocess.run([WORKBENCH, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+from conftest import workbench, write_notebook
 
 
 def test_help_is_fast_and_lists_commands():
-    out = _run("--help")
+    out = workbench("--help")
     assert out.returncode == 0 and "run" in out.stdout and "params" in out.stdout
 
 
 def test_run_records_and_writes_outputs(tmp_path):
     nb = write_notebook(tmp_path / "score.ipynb", "from workbench.runs import record\nrecord('score', lr * 2)", parameters="lr = 0.1")
-    out = _run("run", nb, "-p", "lr=0.25", "-o", tmp_path / "out")
+    out = workbench("run", nb, "-p", "lr=0.25", "-o", tmp_path / "out")
     assert out.returncode == 0, out.stderr
     assert "score=0.5" in out.stdout
     assert (tmp_path / "out" / "score" / "score.ipynb").exists() and (tmp_path / "out" / "score" / "score.html").exists()
@@ -31,7 +19,7 @@ def test_run_records_and_writes_outputs(tmp_path):
 
 def test_failing_cell_is_named(tmp_path):
     nb = write_notebook(tmp_path / "fails.ipynb", "x = 1", "assert x == 2, 'x should be two'")
-    out = _run("run", nb, "-o", tmp_path / "out", "--no-html")
+    out = workbench("run", nb, "-o", tmp_path / "out", "--no-html")
     assert out.returncode == 1
     assert "fails.ipynb) failed at cell 2: `assert x == 2, 'x should be two'`\n" in out.stderr
     assert "AssertionError: x should be two" in out.stderr
@@ -57,14 +45,14 @@ def test_bad_input_exits_2_with_a_message(tmp_path, args, message):
     write_notebook(tmp_path / "plain.ipynb", "pass")
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "broken.ipynb").write_text("{ not json")
-    out = _run(*args, cwd=tmp_path)
+    out = workbench(*args, cwd=tmp_path)
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert message in out.stderr and "Traceback" not in out.stderr
 
 
 def test_params_lists_types_defaults_and_help(tmp_path):
     nb = write_notebook(tmp_path / "p.ipynb", "pass", parameters="lr = 0.1  # learning rate\nepochs = 3")
-    out = _run("params", nb)
+    out = workbench("params", nb)
     assert out.returncode == 0
     assert out.stdout.splitlines() == ["lr: float = 0.1  # learning rate", "epochs: int = 3"]
 
@@ -72,7 +60,7 @@ def test_params_lists_types_defaults_and_help(tmp_path):
 def test_test_command_reports_failures_and_junit(tmp_path):
     write_notebook(tmp_path / "good.ipynb", "from workbench.runs import record\nrecord('n', n)", parameters="n = 1")
     write_notebook(tmp_path / "bad.ipynb", "raise RuntimeError('broken on purpose')")
-    out = _run("test", tmp_path, "-p", "n=5", "-p", "smoke=true", "--junit-xml", tmp_path / "junit.xml", "-o", tmp_path / "out")
+    out = workbench("test", tmp_path, "-p", "n=5", "-p", "smoke=true", "--junit-xml", tmp_path / "junit.xml", "-o", tmp_path / "out")
     assert out.returncode == 1
     assert "bad.ipynb failed at cell 1: `raise RuntimeError('broken on purpose')`" in out.stderr
     assert "n=5" in out.stdout
@@ -82,6 +70,6 @@ def test_test_command_reports_failures_and_junit(tmp_path):
 
 def test_runs_lists_recorded_runs(tmp_path):
     nb = write_notebook(tmp_path / "score.ipynb", "from workbench.runs import record\nrecord('score', 7)")
-    assert _run("run", nb, "-o", tmp_path / "out", "--no-html").returncode == 0
-    out = _run("runs", "--last", "3")
+    assert workbench("run", nb, "-o", tmp_path / "out", "--no-html").returncode == 0
+    out = workbench("runs", "--last", "3")
     assert out.returncode == 0 and "score.ipynb" in out.stdout and "value.score" in out.stdout and " ok " in out.stdout

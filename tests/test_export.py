@@ -4,16 +4,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import workbench
+
 from workbench import export as ex
 from workbench.train import synth_mlp
-
-WORKBENCH = str(Path(sys.executable).parent / "workbench")
 
 
 def test_parity_failure_names_the_format(tmp_path, monkeypatch):
@@ -50,13 +49,13 @@ def test_kill_during_export_leaves_no_bundle(tmp_path):
 
 def test_check_command(tmp_path):
     ex.export(synth_mlp(), torch.randn(4, 8), tmp_path / "b", formats=["onnx", "pt2"])
-    ok = subprocess.run([WORKBENCH, "check", tmp_path / "b"], capture_output=True, text=True)
+    ok = workbench("check", tmp_path / "b")
     assert ok.returncode == 0 and "onnx" in ok.stdout and "pt2" in ok.stdout
     meta = json.loads((tmp_path / "b" / "metadata.json").read_text())
     expected = np.load(tmp_path / "b" / "expected.npy")
     np.save(tmp_path / "b" / "expected.npy", expected + 1.0)  # the stored outputs no longer match
-    bad = subprocess.run([WORKBENCH, "check", tmp_path / "b"], capture_output=True, text=True)
+    bad = workbench("check", tmp_path / "b")
     assert bad.returncode == 2 and "no longer match" in bad.stderr and meta["files"]
     (tmp_path / "b" / "model.onnx").write_bytes(b"tampered")
-    tampered = subprocess.run([WORKBENCH, "check", tmp_path / "b"], capture_output=True, text=True)
+    tampered = workbench("check", tmp_path / "b")
     assert tampered.returncode == 2 and "changed after export" in tampered.stderr

@@ -3,22 +3,16 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import write_notebook
+from conftest import WORKBENCH, workbench, write_notebook
 
 from workbench.pipeline import Pipeline, sweep
 from workbench.runs import RunStore
 
-WORKBENCH = str(Path(sys.executable).parent / "workbench")
-
-
-def _workbench(*args, cwd=None, timeout=300):
-    return subprocess.run([WORKBENCH, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture
@@ -77,7 +71,7 @@ def test_unreachable_scheduler_is_a_clear_error(stages):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    out = _workbench("run", stages / "p.yaml", "--executor", "dask", "--scheduler", f"tcp://127.0.0.1:{port}",
+    out = workbench("run", stages / "p.yaml", "--executor", "dask", "--scheduler", f"tcp://127.0.0.1:{port}",
                      "-o", stages / "out", timeout=60)
     assert out.returncode == 2, out.stdout + out.stderr
     assert f"no Dask scheduler answers at tcp://127.0.0.1:{port}" in out.stderr and "Traceback" not in out.stderr
@@ -119,7 +113,7 @@ def test_ctrl_c_stops_kernels_keeps_finished_stages_and_resumes(tmp_path):
     statuses = dict(zip(RunStore().runs()["notebook"].map(lambda p: Path(p).stem), RunStore().runs()["status"]))
     assert statuses == {"quick": "ok", "slow": "interrupted"}
 
-    again = _workbench(*cmd[1:])  # the flag exists now: slow finishes at once
+    again = workbench(*cmd[1:])  # the flag exists now: slow finishes at once
     assert again.returncode == 0, again.stdout + again.stderr
     assert "quick  cached" in again.stdout and "slow   ok" in again.stdout
 
@@ -134,7 +128,7 @@ def test_ctrl_c_stops_kernels_keeps_finished_stages_and_resumes(tmp_path):
 ])
 def test_bad_pipelines_exit_2_naming_the_problem(stages, yaml, message):
     (stages / "p.yaml").write_text(yaml)
-    out = _workbench("run", stages / "p.yaml", "-o", stages / "out")
+    out = workbench("run", stages / "p.yaml", "-o", stages / "out")
     assert out.returncode == 2, out.stdout + out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
 
@@ -146,7 +140,7 @@ def test_bad_pipelines_exit_2_naming_the_problem(stages, yaml, message):
     (["-p", "factor=1,2", "--workers", "0"], "workers must be a whole number"),
 ])
 def test_bad_sweeps_exit_2(stages, args, message):
-    out = _workbench("sweep", stages / "scale.ipynb", *args, "-o", stages / "sweep")
+    out = workbench("sweep", stages / "scale.ipynb", *args, "-o", stages / "sweep")
     assert out.returncode == 2, out.stdout + out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
 
@@ -154,7 +148,7 @@ def test_bad_sweeps_exit_2(stages, args, message):
 def test_failed_stage_exits_1_and_names_stage_and_cell(stages):
     (stages / "p.yaml").write_text("stages:\n  a: {notebook: scale.ipynb, params: {data: missing.txt}}\n"
                                    "  b: {notebook: scale.ipynb, depends_on: a}\n")
-    out = _workbench("run", stages / "p.yaml", "-o", stages / "out", "--no-html")
+    out = workbench("run", stages / "p.yaml", "-o", stages / "out", "--no-html")
     assert out.returncode == 1
     assert "stage 'a' (" in out.stderr and "failed at cell 3: `record('value'" in out.stderr
     assert "FileNotFoundError" in out.stderr and "upstream stage 'a' failed" in out.stdout

@@ -979,6 +979,7 @@ class Pipeline:
         stop.unlink(missing_ok=True)
         order, runs, running, pool, digests = self.order(), {}, {}, None, {}
         digest = lambda p: digests[p] if p in digests else digests.setdefault(p, _digest(p))
+        threads = _threads(executor, workers, scheduler)
         width = max(map(len, order))
         say = (lambda r: _say(r, width)) if verbose else (lambda r: None)
         start = time.perf_counter()
@@ -986,6 +987,12 @@ class Pipeline:
         def done(name, run):
             runs[name] = run
             say(run)
+
+        def collect(timeout=None):
+            "Take in the stages that have finished (waiting up to `timeout` for one)."
+            for future in pool.wait(list(running), timeout=timeout):
+                name, key = running.pop(future)
+                done(name, self._finish(self.stages[name], future, key, out, digests, store))
 
         try:
             while len(runs) < len(order):
@@ -1013,20 +1020,16 @@ class Pipeline:
                     pool = pool or executor_for(executor, workers, scheduler)
                     future = pool.submit(pipeline._run_stage, str(stage.notebook.resolve()), resolved,
                                          str(out / stage.folder), timeout, html, retries, str(store.path.resolve()),
-                                         run_id, name, str(stop), _threads(executor, workers, scheduler))
+                                         run_id, name, str(stop), threads)
                     running[future] = (name, key)
                     say(Run("", str(stage.notebook), "running", {}, stage=name))
                 if running:
-                    for future in pool.wait(list(running)):
-                        name, key = running.pop(future)
-                        done(name, self._finish(self.stages[name], future, key, out, digests, store))
+                    collect()
         except KeyboardInterrupt:
             stop.touch()  # each running stage interrupts its kernel (run_notebook's stop_file) and returns
             deadline = time.monotonic() + 30
             while running and time.monotonic() < deadline:
-                for future in pool.wait(list(running), timeout=max(0.1, deadline - time.monotonic())):
-                    name, key = running.pop(future)
-                    done(name, self._finish(self.stages[name], future, key, out, digests, store))
+                collect(timeout=max(0.1, deadline - time.monotonic()))
             for name, _ in running.values():
                 done(name, Run("", str(self.stages[name].notebook), "interrupted", {}, stage=name,
                                reason="did not stop within 30 s"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -56,6 +57,42 @@ def _unwrap(model):
     return model, {}, None
 
 # %% ../nbs/06_export.ipynb #f284134b
+def _numpy(out) -> np.ndarray:
+    "A torch output (tensor) or an ONNX one (array) as a numpy array of floats."
+    return out.detach().float().numpy() if hasattr(out, "detach") else np.asarray(out)
+
+
+def _compare(key: str, expected, got, atol: float, rtol: float) -> dict:
+    "One output against its expected value: labels exactly, numbers within `atol + rtol * |expected|`."
+    e, g = np.asarray(expected), np.asarray(got)
+    if e.shape != g.shape:
+        return {"ok": False, "note": f"{key}: shape {g.shape}, expected {e.shape}"}
+    if e.dtype.kind not in "fc":  # class labels (ints, strings, booleans) must be equal
+        wrong = int(np.count_nonzero(e != g))
+        return {"ok": not wrong, "mismatched": wrong, "note": f"{key}: {wrong} of {e.size} labels differ" if wrong else ""}
+    e, g = e.astype(np.float64), g.astype(np.float64)
+    same = (e == g) | (np.isnan(e) & np.isnan(g))  # equal infinities, and NaN where the model gives NaN
+    diff = np.where(same, 0.0, np.abs(e - g))  # NaN where only one side is NaN: never within tolerance
+    scale = np.abs(np.where(same, 0.0, e))
+    ok = bool(np.all(diff <= atol + rtol * scale))
+    max_abs = float(diff.max(initial=0.0))
+    max_rel = float((diff / np.maximum(scale, 1e-12)).max(initial=0.0))
+    note = "" if ok else f"{key}: max abs diff {max_abs:.3g}, max rel diff {max_rel:.3g} (tolerance {atol} abs + {rtol} rel)"
+    return {"ok": ok, "max_abs": max_abs, "max_rel": max_rel, "note": note}
+
+
+def _parity(expected: dict, got: dict, atol: float, rtol: float) -> dict:
+    "Compare every named output; the worst differences, the labels that differ, and a note per failing output."
+    checks = [_compare(k, v, got.get(k), atol, rtol) for k, v in expected.items()]
+    return {
+        "ok": all(c["ok"] for c in checks),
+        "max_abs": max((c.get("max_abs", 0.0) for c in checks), default=0.0),
+        "max_rel": max((c.get("max_rel", 0.0) for c in checks), default=0.0),
+        "mismatched": sum(c.get("mismatched", 0) for c in checks),
+        "note": "; ".join(c["note"] for c in checks if c["note"]),
+    }
+
+# %% ../nbs/06_export.ipynb #acf897de
 def _quiet_onnx():
     for name in ("torch.onnx", "torch.onnx._internal.exporter._registration", "onnxscript"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -68,7 +105,7 @@ def _write_safetensors(model, sample, folder: Path):
     save_model(model, str(path))
     fresh = copy.deepcopy(model)
     load_model(fresh, str(path))
-    return path, lambda x: fresh(x)
+    return path, lambda x: {"predict": _numpy(fresh(x))}
 
 
 def _dynamic(sample):
@@ -87,7 +124,7 @@ def _write_onnx_torch(model, sample, folder: Path):
                                 output_names=["output"], verbose=False)
     program.save(str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return path, lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+    return path, lambda x: {"predict": session.run(None, {"input": x.numpy()})[0]}
 
 
 def _write_pt2(model, sample, folder: Path):
@@ -96,19 +133,115 @@ def _write_pt2(model, sample, folder: Path):
     path = folder / "model.pt2"
     torch.export.save(torch.export.export(model, (sample,), dynamic_shapes=_dynamic(sample)), str(path))
     loaded = torch.export.load(str(path)).module()
-    return path, lambda x: loaded(x)
+    return path, lambda x: {"predict": _numpy(loaded(x))}
+
+
+_WRITERS = {"safetensors": _write_safetensors, "onnx": _write_onnx_torch, "pt2": _write_pt2}
+
+# %% ../nbs/06_export.ipynb #1fd4ccfe
+def _bool_attributes_as_ints(converter):
+    "A skl2onnx converter whose boolean attribute lists reach onnx as ints (onnx refuses booleans in `ints`)."
+
+    def convert(scope, operator, container):
+        add_node = container.add_node
+
+        def add_node_with_ints(*args, **attrs):
+            for key, value in attrs.items():
+                if isinstance(value, (list, np.ndarray)) and any(isinstance(v, (bool, np.bool_)) for v in value):
+                    attrs[key] = [int(v) for v in value]
+            return add_node(*args, **attrs)
+
+        container.add_node = add_node_with_ints
+        try:
+            return converter(scope, operator, container)
+        finally:
+            del container.add_node  # the container's own method again
+
+    convert.__name__ = f"ints_{getattr(converter, '__name__', 'converter')}"  # skl2onnx names converters by function
+    return convert
+
+
+@functools.cache
+def _register_converters():
+    "Fix two skl2onnx registrations, once per process: HistGradientBoosting's booleans, LinearSVC's missing zipmap."
+    from skl2onnx import update_registered_converter
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+    from skl2onnx.common._registration import get_converter, get_shape_calculator
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.svm import LinearSVC
+
+    for cls in (HistGradientBoostingClassifier, HistGradientBoostingRegressor, LinearSVC):
+        alias = sklearn_operator_name_map[cls]
+        converter = get_converter(alias)
+        options = dict(converter.get_allowed_options() or {})
+        if cls is LinearSVC:  # a pipeline ending in LinearSVC is given `zipmap` by skl2onnx's own parser
+            options.setdefault("zipmap", [True, False, "columns"])
+        update_registered_converter(cls, alias, get_shape_calculator(alias), _bool_attributes_as_ints(converter),
+                                    options=options)
+
+
+def _to_onnx(model, sample: np.ndarray):
+    "The ONNX graph of a scikit-learn model; classifiers give probabilities as a tensor, not a list of dicts."
+    from skl2onnx import to_onnx
+    from sklearn.base import is_classifier
+
+    _register_converters()
+    if is_classifier(model):
+        try:
+            return to_onnx(model, sample[:1], options={"zipmap": False})
+        except NameError as e:  # a classifier without probabilities (LinearSVC) takes no zipmap option
+            if "zipmap" not in str(e):
+                raise
+    return to_onnx(model, sample[:1])
+
+# %% ../nbs/06_export.ipynb #66ab45b5
+def _sklearn_outputs(model, x) -> dict:
+    "What a scikit-learn model answers: `predict`, and `predict_proba` where it has one."
+    out = {"predict": np.asarray(model.predict(x))}
+    if hasattr(model, "predict_proba"):
+        out["predict_proba"] = np.asarray(model.predict_proba(x))
+    return out
+
+
+def _onnx_sklearn_runner(session, proba: bool, ndim: int):
+    "Run an skl2onnx graph; name its outputs as scikit-learn does, in scikit-learn's shapes."
+    name = session.get_inputs()[0].name
+    dtype = np.float64 if session.get_inputs()[0].type == "tensor(double)" else np.float32
+
+    def run(x):
+        outs = session.run(None, {name: x.astype(dtype, copy=False)})
+        first = outs[0]
+        if ndim == 1 and first.ndim == 2 and first.shape[1] == 1:  # a regressor's (n, 1) where scikit-learn gives (n,)
+            first = first[:, 0]
+        return {"predict": first, "predict_proba": outs[1]} if proba else {"predict": first}
+
+    return run
+
+
+def _onnx_graph(model, sample: np.ndarray):
+    "The graph and a session on it: in double precision for float64 data where skl2onnx and ONNX Runtime can, else float."
+    import onnxruntime as ort
+
+    tries = [sample] if sample.dtype == np.float32 else [sample, sample.astype(np.float32)]
+    for x in tries:
+        try:
+            onx = _to_onnx(model, x).SerializeToString()
+            return onx, ort.InferenceSession(onx, providers=["CPUExecutionProvider"])
+        except Exception:  # many converters (trees among them) build float graphs only
+            if x is tries[-1]:
+                raise
 
 
 def _write_onnx_sklearn(model, sample, folder: Path):
-    import onnxruntime as ort
-    from skl2onnx import to_onnx
-
     path = folder / "model.onnx"
-    options = {"zipmap": False} if hasattr(model, "predict_proba") else None
-    onx = to_onnx(model, sample[:1].astype(np.float32), options=options, target_opset=None)
-    path.write_bytes(onx.SerializeToString())
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return path, lambda x: session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[-1]
+    onx, session = _onnx_graph(model, sample)
+    path.write_bytes(onx)
+    answer = _sklearn_outputs(model, sample[:1])
+    run = _onnx_sklearn_runner(session, "predict_proba" in answer, answer["predict"].ndim)
+    if sample.dtype == np.float64 and session.get_inputs()[0].type != "tensor(double)":
+        run.hint = ("ONNX runs this model in float32, and a threshold learned on float64 data can put a row on the "
+                    "other side; fit on X.astype(np.float32) to export it exactly")
+    return path, run
 
 
 def _write_skops(model, sample, folder: Path):
@@ -117,25 +250,10 @@ def _write_skops(model, sample, folder: Path):
     path = folder / "model.skops"
     sio.dump(model, path)
     loaded = sio.load(path, trusted=sio.get_untrusted_types(file=path))  # our own file, just written
-    return path, lambda x: _sklearn_output(loaded, x)
+    return path, lambda x: _sklearn_outputs(loaded, x)
 
 
-def _sklearn_output(model, x):
-    return model.predict_proba(x) if hasattr(model, "predict_proba") else model.predict(x)
-
-
-_WRITERS = {"safetensors": _write_safetensors, "onnx": _write_onnx_torch, "pt2": _write_pt2}
 _SK_WRITERS = {"onnx": _write_onnx_sklearn, "skops": _write_skops}
-
-
-def _parity(expected, got, atol: float, rtol: float) -> dict:
-    e, g = np.asarray(expected, dtype=np.float64), np.asarray(got, dtype=np.float64)
-    if e.shape != g.shape:
-        return {"ok": False, "max_abs": float("inf"), "max_rel": float("inf"), "note": f"shape {g.shape}, expected {e.shape}"}
-    diff = np.abs(e - g)
-    max_abs = float(diff.max()) if diff.size else 0.0
-    max_rel = float((diff / np.maximum(np.abs(e), 1e-12)).max()) if diff.size else 0.0
-    return {"ok": bool(np.all(diff <= atol + rtol * np.abs(e))), "max_abs": max_abs, "max_rel": max_rel}
 
 # %% ../nbs/06_export.ipynb #7622024c
 @dataclass
@@ -149,12 +267,12 @@ class Bundle:
         return self.metadata["files"]
 
     def table(self) -> str:
-        "One line per file: format, size, parity."
+        "One line per format: the file, its size and parity, or why it was not written."
         lines = [f"{'file':<20}{'size':>12}  parity"]
         for name, f in self.files.items():
-            p = f["parity"]
-            verdict = f"ok (max abs diff {p['max_abs']:.2e})" if p["ok"] else f"FAILED: {f.get('error') or 'max abs diff ' + format(p['max_abs'], '.2e')}"
-            lines.append(f"{name:<20}{f['size']:>12,}  {verdict}")
+            lines.append(f"{name:<20}{f['size']:>12,}  ok (max abs diff {f['parity']['max_abs']:.2e})")
+        for fmt, why in self.metadata.get("failed", {}).items():
+            lines.append(f"{fmt:<20}{'-':>12}  not written: {why}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -175,9 +293,11 @@ def _versions() -> dict:
 
 def _second_batch(sample):
     "A batch of another size than `sample`, from its rows, to test the dynamic batch dimension."
-    return sample[:1] if len(sample) > 1 else (np.concatenate([sample, sample]) if isinstance(sample, np.ndarray) else __import__("torch").cat([sample, sample]))
+    if len(sample) > 1:
+        return sample[:1]
+    return np.concatenate([sample, sample]) if isinstance(sample, np.ndarray) else __import__("torch").cat([sample, sample])
 
-
+# %% ../nbs/06_export.ipynb #1e79a8d4
 def _card(name, kind, meta, history) -> str:
     lines = [f"# {name}", "", f"A {kind} model exported by workbench on {meta['created']}.", "", "## Input", ""]
     for i in meta["inputs"]:
@@ -192,19 +312,16 @@ def _card(name, kind, meta, history) -> str:
     lines += ["", "## Files", "", "| file | size | sha256 | parity (max abs diff) |", "|---|---|---|---|"]
     for fname, f in meta["files"].items():
         lines.append(f"| {fname} | {f['size']:,} | `{f['sha256'][:16]}…` | {f['parity']['max_abs']:.2e} |")
+    if meta["failed"]:
+        lines += ["", "## Not exported", ""] + [f"- {fmt}: {why}" for fmt, why in meta["failed"].items()]
     lines += ["", "## Load", "", "```python", "from workbench.export import load", f"model = load({str(meta['name'])!r} bundle path)", "model.predict(x)  # ONNX Runtime, no pickle", "```", ""]
     return "\n".join(lines)
 
-
-def export(model, sample, path, formats=None, name: str | None = None, metrics: dict | None = None,
-           overwrite: bool = False, allow_partial: bool = False, atol: float = 1e-4, rtol: float = 1e-3,
-           classes=None, on_format=None) -> Bundle:
-    "Export `model` (torch module, Trainer, FitResult or scikit-learn estimator) to a verified bundle folder at `path`."
+# %% ../nbs/06_export.ipynb #0fc0ea40
+def _check_model(model, formats) -> tuple[bool, list]:
+    "Is `model` a scikit-learn one? And the formats to write (all that fit it by default), or an InputError."
     import torch
 
-    model, known_metrics, history = _unwrap(model)
-    if sample is None:
-        raise InputError("export needs a sample batch of inputs (e.g. one batch from the validation loader)")
     sklearn = _is_sklearn(model)
     if not sklearn and not isinstance(model, torch.nn.Module):
         raise InputError(f"cannot export a {type(model).__name__}: pass a torch nn.Module, a Trainer or a scikit-learn estimator")
@@ -213,7 +330,11 @@ def export(model, sample, path, formats=None, name: str | None = None, metrics: 
     unknown = [f for f in formats if f not in available]
     if unknown or not formats:
         raise InputError(f"formats {unknown or formats} are not available for this model; choose from {list(available)}")
-    path = Path(path)
+    return sklearn, formats
+
+
+def _check_path(path: Path, overwrite: bool):
+    "Refuse an existing bundle (unless overwriting) and a folder that cannot be made or written."
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists; pass overwrite=True to replace it, or choose another path")
     try:
@@ -223,30 +344,126 @@ def export(model, sample, path, formats=None, name: str | None = None, metrics: 
     if not os.access(path.parent, os.W_OK):
         raise InputError(f"cannot write {path}: the folder {path.parent} is not writable")
 
-    if sklearn:
-        sample = np.asarray(sample.detach().cpu().numpy() if isinstance(sample, torch.Tensor) else sample, dtype=np.float32)
-        if sample.ndim != 2 or len(sample) == 0:
-            raise InputError(f"the sample for a scikit-learn model must be a non-empty 2-D array, not of shape {sample.shape}")
-        reference, writers = model, _SK_WRITERS
-        run = lambda f, x: np.asarray(f(x))
-        expected = lambda x: np.asarray(_sklearn_output(model, x))
-    else:
-        sample = torch.as_tensor(sample).detach().cpu()
-        if sample.dim() == 0 or len(sample) == 0:
-            raise InputError("the sample must be a non-empty batch (first dimension = batch)")
-        if sample.is_floating_point():
-            sample = sample.float()
-        reference = copy.deepcopy(model).cpu().eval()  # the user's model keeps its device, mode and grads
-        for p in reference.parameters():
-            p.requires_grad_(False)
-        writers = _WRITERS
-        run = lambda f, x: f(x).detach().float().numpy() if hasattr(f(x), "detach") else np.asarray(f(x))
-        def expected(x):
-            with torch.no_grad():
-                return reference(x).float().numpy()
-    second = _second_batch(sample)
+# %% ../nbs/06_export.ipynb #cb38a32c
+def _sklearn_sample(sample) -> np.ndarray:
+    "The sample as a 2-D float array (float32 stays float32, anything else becomes float64), or an InputError."
+    if hasattr(sample, "detach"):
+        sample = sample.detach().cpu().numpy()
     try:
-        outputs = [expected(sample), expected(second)]
+        sample = np.asarray(sample)
+        sample = sample.astype(np.float32 if sample.dtype == np.float32 else np.float64)
+    except (TypeError, ValueError) as e:
+        raise InputError("the sample for a scikit-learn model must be numeric (a 2-D array or a frame of numbers); "
+                         f"encode text columns inside the pipeline first ({e})") from e
+    if sample.ndim != 2 or len(sample) == 0:
+        raise InputError(f"the sample for a scikit-learn model must be a non-empty 2-D array, not of shape {sample.shape}")
+    return sample
+
+
+def _prepare(model, sample, sklearn: bool):
+    "The sample as the formats take it, the reference model, the writers, and how the reference answers."
+    if sklearn:
+        return _sklearn_sample(sample), model, _SK_WRITERS, lambda x: _sklearn_outputs(model, x)
+    import torch
+
+    sample = torch.as_tensor(sample).detach().cpu()
+    if sample.dim() == 0 or len(sample) == 0:
+        raise InputError("the sample must be a non-empty batch (first dimension = batch)")
+    if sample.is_floating_point():
+        sample = sample.float()
+    reference = copy.deepcopy(model).cpu().eval()  # the user's model keeps its device, mode and grads
+    for p in reference.parameters():
+        p.requires_grad_(False)
+
+    def answer(x):
+        with torch.no_grad():
+            return {"predict": _numpy(reference(x))}
+
+    return sample, reference, _WRITERS, answer
+
+# %% ../nbs/06_export.ipynb #c7c0a3bb
+def _write_format(fmt, writer, reference, batches, expected, folder: Path, atol: float, rtol: float):
+    "Write one format into `folder` and check its reloaded model; return (file, parity) or (None, why it failed)."
+    import torch
+
+    try:
+        with torch.no_grad():
+            file, runner = writer(reference, batches[0], folder)
+            checks = [_parity(e, runner(b), atol, rtol) for b, e in zip(batches, expected)]
+    except Exception as e:  # data-dependent control flow, an operator the format lacks, an estimator skl2onnx lacks
+        text = str(e).strip()
+        return None, f"{fmt} could not be exported: {type(e).__name__}: {text.splitlines()[0][:300] if text else ''}"
+    parity = {"ok": all(c["ok"] for c in checks), "max_abs": max(c["max_abs"] for c in checks),
+              "max_rel": max(c["max_rel"] for c in checks), "batches": [len(b) for b in batches]}
+    if parity["ok"]:
+        return file, parity
+    file.unlink(missing_ok=True)
+    notes = [*dict.fromkeys(c["note"] for c in checks if c["note"]), *([runner.hint] if hasattr(runner, "hint") else [])]
+    return None, f"{fmt} disagrees with the original model: " + "; ".join(notes)
+
+
+def _savable(a: np.ndarray) -> np.ndarray:
+    "An array numpy can save without pickle (labels held as Python objects become strings)."
+    return a.astype(str) if a.dtype == object else a
+
+# %% ../nbs/06_export.ipynb #55441d92
+def _outputs_spec(answer: dict, sklearn: bool, classifier: bool) -> list:
+    "The bundle's output signature, from what the reference model answered on the sample."
+    names = {"predict": "label" if classifier else ("value" if sklearn else "output"), "predict_proba": "probabilities"}
+    return [{"name": names[k], "shape": ["batch", *v.shape[1:]], "dtype": str(_savable(v).dtype)} for k, v in answer.items()]
+
+
+def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics, atol, rtol, files, failures) -> dict:
+    from sklearn.base import is_classifier
+
+    classifier = is_classifier(model) if sklearn else classes is not None
+    classes = classes if classes is not None else getattr(model, "classes_", None)
+    return {
+        "format": "workbench.bundle/1",
+        "name": name,
+        "kind": "sklearn" if sklearn else "torch",
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "inputs": [{"name": "input", "shape": ["batch", *sample.shape[1:]], "dtype": str(np.asarray(sample).dtype)}],
+        "outputs": _outputs_spec(answer, sklearn, classifier),
+        "classes": None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes],
+        "task": "classification" if classifier else None,
+        "metrics": metrics,
+        "tolerance": {"atol": atol, "rtol": rtol},
+        "files": files,
+        "failed": failures,
+    }
+
+
+def _place(tmp: Path, path: Path):
+    "Rename the finished bundle into place; an existing one (overwrite=True) is swapped out, then removed."
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(path)
+
+# %% ../nbs/06_export.ipynb #7069012b
+def export(model, sample, path, formats=None, name: str | None = None, metrics: dict | None = None,
+           overwrite: bool = False, allow_partial: bool | None = None, atol: float = 1e-4, rtol: float = 1e-3,
+           classes=None, on_format=None) -> Bundle:
+    "Export `model` (torch module, Trainer, FitResult or scikit-learn estimator) to a verified bundle folder at `path`."
+    model, known_metrics, history = _unwrap(model)
+    if sample is None:
+        raise InputError("export needs a sample batch of inputs (e.g. one batch from the validation loader)")
+    asked = formats is not None
+    sklearn, formats = _check_model(model, formats)
+    if allow_partial is None:  # any scikit-learn model gives a loadable bundle: skops alone if ONNX cannot hold it
+        allow_partial = sklearn and not asked
+    path = Path(path)
+    _check_path(path, overwrite)
+    sample, reference, writers, answer = _prepare(model, sample, sklearn)
+    batches = [sample, _second_batch(sample)]
+    try:
+        expected = [answer(b) for b in batches]
     except Exception as e:
         raise InputError(f"the model cannot run on the sample of shape {tuple(sample.shape)}: {type(e).__name__}: {e}") from e
 
@@ -256,85 +473,43 @@ def export(model, sample, path, formats=None, name: str | None = None, metrics: 
         for fmt in formats:
             if on_format:
                 on_format(fmt, "exporting")
-            try:
-                with (torch.no_grad() if not sklearn else _null()):
-                    file, runner = writers[fmt](reference, sample, tmp)
-                    got = [run(runner, sample), run(runner, second)]
-                checks = [_parity(e, g, atol, rtol) for e, g in zip(outputs, got)]
-                parity = {"ok": all(c["ok"] for c in checks), "max_abs": max(c["max_abs"] for c in checks),
-                          "max_rel": max(c["max_rel"] for c in checks), "batches": [len(sample), len(second)]}
-                error = None if parity["ok"] else (
-                    f"{fmt} disagrees with the original model: max abs diff {parity['max_abs']:.3g}, max rel diff "
-                    f"{parity['max_rel']:.3g} (tolerance {atol} abs + {rtol} rel)")
-            except Exception as e:  # data-dependent control flow, an operator the format lacks, ...
-                file, parity, error = None, {"ok": False, "max_abs": float("nan"), "max_rel": float("nan")}, (
-                    f"{fmt} could not be exported: {type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}")
-            if error:
-                failures[fmt] = error
-                if file is not None and file.exists():
-                    file.unlink()
-                if on_format:
-                    on_format(fmt, "failed")
-                continue
-            files[file.name] = {"format": fmt, "size": file.stat().st_size, "sha256": _sha256(file), "parity": parity}
+            file, result = _write_format(fmt, writers[fmt], reference, batches, expected, tmp, atol, rtol)
+            if file is None:
+                failures[fmt] = result
+            else:
+                files[file.name] = {"format": fmt, "size": file.stat().st_size, "sha256": _sha256(file), "parity": result}
             if on_format:
-                on_format(fmt, "ok")
+                on_format(fmt, "ok" if file else "failed")
         if failures and (not allow_partial or not files):
             raise ExportError("; ".join(failures.values()))
         np.save(tmp / "sample.npy", np.asarray(sample), allow_pickle=False)
-        np.save(tmp / "expected.npy", outputs[0], allow_pickle=False)
-        out_shape = ["batch", *outputs[0].shape[1:]]
-        meta = {
-            "format": "workbench.bundle/1",
-            "name": name or path.name,
-            "kind": "sklearn" if sklearn else "torch",
-            "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "versions": _versions(),
-            "inputs": [{"name": "input", "shape": ["batch", *sample.shape[1:]], "dtype": str(np.asarray(sample).dtype)}],
-            "outputs": [{"name": "probabilities" if sklearn and hasattr(model, "predict_proba") else "output",
-                         "shape": out_shape, "dtype": "float32"}],
-            "classes": [c.item() if hasattr(c, "item") else c for c in (classes if classes is not None else getattr(model, "classes_", []))] or None,
-            "task": "classification" if (sklearn and hasattr(model, "predict_proba")) or classes is not None else None,
-            "metrics": {**known_metrics, **(metrics or {})},
-            "tolerance": {"atol": atol, "rtol": rtol},
-            "files": files,
-            "failed": failures,
-        }
+        for key, value in expected[0].items():
+            np.save(tmp / _EXPECTED[key], _savable(value), allow_pickle=False)
+        meta = _metadata(model, sample, expected[0], sklearn, name or path.name, classes,
+                         {**known_metrics, **(metrics or {})}, atol, rtol, files, failures)
         with atomic_write(tmp / "metadata.json") as f:
             json.dump(meta, f, indent=2, default=float)
         with atomic_write(tmp / "MODEL_CARD.md") as f:
             f.write(_card(meta["name"], meta["kind"], meta, history))
-        if path.exists():  # overwrite=True: swap in the new bundle, then remove the old one
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
+        _place(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return Bundle(path, meta)
 
 
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+_EXPECTED = {"predict": "expected.npy", "predict_proba": "expected_proba.npy"}  # the reference's answers on the sample
 
 # %% ../nbs/06_export.ipynb #6a8b5431
 class Predictor:
     "A loaded bundle: `predict(x)` (and `predict_proba` for classifiers) on the chosen backend."
 
-    def __init__(self, path: Path, meta: dict, backend: str, run, n_outputs_index: int = 0):
-        self.path, self.metadata, self.backend, self._run = path, meta, backend, run
+    def __init__(self, path: Path, meta: dict, backend: str, run):
+        self.path, self.metadata, self.backend = path, meta, backend
+        self._run = run  # numpy batch -> {"predict": ..., and "predict_proba" where the model gives it}
         spec = meta["inputs"][0]
         self._features = tuple(spec["shape"][1:])
         self._dtype = np.dtype(spec["dtype"])
-        self._labels = meta["kind"] == "sklearn" and meta.get("task") == "classification"
 
     def _check(self, x) -> np.ndarray:
         if type(x) is np.ndarray and x.dtype == self._dtype and x.shape[1:] == self._features:
@@ -351,24 +526,26 @@ class Predictor:
         return x
 
     def predict(self, x) -> np.ndarray:
-        "Model outputs (logits or values; class labels for scikit-learn classifiers) as numpy."
-        out = self._run(self._check(x))
-        return np.asarray(self.metadata["classes"])[out.argmax(1)] if self._labels else out
+        "What the model predicts: a torch model's outputs; a scikit-learn model's labels or values, as its `predict`."
+        return self._run(self._check(x))["predict"]
 
     def predict_proba(self, x) -> np.ndarray:
-        "Class probabilities (softmax of a torch classifier's outputs)."
+        "Class probabilities: a scikit-learn classifier's own, or the softmax of a torch classifier's outputs."
         if self.metadata.get("task") != "classification":
             raise InputError("predict_proba needs a classifier bundle (export with classes=... for torch models)")
         out = self._run(self._check(x))
+        if "predict_proba" in out:
+            return out["predict_proba"]
         if self.metadata["kind"] == "sklearn":
-            return out
-        e = np.exp(out - out.max(1, keepdims=True))
+            raise InputError(f"{self.metadata['model_class']} has no predict_proba; predict gives its labels")
+        logits = out["predict"]
+        e = np.exp(logits - logits.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
 
     def __repr__(self) -> str:
         return f"Predictor({self.path}, backend={self.backend!r})"
 
-
+# %% ../nbs/06_export.ipynb #2e5d17eb
 def _verified(path) -> dict:
     path = Path(path)
     meta_path = path / "metadata.json"
@@ -386,26 +563,54 @@ def _verified(path) -> dict:
     return meta
 
 
-def load(path, backend: str = "onnx", model=None, trusted=None) -> Predictor:
-    "Load a bundle for prediction after checking its files' hashes; never unpickles."
+def _onnx_runner(file: Path, meta: dict):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+    if meta["kind"] == "sklearn":
+        outputs = meta["outputs"]
+        return _onnx_sklearn_runner(session, any(o["name"] == "probabilities" for o in outputs), len(outputs[0]["shape"]))
+    name = session.get_inputs()[0].name
+    return lambda x: {"predict": session.run(None, {name: x})[0]}
+
+
+def _torch_runner(module):
+    import torch
+
+    def run(x):
+        with torch.no_grad():
+            return {"predict": module(torch.from_numpy(x)).numpy()}
+
+    return run
+
+
+def _skops_runner(file: Path, trusted):
+    import skops.io as sio
+
+    missing = sorted(set(sio.get_untrusted_types(file=file)) - set(trusted or []))
+    if missing:  # skops trusts scikit-learn's and numpy's own types; anything else must be named
+        raise InputError(f"this skops file contains types that are not trusted by default; if you trust them, "
+                         f"pass trusted={missing}")
+    estimator = sio.load(file, trusted=list(trusted or []))
+    return lambda x: _sklearn_outputs(estimator, x)
+
+# %% ../nbs/06_export.ipynb #1d856c7b
+def load(path, backend: str | None = None, model=None, trusted=None) -> Predictor:
+    "Load a bundle for prediction after checking its files' hashes; never unpickles. Default backend: ONNX Runtime."
     path = Path(path)
     meta = _verified(path)
-    files = {f["format"]: name for name, f in meta["files"].items()}
+    files = {f["format"]: path / name for name, f in meta["files"].items()}
+    backend = backend or next((b for b in ("onnx", "pt2", "skops") if b in files), "torch")
+    if backend not in ("onnx", "pt2", "torch", "skops"):
+        raise InputError(f"unknown backend {backend!r}; use 'onnx', 'pt2', 'torch' or 'skops'")
     if backend not in files and not (backend == "torch" and "safetensors" in files):
         raise InputError(f"this bundle has no {backend!r} file; it has {sorted(files)}")
     if backend == "onnx":
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(path / files["onnx"]), providers=["CPUExecutionProvider"])
-        name, wanted = session.get_inputs()[0].name, [session.get_outputs()[-1].name]
-        run = lambda x: session.run(wanted, {name: x})[0]
+        run = _onnx_runner(files["onnx"], meta)
     elif backend == "pt2":
         import torch
 
-        module = torch.export.load(str(path / files["pt2"])).module()
-        def run(x):
-            with torch.no_grad():
-                return module(torch.from_numpy(x)).numpy()
+        run = _torch_runner(torch.export.load(str(files["pt2"])).module())
     elif backend == "torch":
         import torch
         from safetensors.torch import load_model
@@ -413,37 +618,25 @@ def load(path, backend: str = "onnx", model=None, trusted=None) -> Predictor:
         if not isinstance(model, torch.nn.Module):
             raise InputError("backend='torch' needs the model's architecture: load(path, backend='torch', model=MyNet())")
         module = copy.deepcopy(model).cpu().eval()
-        load_model(module, str(path / files["safetensors"]))
-        def run(x):
-            with torch.no_grad():
-                return module(torch.from_numpy(x)).numpy()
-    elif backend == "skops":
-        import skops.io as sio
-
-        file = path / files["skops"]
-        missing = sorted(set(sio.get_untrusted_types(file=file)) - set(trusted or []))
-        if missing:  # skops trusts scikit-learn's and numpy's own types; anything else must be named
-            raise InputError(f"this skops file contains types that are not trusted by default; if you trust them, "
-                             f"pass trusted={missing}")
-        est = sio.load(file, trusted=list(trusted or []))
-        run = lambda x: np.asarray(_sklearn_output(est, x))
+        load_model(module, str(files["safetensors"]))
+        run = _torch_runner(module)
     else:
-        raise InputError(f"unknown backend {backend!r}; use 'onnx', 'pt2', 'torch' or 'skops'")
+        run = _skops_runner(files["skops"], trusted)
     return Predictor(path, meta, backend, run)
 
 
 def check(path, atol: float | None = None, rtol: float | None = None) -> dict:
-    "Verify a bundle again: file hashes, then every runnable format's outputs on the stored sample."
+    "Verify a bundle again: file hashes, then every graph format's answers on the stored sample."
     meta = _verified(path)
     path = Path(path)
     sample = np.load(path / "sample.npy", allow_pickle=False)
-    expected = np.load(path / "expected.npy", allow_pickle=False)
+    expected = {k: np.load(path / f, allow_pickle=False) for k, f in _EXPECTED.items() if (path / f).exists()}
     tol = meta["tolerance"]
     results = {}
     for fmt in [f["format"] for f in meta["files"].values() if f["format"] in ("onnx", "pt2")]:
         got = load(path, backend=fmt)._run(sample)
         results[fmt] = _parity(expected, got, atol or tol["atol"], rtol or tol["rtol"])
-    bad = {k: v for k, v in results.items() if not v["ok"]}
+    bad = {k: v["note"] for k, v in results.items() if not v["ok"]}
     if bad:
         raise ExportError(f"{path}: {', '.join(bad)} no longer match the stored outputs: {bad}")
     return results

@@ -114,3 +114,60 @@ def test_store_with_eight_concurrent_writers(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 400
         assert db.execute("SELECT COUNT(DISTINCT run_id) FROM records").fetchone()[0] == 8
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _first_use(args):
+    path, barrier = args
+    barrier.wait()  # every process opens the new store at the same moment
+    try:
+        RunStore(path).record("run", "opened", 1)
+    except Exception as e:  # reported, not raised: the test counts them
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def test_twenty_first_uses_of_a_new_store_at_once_never_fail(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    errors = []
+    with ctx.Manager() as manager, ctx.Pool(20) as pool:
+        for attempt in range(10):
+            path, barrier = tmp_path / f"runs-{attempt}.db", manager.Barrier(20)
+            errors += [e for e in pool.map(_first_use, [(path, barrier)] * 20) if e]
+            assert RunStore(path).records("run") == {"opened": 1}
+    assert errors == []
+
+
+def test_a_file_that_is_not_a_store_is_named_and_kept(tmp_path):
+    path = tmp_path / "runs.db"
+    path.write_text("my notes, not a database " * 100)
+    with pytest.raises(InputError, match=r"is not a SQLite run store .* left as it is: keep it") as e:
+        RunStore(path)
+    assert "move it away" not in str(e.value)
+    assert path.read_text() == "my notes, not a database " * 100 and list(tmp_path.iterdir()) == [path]
+
+
+def test_a_store_in_a_read_only_folder_says_so(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp())  # pytest's own folders are private to their owner
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    RunStore(folder / "old.db")  # an existing store, and a new one, in a folder the user cannot write
+    folder.chmod(0o555)
+    tmp_path.chmod(0o755)
+    code = ("from workbench.runs import RunStore\nimport sys\n"
+            "for name in ('new.db', 'old.db'):\n"
+            "    try:\n        RunStore(sys.argv[1] + '/' + name).start('r', 'nb.ipynb', {})\n"
+            "    except Exception as e:\n        print(type(e).__name__, e)\n")
+    as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.getuid() == 0 else []  # root ignores modes
+    out = subprocess.run([*as_user, sys.executable, "-c", code, str(folder)], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)})
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(l.startswith("InputError") and "must be writable" in l for l in lines), out
+    assert sorted(p.name for p in folder.iterdir()) == ["old.db"]
+    folder.chmod(0o755)
+    shutil.rmtree(tmp_path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import time
 from contextlib import closing
@@ -15,11 +16,12 @@ from pathlib import Path
 from .core import InputError, environment, png_bytes
 
 # %% auto #0
-__all__ = ['DEFAULT_STORE', 'RECORD_MIME', 'RunStore', 'current_run', 'record', 'recorded', 'runs', 'RunComparison',
-           'compare_runs']
+__all__ = ['DEFAULT_STORE', 'BUSY_SECONDS', 'RECORD_MIME', 'RunStore', 'current_run', 'record', 'recorded', 'runs',
+           'RunComparison', 'compare_runs']
 
-# %% ../nbs/07_runs.ipynb #59426bb8
+# %% ../nbs/07_runs.ipynb #54610a60
 DEFAULT_STORE = "runs/runs.db"
+BUSY_SECONDS = 60  # how long a writer waits for another before giving up
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -33,29 +35,57 @@ CREATE INDEX IF NOT EXISTS records_run ON records (run_id);
 """
 
 
+def _store_error(path: Path, e: Exception) -> InputError:
+    "What went wrong with the store at `path`, and what to do. The file itself is never moved or changed."
+    text = str(e)
+    if "not a database" in text or "malformed" in text:
+        return InputError(f"{path} is not a SQLite run store ({text}). It is left as it is: keep it for inspection, "
+                          "and record new runs elsewhere with --store or $WORKBENCH_RUNS_DB")
+    if isinstance(e, OSError) or "readonly" in text or "unable to open" in text:
+        return InputError(f"cannot write the run store {path} ({text}): its folder must be writable; choose a writable "
+                          "path with --store or $WORKBENCH_RUNS_DB")
+    return InputError(f"the run store {path} stayed busy for {BUSY_SECONDS} s ({text}): another process is writing "
+                      "to it; try again when it is done")
+
+
+def _create(path: Path):
+    "Make the tables and switch to WAL. SQLite answers a WAL switch that races another one 'locked' at once, so retry."
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            with closing(sqlite3.connect(path, timeout=BUSY_SECONDS)) as db:
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+            return
+        except sqlite3.OperationalError as e:
+            if not ("locked" in str(e) or "busy" in str(e)) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.01, 0.1))
+
+# %% ../nbs/07_runs.ipynb #59426bb8
 class RunStore:
     "Runs and their recorded values in one SQLite file (WAL mode, safe for concurrent writers)."
 
     def __init__(self, path=None):
         self.path = Path(path or os.environ.get("WORKBENCH_RUNS_DB") or DEFAULT_STORE)
-        if self.path.is_dir():
-            raise InputError(f"run store {self.path} is a folder; give a file path such as runs/runs.db")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with closing(self._connect()) as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as e:
-            raise InputError(f"{self.path} is not a usable run store ({e}); move it away to start a new one") from e
+            if self.path.is_dir():
+                raise InputError(f"run store {self.path} is a folder; give a file path such as runs/runs.db")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create(self.path)
+        except (sqlite3.Error, OSError) as e:
+            raise _store_error(self.path, e) from e
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=60)
-        db.execute("PRAGMA busy_timeout=60000")
-        return db
+        return sqlite3.connect(self.path, timeout=BUSY_SECONDS)
 
     def _write(self, sql: str, args: tuple):
-        with closing(self._connect()) as db, db:
-            db.execute(sql, args)
+        try:
+            with closing(self._connect()) as db, db:
+                db.execute(sql, args)
+        except sqlite3.Error as e:
+            raise _store_error(self.path, e) from e
 
     def start(self, run_id: str, notebook: str, params: dict, notebook_hash: str = None, git_commit: str = None,
               pipeline: str = None):

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 README_DIR ?= .
 
-.PHONY: venv test demo lab bench readme _readme sync clean
+.PHONY: venv browser test demo lab bench readme _readme sync clean
 
 # torch first, pinned: the CPU wheel lies on local disk here, while an unpinned torch would pull a multi-GB CUDA
 # build. The package itself asks only for torch>=2.2, so a GPU user's own build is kept.
@@ -18,7 +18,25 @@ $(STAMP): settings.ini setup.py
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# The browser tests drive Debian's Chromium: Playwright cannot download its own browsers here. Installed once where
+# missing (sudo only when not root); without apt-get, one line says what to install. `.ci/run` uses this same target.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "make test: the browser tests need Chromium; install it with your system's packages, then run make test again"; \
+	    exit 1; \
+	  fi; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "make test: installing Debian's chromium for the browser tests (once; about a minute)"; \
+	  log=$$(mktemp); \
+	  if ! { $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; } >$$log 2>&1; then \
+	    tail -20 $$log; echo "make test: installing chromium failed (above); install it by hand, then run make test again"; \
+	    exit 1; \
+	  fi; \
+	  rm -f $$log; \
+	}
+
+test: $(STAMP) browser
 	$(PY) -m pytest
 
 demo: $(STAMP)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+import tempfile
 from pathlib import Path
 
 from .core import WorkbenchError
@@ -87,8 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     test = command("test", "run every notebook under PATHS as a test, in parallel")
     test.add_argument("paths", nargs="*", type=Path, default=[Path("nbs")], help="notebooks or folders (default: nbs)")
     with_params(test, "a value offered to every notebook that declares it (e.g. smoke=true)")
-    with_executor(test, "runs/test-<timestamp>")
+    with_executor(test, "a new temporary folder, which also holds the run store unless --store is given")
     test.add_argument("--junit-xml", type=Path, help="write a JUnit XML report here")
+    test.add_argument("--kernel", help="kernel for notebooks that name none (default: this Python's own)")
     params = command("params", "list the parameters a notebook declares")
     params.add_argument("notebook", type=Path)
     runs = command("runs", "list recorded runs, newest first")
@@ -152,12 +154,16 @@ def _test(args) -> int:
     from workbench.pipeline import run_tests
 
     def line(run):
-        print(f"{run.status:<8} {run.notebook}  {run.duration:.1f}s" + (f"  ({run.reason})" if run.reason else ""), flush=True)
+        name = f"{run.notebook} [{run.stage}]" if run.stage else run.notebook
+        print(f"{run.status:<8} {name}  {run.duration:.1f}s" + (f"  ({run.reason})" if run.reason else ""), flush=True)
 
-    runs = run_tests(args.paths, workers=args.workers, params=dict(args.param), out_dir=args.out, timeout=args.timeout,
+    out = args.out or Path(tempfile.mkdtemp(prefix="workbench-test-"))
+    runs = run_tests(args.paths, workers=args.workers, params=dict(args.param), out_dir=out, timeout=args.timeout,
                      store=args.store, junit=args.junit_xml, on_done=line, executor=args.executor,
-                     scheduler=args.scheduler)
-    return _report(runs)
+                     scheduler=args.scheduler, kernel=args.kernel)
+    code = _report(runs)
+    print(f"output: {out}")
+    return code
 
 def _params(args) -> int:
     from workbench.pipeline import params

@@ -5,8 +5,10 @@
 # %% ../nbs/01_data.ipynb #2c1b5bd1
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ class Data:
     target: str | None = None
     samples: dict = field(default_factory=dict)  # image data: class -> a few HxW or HxWxC uint8/float arrays
     notes: list = field(default_factory=list)  # what the conversion changed or skipped, in words
+    objects: list = field(default_factory=list)  # columns whose cells held objects (lists, dicts, ...): now their text
 
     @property
     def is_images(self) -> bool:
@@ -75,6 +78,25 @@ def _clean_columns(df: pd.DataFrame, notes: list) -> pd.DataFrame:
             seen[name] = 0
             unique.append(name)
     return df if unique == list(df.columns) else df.set_axis(unique, axis=1)
+
+# %% ../nbs/01_data.ipynb #e1489cb2
+_SCALARS = (str, bytes, bool, int, float, complex, np.generic, Decimal, dt.date, dt.time, dt.timedelta)
+
+
+def _holds_objects(s: pd.Series) -> bool:
+    "Does an object column hold values other than scalars (lists, dicts, sets, arrays, instances of a class)?"
+    if s.dtype != object or pd.api.types.infer_dtype(s, skipna=True) not in ("mixed", "mixed-integer", "unknown-array"):
+        return False
+    return any(not isinstance(v, _SCALARS) for v in s[s.notna()])
+
+
+def _objects_as_text(df: pd.DataFrame, notes: list) -> tuple[pd.DataFrame, list]:
+    "`df` with every column that holds objects replaced by the text of its values; and those columns' names."
+    names = [c for c in df.columns if _holds_objects(df[c])]
+    if names:
+        df = df.assign(**{c: df[c].where(df[c].isna(), df[c].astype(str)) for c in names})
+        notes.append(f"{len(names)} column(s) hold lists, dicts or other objects and are profiled by their text: {names[:10]}")
+    return df, names
 
 # %% ../nbs/01_data.ipynb #0e40f17c
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet", ".feather": "feather"}
@@ -162,6 +184,11 @@ def read_image_folder(path, per_class: int = 8) -> Data:
 
 # %% ../nbs/01_data.ipynb #a3e7cc85
 def _from_numpy(x: np.ndarray, y, per_class: int) -> Data:
+    if x.dtype.names:  # a structured or record array: one column per field
+        frame = pd.DataFrame.from_records(x)
+        if y is not None:
+            frame["target"] = np.asarray(y)
+        return Data(frame, "target" if y is not None else None)
     if x.ndim >= 3:
         if y is None:
             y = np.zeros(len(x), dtype=int)
@@ -232,6 +259,7 @@ def as_data(data, y=None, target: str | None = None, per_class: int = 8) -> Data
         )
     frame, notes = result.frame, list(result.notes)
     frame = _clean_columns(frame, notes)
+    frame, objects = _objects_as_text(frame, notes)
     if y is not None:
         y = np.asarray(y)
         if len(y) != len(frame):
@@ -247,4 +275,4 @@ def as_data(data, y=None, target: str | None = None, per_class: int = 8) -> Data
         raise InputError(f"target {target!r} is not a column{hint}")
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise InputError(f"the data is empty ({frame.shape[0]} rows x {frame.shape[1]} columns); nothing to explore")
-    return Data(frame, target, result.samples, notes)
+    return Data(frame, target, result.samples, notes, sorted(set(result.objects) | set(objects), key=list(frame.columns).index))

@@ -24,7 +24,7 @@ __all__ = ['KINDS', 'SAMPLE_ROWS', 'DRIFT_RULE', 'ColumnProfile', 'column_profil
            'Explorer', 'explore', 'psi', 'Comparison', 'compare']
 
 # %% ../nbs/02_explore.ipynb #a09ab654
-KINDS = ("numeric", "categorical", "boolean", "datetime", "text", "image")
+KINDS = ("numeric", "categorical", "boolean", "datetime", "text", "object", "image")
 SAMPLE_ROWS = 100_000  # rows used for correlations and target relations; counts always use every row
 
 
@@ -171,10 +171,10 @@ def _categorical(name: str, s: pd.Series, kind: str) -> ColumnProfile:
     return p
 
 
-def column_profile(s: pd.Series, name: str | None = None) -> ColumnProfile:
-    "Profile one column (a pandas Series) by its kind."
+def column_profile(s: pd.Series, name: str | None = None, kind: str | None = None) -> ColumnProfile:
+    "Profile one column (a pandas Series) by its kind (found from its values unless given)."
     name = str(s.name) if name is None else name
-    kind = _kind(s)
+    kind = kind or _kind(s)
     if kind == "numeric":
         return _numeric(name, s)
     if kind == "datetime":
@@ -321,14 +321,14 @@ def target_profile(df: pd.DataFrame, target: str, kinds: dict, max_features: int
 class _Columns(dict):
     "Column profiles; a column not profiled up front (beyond max_columns) is profiled when first asked for."
 
-    def __init__(self, frame: pd.DataFrame, computed: dict):
+    def __init__(self, frame: pd.DataFrame, computed: dict, objects=()):
         super().__init__(computed)
-        self._frame = frame
+        self._frame, self._objects = frame, set(objects)
 
     def __missing__(self, name):
         if name not in self._frame.columns:
             raise KeyError(f"no column {name!r}")
-        self[name] = column_profile(self._frame[name], name)
+        self[name] = column_profile(self._frame[name], name, "object" if name in self._objects else None)
         return self[name]
 
 
@@ -398,14 +398,14 @@ def profile(data, target: str | None = None, y=None, max_columns: int = 200, wor
     data = data if isinstance(data, Data) and y is None and target is None else as_data(data, y=y, target=target)
     df = data.frame
     names = list(df.columns)
-    kinds = {c: _kind(df[c]) for c in names[:max_columns]}
+    kinds = {c: "object" if c in data.objects else _kind(df[c]) for c in names[:max_columns]}
     if target is not None or data.target is not None:
         kinds.setdefault(data.target, _kind(df[data.target]))
     up_front = [c for c in names[:max_columns]] + ([data.target] if data.target and data.target not in names[:max_columns] else [])
     with ThreadPoolExecutor(max(1, workers)) as pool:
         duplicates = pool.submit(lambda: 0 if data.samples else _duplicate_rows(df))  # image rows are metadata
         corr = pool.submit(correlations, df, kinds)
-        computed = dict(zip(up_front, pool.map(lambda c: column_profile(df[c], c), up_front)))
+        computed = dict(zip(up_front, pool.map(lambda c: column_profile(df[c], c, kinds[c]), up_front)))
         duplicate_rows, corr = duplicates.result(), corr.result()
     if len(up_front) == df.shape[1]:
         missing_cells = sum(p.missing for p in computed.values())
@@ -414,7 +414,7 @@ def profile(data, target: str | None = None, y=None, max_columns: int = 200, wor
     memory = int(df.memory_usage(deep=True).sum())
     prof = Profile(
         rows=len(df), n_columns=df.shape[1], memory=memory, missing_cells=missing_cells, duplicate_rows=duplicate_rows,
-        kinds=kinds, columns=_Columns(df, computed), correlations=corr, top_pairs=top_pairs(corr),
+        kinds=kinds, columns=_Columns(df, computed, data.objects), correlations=corr, top_pairs=top_pairs(corr),
         target=target_profile(df, data.target, kinds) if data.target else None,
         warnings=[], notes=list(data.notes), images=data.samples or None,
     )
@@ -640,12 +640,9 @@ class Explorer:
         return "\n".join(lines)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        if environment() == "widgets":
-            return self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        bundle = {"text/plain": repr(self)}
-        if environment() == "headless":
-            bundle["text/html"] = report_html(self.profile, self.frame.head(10))
-        return bundle
+        "The widget where one renders, and always the static report beside it: a saved notebook shows it without a kernel."
+        live = self.widget._repr_mimebundle_(include=include, exclude=exclude) if environment() == "widgets" else {}
+        return {**live, "text/plain": repr(self), "text/html": report_html(self.profile, self.frame.head(10))}
 
     # -- widget ----------------------------------------------------------------------------------------------------
     @property
@@ -865,10 +862,9 @@ class Comparison:
         return self.verdict
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        env = environment()
-        if env == "widgets":
-            return self.widget()._repr_mimebundle_(include=include, exclude=exclude)
-        return {"text/plain": self.verdict, **({"text/html": self.to_html()} if env == "headless" else {})}
+        "The widget where one renders, and always the static table beside it (see Explorer)."
+        live = self.widget()._repr_mimebundle_(include=include, exclude=exclude) if environment() == "widgets" else {}
+        return {**live, "text/plain": self.verdict, "text/html": self.to_html()}
 
     def widget(self):
         "A table of every column and a picker that draws its two distributions."

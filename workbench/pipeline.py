@@ -20,9 +20,9 @@ from .core import InputError, atomic_write, png_bytes
 from .runs import RunComparison, recorded
 
 # %% auto #0
-__all__ = ['params', 'check_params', 'Run', 'run_notebook', 'LocalExecutor', 'DaskExecutor', 'executor_for', 'find_notebooks',
-           'junit_xml', 'run_tests', 'Stage', 'yaml_loader', 'summary', 'PipelineRun', 'PipelineInterrupted',
-           'Pipeline', 'Sweep', 'sweep']
+__all__ = ['params', 'check_params', 'Run', 'run_notebook', 'LocalExecutor', 'DaskExecutor', 'executor_for', 'Stage',
+           'yaml_loader', 'summary', 'PipelineRun', 'PipelineInterrupted', 'Pipeline', 'find_notebooks',
+           'pipelines_beside', 'junit_xml', 'run_tests', 'Sweep', 'sweep']
 
 # %% ../nbs/08_pipeline.ipynb #7931d8e5
 def _read(notebook):
@@ -100,7 +100,7 @@ class Run:
     output: str | None = None  # the executed notebook
     html: str | None = None  # its HTML rendering
     error: dict | None = None  # cell, source, line, ename, evalue
-    reason: str | None = None  # why it was skipped
+    reason: str | None = None  # why it was skipped, or a note on how it ended (an early exit)
     stage: str | None = None  # its stage, in a pipeline
 
     @property
@@ -155,6 +155,25 @@ def _unanswered(executed_nb):
     return None
 
 
+def _exited_early(executed_nb) -> int | None:
+    "The index of the cell that stopped the notebook with sys.exit(), sys.exit(0) or SystemExit: a success, as in papermill."
+    for i, c in enumerate(executed_nb.cells):
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "error" and o.get("ename") == "SystemExit" and o.get("evalue", "") in ("", "0", "None"):
+                return i
+    return None
+
+
+def _mark_not_run(executed_nb, source_nb, exit_index: int) -> str:
+    "Mark the code cells after an early exit as not run; return a note naming the exit's cell (as counted in the source)."
+    ids = {c.get("id"): i for i, c in enumerate(source_nb.cells)}
+    cell = ids.get(executed_nb.cells[exit_index].get("id"), exit_index) + 1
+    later = [c for c in executed_nb.cells[exit_index + 1:] if c.cell_type == "code" and c.source.strip()]
+    for c in later:
+        c.metadata["workbench"] = {"not_run": f"the notebook stopped early at cell {cell}"}
+    return f"stopped early by SystemExit at cell {cell}; {len(later)} later cell{'s' * (len(later) != 1)} not run"
+
+
 def _failed_cell(source_nb, executed_nb, exc) -> dict:
     "Where a papermill run failed, in the coordinates of the source notebook."
     ids = {c.get("id"): i for i, c in enumerate(source_nb.cells)}
@@ -174,6 +193,8 @@ def _failed_cell(source_nb, executed_nb, exc) -> dict:
     evalue = getattr(exc, "evalue", str(exc)).strip().splitlines()
     if ename == "DeadKernelError":
         evalue = ["the kernel died (killed, or out of memory) while running this cell"]
+    elif ename == "SystemExit" and evalue and evalue[0].lstrip("-").isdigit():
+        evalue = [f"exit code {evalue[0]}"]
     return {
         "cell": None if cell is None else cell + 1,
         "source": next((text.strip() for text in lines if text.strip()), ""),
@@ -354,6 +375,8 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
 
     source = _read(notebook)
     values = check_params(notebook, params)
+    if kernel is None and not source.metadata.get("kernelspec", {}).get("name"):
+        kernel = "python3"  # no kernelspec (VS Code saves notebooks so): this interpreter's own kernel
     _check_limits(timeout, retries)
     notebook = Path(notebook)
     run_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{notebook.stem}-{secrets.token_hex(3)}"
@@ -367,7 +390,7 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
                 _git_commit(notebook.parent.resolve()), pipeline)
 
     start = time.perf_counter()
-    error, kernels, interrupt = None, [], None
+    error, kernels, interrupt, exited, note = None, [], None, None, None
     with _exclusive(output), _run_env(run_id, store.path, threads), _Stopper(stop_file, kernels) as stopper:
         retried, restarts = 0, 0
         while True:
@@ -378,7 +401,8 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
                     extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the TCP warning on every start
                     kernel_manager_class=_tracking_manager(kernels),
                 )
-                if _unanswered(executed) is not None:  # papermill can miss a kernel killed between two cells
+                exited = _exited_early(executed)
+                if exited is None and _unanswered(executed) is not None:  # papermill can miss a kernel killed between cells
                     from nbclient.exceptions import DeadKernelError
 
                     raise DeadKernelError("Kernel died")
@@ -410,6 +434,8 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
         executed = nbformat.read(str(output), as_version=4) if output.exists() else None
         html_path = None
         if executed is not None:
+            if exited is not None and not error:
+                note = _mark_not_run(executed, source, exited)
             _truncate_outputs(executed, max_output)
             metrics = recorded(executed)
             executed.metadata["workbench"] = {"run_id": run_id, "params": values, "status": status, "records": metrics}
@@ -426,6 +452,7 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
         id=run_id, notebook=str(notebook), status=status, params=values,
         metrics=recorded(executed) if executed is not None else {}, duration=duration,
         output=str(output) if executed is not None else None, html=str(html_path) if html_path else None, error=error,
+        reason=note,
     )
 
 # %% ../nbs/08_pipeline.ipynb #135810fd
@@ -523,101 +550,6 @@ def _threads(executor, workers: int, scheduler) -> int | None:
 def _error(exc) -> dict:
     "A Run's error for an exception raised outside any cell."
     return {"cell": None, "source": "", "line": None, "ename": type(exc).__name__, "evalue": str(exc)}
-
-# %% ../nbs/08_pipeline.ipynb #03882ded
-def find_notebooks(paths) -> list[Path]:
-    "The notebooks named in `paths` (files or folders searched recursively; checkpoints and hidden folders left out)."
-    found = []
-    for path in [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]:
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*.ipynb") if not any(part.startswith(".") for part in p.relative_to(path).parts))
-        elif path.suffix == ".ipynb" and path.is_file():
-            found.append(path)
-        else:
-            raise InputError(f"{path} is neither a notebook nor a folder of notebooks")
-    if not found:
-        raise InputError(f"no notebooks under {', '.join(map(str, paths if not isinstance(paths, (str, Path)) else [paths]))}")
-    return found
-
-
-def _skip_reason(notebook: Path) -> str | None:
-    requires = _read(notebook).metadata.get("workbench", {}).get("requires")
-    if requires == "gpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            return "needs a GPU; torch sees none"
-    return None
-
-
-def _test_one(notebook: str, values: dict, out_dir: str, timeout, html: bool, store, threads=None) -> Run:
-    "Run one notebook as a test (in a worker process): skipped, or run with the values it declares."
-    notebook = Path(notebook)
-    reason = _skip_reason(notebook)
-    if reason:
-        return Run(id="", notebook=str(notebook), status="skipped", params={}, reason=reason)
-    declared = params(notebook)
-    given = {k: v for k, v in values.items() if k in declared}
-    return run_notebook(notebook, given, out_dir=Path(out_dir) / notebook.stem, timeout=timeout, html=html, store=store,
-                        threads=threads)
-
-
-def junit_xml(runs: list[Run], path):
-    "Write `runs` as a JUnit XML report (one testcase per notebook), atomically."
-    import xml.etree.ElementTree as ET
-
-    failures = sum(r.status == "failed" for r in runs)
-    suite = ET.Element("testsuite", name="notebooks", tests=str(len(runs)), failures=str(failures),
-                       skipped=str(sum(r.status == "skipped" for r in runs)), time=f"{sum(r.duration for r in runs):.3f}")
-    for r in runs:
-        case = ET.SubElement(suite, "testcase", classname=str(Path(r.notebook).parent), name=Path(r.notebook).name,
-                             time=f"{r.duration:.3f}")
-        if r.status == "failed":
-            failure = ET.SubElement(case, "failure", message=f"{r.error['ename']}: {r.error['evalue']}")
-            failure.text = r.describe_error()
-        elif r.status == "skipped":
-            ET.SubElement(case, "skipped", message=r.reason or "")
-    with atomic_write(path) as f:
-        f.write(ET.tostring(suite, encoding="unicode"))
-
-
-def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, html=False, store=None,
-              junit=None, on_done=None, executor="local", scheduler=None) -> list[Run]:
-    "Run every notebook under `paths` as a test, `workers` at a time; return the Runs in order."
-    from workbench import pipeline  # the installed module: a worker process cannot import a notebook's own functions
-
-    notebooks = find_notebooks(paths)
-    _check_executor(executor, workers, scheduler)
-    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / f"test-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    store_path = str(Path(store.path if hasattr(store, "path") else store).resolve()) if store is not None else None
-    values = dict(params or {})
-    results = {}
-    workers = min(workers, len(notebooks))
-    pool, threads = executor_for(executor, workers, scheduler), _threads(executor, workers, scheduler)
-    try:
-        futures = {pool.submit(pipeline._test_one, str(nb.resolve()), values, str(out_dir.resolve()), timeout, html,
-                               store_path, threads): nb for nb in notebooks}
-        pending = set(futures)
-        while pending:
-            for future in pool.wait(pending):
-                pending.discard(future)
-                nb = futures[future]
-                try:
-                    run = future.result()
-                except InputError:
-                    raise
-                except Exception as e:  # a worker that died: report it as that notebook's failure
-                    run = Run(id="", notebook=str(nb.resolve()), status="failed", params={}, error=_error(e))
-                results[nb] = run
-                if on_done:
-                    on_done(run)
-    finally:
-        if pool is not executor:
-            pool.close()
-    runs = [results[nb] for nb in notebooks]
-    if junit:
-        junit_xml(runs, junit)
-    return runs
 
 # %% ../nbs/08_pipeline.ipynb #88dc5222
 _REF = re.compile(r"\$\{([^}]*)\}")
@@ -1044,6 +976,132 @@ class Pipeline:
             if pool is not None and pool is not executor:
                 pool.close()
         return PipelineRun(run_id, self.name, str(out), {n: runs[n] for n in order}, time.perf_counter() - start)
+
+# %% ../nbs/08_pipeline.ipynb #03882ded
+def find_notebooks(paths) -> list[Path]:
+    "The notebooks named in `paths` (files or folders searched recursively; checkpoints and hidden folders left out)."
+    found = []
+    for path in [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*.ipynb") if not any(part.startswith(".") for part in p.relative_to(path).parts))
+        elif path.suffix == ".ipynb" and path.is_file():
+            found.append(path)
+        else:
+            raise InputError(f"{path} is neither a notebook nor a folder of notebooks")
+    if not found:
+        raise InputError(f"no notebooks under {', '.join(map(str, paths if not isinstance(paths, (str, Path)) else [paths]))}")
+    return found
+
+
+def pipelines_beside(notebooks) -> dict:
+    "The pipelines (YAML files with `stages:`) in the folders of `notebooks`, by path."
+    found = {}
+    for folder in sorted({Path(nb).parent for nb in notebooks}):
+        for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+            spec = _load_yaml(path)
+            if isinstance(spec, dict) and "stages" in spec:
+                found[path] = Pipeline.from_yaml(path)
+    return found
+
+
+def _skip_reason(notebook: Path) -> str | None:
+    requires = _read(notebook).metadata.get("workbench", {}).get("requires")
+    if requires == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "needs a GPU; torch sees none"
+    return None
+
+
+def _test_one(notebook: str, values: dict, out_dir: str, timeout, html: bool, store, threads=None, kernel=None) -> Run:
+    "Run one notebook as a test (in a worker process): skipped, or run with the values it declares."
+    notebook = Path(notebook)
+    reason = _skip_reason(notebook)
+    if reason:
+        return Run(id="", notebook=str(notebook), status="skipped", params={}, reason=reason)
+    declared = params(notebook)
+    given = {k: v for k, v in values.items() if k in declared}
+    return run_notebook(notebook, given, out_dir=Path(out_dir) / notebook.stem, timeout=timeout, html=html, store=store,
+                        threads=threads, kernel=kernel)
+
+# %% ../nbs/08_pipeline.ipynb #b5ecc163
+def junit_xml(runs: list[Run], path):
+    "Write `runs` as a JUnit XML report (one testcase per notebook or pipeline stage), atomically."
+    import xml.etree.ElementTree as ET
+
+    failures = sum(r.status in ("failed", "interrupted") for r in runs)
+    suite = ET.Element("testsuite", name="notebooks", tests=str(len(runs)), failures=str(failures),
+                       skipped=str(sum(r.status == "skipped" for r in runs)), time=f"{sum(r.duration for r in runs):.3f}")
+    for r in runs:
+        name = f"{r.stage} ({Path(r.notebook).name})" if r.stage else Path(r.notebook).name
+        case = ET.SubElement(suite, "testcase", classname=str(Path(r.notebook).parent), name=name, time=f"{r.duration:.3f}")
+        if r.status in ("failed", "interrupted"):
+            failure = ET.SubElement(case, "failure", message=f"{r.error['ename']}: {r.error['evalue']}" if r.error else r.status)
+            failure.text = r.describe_error()
+        elif r.status == "skipped":
+            ET.SubElement(case, "skipped", message=r.reason or "")
+    with atomic_write(path) as f:
+        f.write(ET.tostring(suite, encoding="unicode"))
+
+# %% ../nbs/08_pipeline.ipynb #c9f36127
+def _test_pipeline(pipeline: Pipeline, values: dict, out_dir: Path, workers, executor, scheduler, timeout, html, store,
+                   on_done) -> list[Run]:
+    "Run a pipeline as tests: every stage, given the values some stage declares; a Run per stage, in order."
+    declared = {n for names in pipeline._declared.values() for n in names}
+    given = {k: v for k, v in values.items() if k in declared}
+    result = pipeline.run(given, out_dir=out_dir / f"pipeline-{pipeline.name}", workers=workers, force=True,
+                          executor=executor, scheduler=scheduler, timeout=timeout, html=html, store=store, verbose=False)
+    for run in result.runs.values():
+        if on_done:
+            on_done(run)
+    return list(result.runs.values())
+
+
+def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, html=False, store=None,
+              junit=None, on_done=None, executor="local", scheduler=None, kernel=None) -> list[Run]:
+    "Run every notebook under `paths` as a test, `workers` at a time (pipelines' stages as their pipeline); return the Runs."
+    import tempfile
+
+    from workbench import pipeline  # the installed module: a worker process cannot import a notebook's own functions
+
+    notebooks = find_notebooks(paths)
+    pipelines = pipelines_beside(notebooks)
+    staged = {s.notebook.resolve() for p in pipelines.values() for s in p.stages.values()}
+    singles = [nb for nb in notebooks if nb.resolve() not in staged]
+    _check_executor(executor, workers, scheduler)
+    out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="workbench-test-"))
+    store = store if store is not None else os.environ.get("WORKBENCH_RUNS_DB") or out_dir / "runs.db"
+    store_path = str(Path(store.path if hasattr(store, "path") else store).resolve())
+    values, results = dict(params or {}), {}
+    pool = executor_for(executor, min(workers, max(1, len(singles))), scheduler) if singles else None
+    threads = _threads(executor, workers, scheduler)
+    try:
+        futures = {pool.submit(pipeline._test_one, str(nb.resolve()), values, str(out_dir.resolve()), timeout, html,
+                               store_path, threads, kernel): nb for nb in singles}
+        pending = set(futures)
+        while pending:
+            for future in pool.wait(pending):
+                pending.discard(future)
+                nb = futures[future]
+                try:
+                    run = future.result()
+                except InputError:
+                    raise
+                except Exception as e:  # a worker that died: report it as that notebook's failure
+                    run = Run(id="", notebook=str(nb.resolve()), status="failed", params={}, error=_error(e))
+                results[nb] = run
+                if on_done:
+                    on_done(run)
+    finally:
+        if pool is not None and pool is not executor:
+            pool.close()
+    runs = [results[nb] for nb in singles]
+    for p in pipelines.values():
+        runs += _test_pipeline(p, values, out_dir, workers, executor, scheduler, timeout, html, store_path, on_done)
+    if junit:
+        junit_xml(runs, junit)
+    return runs
 
 # %% ../nbs/08_pipeline.ipynb #19c7c3af
 class Sweep(RunComparison):

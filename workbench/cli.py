@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -58,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     def command(name, help):
         c = sub.add_parser(name, help=help, description=help)
         c.add_argument("--store", type=Path, help="run store (default: runs/runs.db or $WORKBENCH_RUNS_DB)")
+        c.add_argument("-v", "--verbose", action="store_true",
+                       help="also show what is kept quiet by default: kernels' own logs, exporters' messages and warnings")
         return c
 
     def with_params(c, help, parse=parse_param, metavar="NAME=VALUE"):
@@ -199,6 +202,8 @@ def _check(args) -> int:
 def main(argv=None) -> int:
     "Entry point of the `workbench` command; returns the exit code."
     args = _parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        os.environ["WORKBENCH_VERBOSE"] = "1"  # read where the noise is made, in this process and the workers it starts
     try:
         return {"run": _run, "sweep": _sweep, "test": _test, "params": _params, "runs": _runs,
                 "check": _check}[args.command](args)

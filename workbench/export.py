@@ -5,16 +5,20 @@
 # %% ../nbs/06_export.ipynb #381fe148
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
 import platform
+import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,11 +97,6 @@ def _parity(expected: dict, got: dict, atol: float, rtol: float) -> dict:
     }
 
 # %% ../nbs/06_export.ipynb #acf897de
-def _quiet_onnx():
-    for name in ("torch.onnx", "torch.onnx._internal.exporter._registration", "onnxscript"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 def _write_safetensors(model, sample, folder: Path):
     from safetensors.torch import load_model, save_model
 
@@ -118,7 +117,6 @@ def _write_onnx_torch(model, sample, folder: Path):
     import onnxruntime as ort
     import torch
 
-    _quiet_onnx()
     path = folder / "model.onnx"
     program = torch.onnx.export(model, (sample,), dynamo=True, dynamic_shapes=_dynamic(sample), input_names=["input"],
                                 output_names=["output"], verbose=False)
@@ -382,16 +380,36 @@ def _prepare(model, sample, sklearn: bool):
     return sample, reference, _WRITERS, answer
 
 # %% ../nbs/06_export.ipynb #c7c0a3bb
+@contextlib.contextmanager
+def _quiet_exporters():
+    "Keep the exporters' logs, warnings and graph dumps off the screen (WORKBENCH_VERBOSE=1 shows them); failures still say why."
+    if os.environ.get("WORKBENCH_VERBOSE"):
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in ("torch", "torch.onnx", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def _write_format(fmt, writer, reference, batches, expected, folder: Path, atol: float, rtol: float):
     "Write one format into `folder` and check its reloaded model; return (file, parity) or (None, why it failed)."
     import torch
 
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_exporters():
             file, runner = writer(reference, batches[0], folder)
             checks = [_parity(e, runner(b), atol, rtol) for b, e in zip(batches, expected)]
     except Exception as e:  # data-dependent control flow, an operator the format lacks, an estimator skl2onnx lacks
-        text = str(e).strip()
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # the ONNX exporter colours its messages
         return None, f"{fmt} could not be exported: {type(e).__name__}: {text.splitlines()[0][:300] if text else ''}"
     parity = {"ok": all(c["ok"] for c in checks), "max_abs": max(c["max_abs"] for c in checks),
               "max_rel": max(c["max_rel"] for c in checks), "batches": [len(b) for b in batches]}

@@ -280,8 +280,8 @@ def _never_started(exc, executed_nb) -> bool:
     return type(exc) is RuntimeError and not isinstance(exc, DeadKernelError) and not ran
 
 
-def _tracking_manager(started: list):
-    "A kernel manager class for nbclient that adds each kernel it starts to `started`, so it can be stopped."
+def _tracking_manager(started: list, log=None):
+    "A kernel manager class for nbclient: it adds each kernel it starts to `started`, and sends the kernel's stderr to `log`."
     import tempfile
 
     from jupyter_client.manager import AsyncKernelManager
@@ -302,6 +302,17 @@ def _tracking_manager(started: list):
         async def _async_post_start_kernel(self, **kw):
             started.append(self)
             await super()._async_post_start_kernel(**kw)
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            if log is not None:  # its own log lines (a ZMQ traceback after a timeout) are not the user's output
+                kw["stderr"] = log
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+        async def _async_interrupt_kernel(self):
+            # jupyter_client interrupts every kernel it shuts down; ours are idle by then, and ipykernel logs an
+            # interrupt that lands in a message handler as an ERROR that reads like a failure
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
 
     return TrackedKernelManager
 
@@ -356,6 +367,32 @@ class _Stopper:
             self._thread.join()
 
 
+@contextmanager
+def _quiet(kernel_log: Path):
+    "The run's expected noise kept off the screen: the kernel's stderr into `kernel_log` (removed when empty), papermill's log."
+    import logging
+
+    if os.environ.get("WORKBENCH_VERBOSE"):  # --verbose: everything, as it comes
+        yield None
+        return
+    papermill = logging.getLogger("papermill")  # e.g. "Timeout waiting for execute reply": the run's error says it
+    level = papermill.level
+    papermill.setLevel(logging.CRITICAL)
+    try:
+        with open(kernel_log, "ab") as log:
+            yield log
+    finally:
+        papermill.setLevel(level)
+        if kernel_log.exists() and kernel_log.stat().st_size == 0:
+            kernel_log.unlink()
+
+
+def _timeout_error(timeout) -> dict:
+    "The error a cell that ran past `timeout` seconds ends with (nbclient's own name for it)."
+    return {"ename": "CellTimeoutError", "evalue": f"A cell timed out while it was being executed, after {timeout} seconds.",
+            "traceback": []}
+
+
 def _check_limits(timeout, retries):
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
         raise InputError(f"timeout must be a positive number of seconds per cell, not {timeout!r}")
@@ -391,7 +428,8 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
 
     start = time.perf_counter()
     error, kernels, interrupt, exited, note = None, [], None, None, None
-    with _exclusive(output), _run_env(run_id, store.path, threads), _Stopper(stop_file, kernels) as stopper:
+    quiet = _quiet(output.with_name(f"{output.stem}.kernel.log"))
+    with _exclusive(output), _run_env(run_id, store.path, threads), _Stopper(stop_file, kernels) as stopper, quiet as log:
         retried, restarts = 0, 0
         while True:
             try:
@@ -399,7 +437,9 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
                     str(notebook), str(output), parameters=values, kernel_name=kernel,
                     cwd=str(notebook.parent.resolve()), execution_timeout=timeout, progress_bar=False,
                     extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the TCP warning on every start
-                    kernel_manager_class=_tracking_manager(kernels),
+                    kernel_manager_class=_tracking_manager(kernels, log),
+                    # a cell past its timeout is interrupted, so its traceback names the line it was on
+                    interrupt_on_timeout=True, error_on_timeout=_timeout_error(timeout),
                 )
                 exited = _exited_early(executed)
                 if exited is None and _unanswered(executed) is not None:  # papermill can miss a kernel killed between cells
@@ -413,6 +453,8 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
                 error = _failed_cell(source, executed, exc)
                 if stopper.fired:
                     break
+                if timeout and error["ename"] == "KeyboardInterrupt":  # the interrupt nbclient sent at the timeout
+                    error.update({k: v for k, v in _timeout_error(timeout).items() if k != "traceback"})
                 if _never_started(exc, executed) and restarts < 3:
                     restarts += 1
                     time.sleep(0.2 + random.random())

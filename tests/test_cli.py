@@ -1,4 +1,6 @@
 """The `workbench` command as a shell or CI uses it: exit codes and what it prints."""
+from pathlib import Path
+
 import pytest
 
 from conftest import workbench, write_notebook
@@ -73,3 +75,77 @@ def test_runs_lists_recorded_runs(tmp_path):
     assert workbench("run", nb, "-o", tmp_path / "out", "--no-html").returncode == 0
     out = workbench("runs", "--last", "3")
     assert out.returncode == 0 and "score.ipynb" in out.stdout and "value.score" in out.stdout and " ok " in out.stdout
+
+
+def _folder_with_a_pipeline(root):
+    "A project as a user keeps it: two notebooks that are a pipeline's stages, one that stands alone, and the YAML."
+    write_notebook(root / "prepare.ipynb", "from pathlib import Path", "Path(run_dir, 'n.txt').write_text(str(n))",
+                   parameters="run_dir = '.'\nn = 2")
+    write_notebook(root / "use.ipynb", "from pathlib import Path\nfrom workbench.runs import record",
+                   "record('twice', 2 * int(Path(data).read_text()))", parameters="data = ''")
+    write_notebook(root / "alone.ipynb", "x = 1")
+    (root / "flow.yaml").write_text("stages:\n  prepare: {notebook: prepare.ipynb, outputs: {data: n.txt}}\n"
+                                    "  use: {notebook: use.ipynb, params: {data: '${prepare.outputs.data}'}}\n")
+
+
+def test_test_runs_a_folder_with_a_pipeline_as_that_pipeline_and_writes_nothing_there(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    _folder_with_a_pipeline(project)
+    before = sorted(p.name for p in project.iterdir())
+    monkeypatch.delenv("WORKBENCH_RUNS_DB")  # the default store: under the output folder, not the project
+    out = workbench("test", ".", "-p", "n=3", "-p", "smoke=true", "--junit-xml", tmp_path / "junit.xml", cwd=project)
+    assert out.returncode == 0, out.stderr
+    assert "twice=6" in out.stdout and "[prepare]" in out.stdout and "alone.ipynb" in out.stdout
+    assert sorted(p.name for p in project.iterdir()) == before  # no runs/, no executed notebooks
+    output = out.stdout.strip().splitlines()[-1].removeprefix("output: ")
+    assert (Path(output) / "runs.db").exists() and (Path(output) / "pipeline-flow" / "use" / "use.ipynb").exists()
+    assert 'tests="3" failures="0"' in (tmp_path / "junit.xml").read_text()
+
+
+def test_test_runs_notebooks_without_kernelspec_and_early_exits(tmp_path):
+    import nbformat
+
+    for i, body in enumerate(["import sys\nsys.exit()", "import sys\nsys.exit(0)", "raise SystemExit"]):
+        path = write_notebook(tmp_path / f"exit{i}.ipynb", "x = 1", body, "raise ValueError('must not run')")
+        nb = nbformat.read(path, as_version=4)
+        del nb.metadata["kernelspec"]  # as some editors save notebooks
+        nbformat.write(nb, path)
+    write_notebook(tmp_path / "fails.ipynb", "import sys\nsys.exit(3)")
+    out = workbench("test", tmp_path, "-o", tmp_path / "out")
+    assert out.returncode == 1
+    assert out.stdout.count("stopped early by SystemExit at cell 2; 1 later cell not run") == 6  # progress + table
+    assert "fails.ipynb failed at cell 1" in out.stderr and "SystemExit: exit code 3" in out.stderr
+    assert "DeadKernelError" not in out.stdout + out.stderr
+    executed = nbformat.read(tmp_path / "out" / "exit0" / "exit0.ipynb", as_version=4)
+    assert executed.cells[-1].metadata["workbench"]["not_run"] == "the notebook stopped early at cell 2"
+
+
+def test_a_cell_timeout_prints_no_traceback(tmp_path):
+    nb = write_notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(60)")
+    out = workbench("run", nb, "-o", tmp_path / "out", "--no-html", "--timeout", "2")
+    text = out.stdout + out.stderr
+    assert out.returncode == 1 and "CellTimeoutError" in text and "line 2: `time.sleep(60)`" in text
+    assert "Traceback" not in text and "ERROR" not in text and "Timeout waiting" not in text, text
+    loud = workbench("run", nb, "-o", tmp_path / "loud", "--no-html", "--timeout", "2", "--verbose")
+    assert "Timeout waiting for execute reply" in loud.stdout + loud.stderr  # --verbose shows the rest
+
+
+def test_a_refused_export_keeps_the_graph_dump_out_of_the_notebook(tmp_path):
+    import nbformat
+
+    nb = write_notebook(tmp_path / "refused.ipynb", "import torch\nfrom workbench.export import export",
+                        "class Branchy(torch.nn.Module):\n    def forward(self, x):\n        return x if x.sum() > 0 else -x",
+                        "bundle = export(Branchy(), torch.randn(4, 8), 'b', allow_partial=True, overwrite=True)\nprint(bundle)")
+
+    def shown(out_dir, *flags):
+        out = workbench("run", nb, "-o", tmp_path / out_dir, "--no-html", *flags)
+        assert out.returncode == 0, out.stderr
+        executed = nbformat.read(tmp_path / out_dir / "refused" / "refused.ipynb", as_version=4)
+        return "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", [])), out.stdout + out.stderr
+
+    quiet, terminal = shown("out")
+    assert "not written: onnx could not be exported" in quiet and "Traceback" not in terminal
+    assert "def forward" not in quiet and "GraphModule" not in quiet and len(quiet.splitlines()) < 10, quiet
+    loud, _ = shown("loud", "--verbose")
+    assert "def forward" in loud  # --verbose shows the rest

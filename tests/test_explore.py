@@ -147,3 +147,51 @@ def test_compare_bad_input():
         compare(pd.DataFrame({"a": [1]}), pd.DataFrame({"a": [1]}), columns=["z"])
     empty = compare(pd.DataFrame({"a": [np.nan, np.nan]}), pd.DataFrame({"a": [1.0, 2.0]}))
     assert empty.drifted == [] and empty.table.loc[0, "test"] == "none"
+
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+
+    def __repr__(self):
+        return f"Point({self.x})"
+
+
+CELLS = {
+    "lists": lambda i: ["tag"] * (i % 3),
+    "dicts": lambda i: {"k": i % 4, "nested": [i % 2]},
+    "sets": lambda i: {i % 2, "x"},
+    "tuples": lambda i: (i % 2, "x"),
+    "arrays": lambda i: np.arange(i % 3),
+    "objects": lambda i: Point(i % 5),
+    "lists-among-strings": lambda i: "plain" if i % 2 else ["a", i % 3],
+    "none-and-lists": lambda i: None if i % 4 == 0 else [i % 2],
+}
+
+
+@pytest.mark.parametrize("kind", CELLS)
+def test_cells_holding_objects_are_profiled_by_their_text(kind):
+    df = pd.DataFrame({"cell": [CELLS[kind](i) for i in range(400)], "x": np.arange(400.0), "y": np.arange(400) % 2})
+    ex = shown(df, target="y")
+    column = ex.profile.columns["cell"]
+    assert column.kind == "object" and column.count + column.missing == 400 and column.unique >= 2
+    assert sum(c for _, c in column.top) <= column.count
+    assert isinstance(df["cell"].dropna().iloc[0], (list, dict, set, tuple, np.ndarray, Point, str))  # untouched
+    assert compare(df, df.iloc[::-1]).table is not None
+
+
+def test_structured_and_record_arrays_become_frames_by_field():
+    records = np.zeros(50, dtype=[("size", "f4"), ("name", "U5"), ("legs", "i4")])
+    records["legs"] = np.arange(50) % 4
+    for data in (records, records.view(np.recarray)):
+        assert list(shown(data).profile.columns) == ["size", "name", "legs"]
+
+
+@pytest.mark.parametrize("env", ["widgets", "headless", "terminal"])
+def test_every_environment_gets_a_static_html_report(env, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_DISPLAY", env)
+    frame = pd.DataFrame({"a": np.arange(20), "b": list("xy") * 10})
+    for shown_object in (explore(frame), compare(frame, frame)):
+        bundle = shown_object._repr_mimebundle_()
+        assert "<table" in bundle["text/html"] and bundle["text/plain"]
+        assert ("application/vnd.jupyter.widget-view+json" in bundle) == (env == "widgets")

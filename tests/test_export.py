@@ -59,3 +59,18 @@ def test_check_command(tmp_path):
     (tmp_path / "b" / "model.onnx").write_bytes(b"tampered")
     tampered = workbench("check", tmp_path / "b")
     assert tampered.returncode == 2 and "changed after export" in tampered.stderr
+
+
+def test_a_loaded_predictor_outlives_its_folder(tmp_path):
+    import shutil
+
+    ex.export(synth_mlp(), torch.randn(4, 8), tmp_path / "b", formats=["onnx", "pt2"])
+    predictors = [ex.load(tmp_path / "b", backend=b) for b in ("onnx", "pt2")]
+    x = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    before = [p.predict(x) for p in predictors]
+    shutil.rmtree(tmp_path / "b")  # deleted (or moved) while loaded: what is in memory keeps answering
+    for p, expected in zip(predictors, before):
+        np.testing.assert_array_equal(p.predict(x), expected)
+    for fn in (ex.load, ex.check):
+        with pytest.raises(ex.InputError, match="there is no bundle at .*: the folder does not exist"):
+            fn(tmp_path / "b")

@@ -125,6 +125,8 @@ def test_ctrl_c_stops_kernels_keeps_finished_stages_and_resumes(tmp_path):
      "stage 'b', parameter 'data': ${a.outputs.file}: stage 'a' declares no output 'file'"),
     ("stages:\n  a: {notebook: gone.ipynb}\n", "stage 'a': notebook"),
     ("stages:\n  a: {notebook: scale.ipynb, params: {factor: lots}}\n", "declared int"),
+    ("stages:\n  a: {notebook: stamp.ipynb, outputs: {f: out/x.txt}}\n  b: {notebook: scale.ipynb, outputs: {g: out//x.txt}}\n",
+     "stages 'a' and 'b' both declare the output 'out//x.txt'; give each its own path"),
 ])
 def test_bad_pipelines_exit_2_naming_the_problem(stages, yaml, message):
     (stages / "p.yaml").write_text(yaml)

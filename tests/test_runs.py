@@ -18,6 +18,16 @@ from workbench.runs import RunStore
 def test_sys_exit_is_a_failure_naming_the_cell(tmp_path):
     run = run_notebook(write_notebook(tmp_path / "exits.ipynb", "x = 1", "import sys\nsys.exit(3)", "y = 2"), out_dir=tmp_path / "o", html=False)
     assert run.status == "failed" and run.error["cell"] == 2 and run.error["ename"] == "SystemExit"
+    assert run.error["evalue"] == "exit code 3"
+
+
+@pytest.mark.parametrize("stop", ["import sys\nsys.exit()", "import sys\nsys.exit(0)", "raise SystemExit"])
+def test_an_early_exit_passes_and_marks_the_rest_not_run(tmp_path, stop):
+    marker = tmp_path / "ran"
+    nb = write_notebook(tmp_path / "stops.ipynb", "x = 1", stop, f"open({str(marker)!r}, 'w').close()")
+    run = run_notebook(nb, out_dir=tmp_path / "o", html=False)
+    assert run.status == "ok" and run.reason == "stopped early by SystemExit at cell 2; 1 later cell not run"
+    assert not marker.exists()
 
 
 def test_killed_kernel_is_reported_within_seconds(tmp_path):
@@ -171,3 +181,27 @@ def test_a_store_in_a_read_only_folder_says_so(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["old.db"]
     folder.chmod(0o755)
     shutil.rmtree(tmp_path)
+
+
+def test_odd_notebooks(tmp_path):
+    import nbformat
+
+    empty = nbformat.v4.new_notebook()  # no cells at all
+    empty.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(empty, tmp_path / "empty.ipynb")
+    assert run_notebook(tmp_path / "empty.ipynb", out_dir=tmp_path / "o1", html=False).ok
+    text = write_notebook(tmp_path / "text.ipynb", "s = 'café ✓ 日本 🙂'\nprint(s)\nfrom workbench.runs import record\nrecord('s', s)")
+    assert run_notebook(text, out_dir=tmp_path / "o2").metrics == {"s": "café ✓ 日本 🙂"}
+    last = write_notebook(tmp_path / "last.ipynb", "x = 1", parameters="y = 2")
+    nb = nbformat.read(last, as_version=4)
+    nb.cells = nb.cells[1:] + nb.cells[:1]  # the parameters cell at the end
+    nbformat.write(nb, last)
+    run = run_notebook(last, {"y": 5}, out_dir=tmp_path / "o3", html=False)
+    assert run.ok and nbformat.read(run.output, as_version=4).cells[-1].source.strip().endswith("y = 5")
+    latin = tmp_path / "latin.ipynb"
+    latin.write_bytes(text.read_text().encode("utf-8").replace("café ✓ 日本 🙂".encode(), "café".encode("latin-1")))
+    with pytest.raises(InputError, match=r"is not UTF-8 text \(byte 0xe9 .*iconv"):
+        run_notebook(latin, out_dir=tmp_path / "o4")
+    (tmp_path / "zero.ipynb").write_bytes(b"")
+    with pytest.raises(InputError, match="is an empty file, not a notebook"):
+        run_notebook(tmp_path / "zero.ipynb", out_dir=tmp_path / "o5")

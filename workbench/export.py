@@ -567,6 +567,8 @@ class Predictor:
 def _verified(path) -> dict:
     path = Path(path)
     meta_path = path / "metadata.json"
+    if not path.exists():
+        raise InputError(f"there is no bundle at {path}: the folder does not exist (working folder: {Path.cwd()})")
     if not meta_path.is_file():
         raise InputError(f"{path} is not a workbench bundle (no metadata.json)")
     meta = json.loads(meta_path.read_text())

@@ -34,8 +34,13 @@ def _read(notebook):
         raise InputError(f"{path} is not a notebook: expected a path ending in .ipynb")
     if not path.is_file():
         raise InputError(f"notebook {path} does not exist (working folder: {Path.cwd()})")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path} is an empty file, not a notebook; save it from Jupyter first")
     try:
         return nbformat.read(str(path), as_version=4)
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path} is not UTF-8 text (byte {e.object[e.start]:#x} at offset {e.start}); notebooks are "
+                         "UTF-8 JSON: convert it (iconv -f latin1 -t utf-8) or open and save it in Jupyter") from e
     except Exception as e:  # nbformat raises several types for bad JSON and bad schema
         raise InputError(f"{path} is not a valid notebook ({type(e).__name__}: {str(e)[:200]})") from e
 
@@ -159,7 +164,7 @@ def _exited_early(executed_nb) -> int | None:
     "The index of the cell that stopped the notebook with sys.exit(), sys.exit(0) or SystemExit: a success, as in papermill."
     for i, c in enumerate(executed_nb.cells):
         for o in c.get("outputs", []):
-            if o.get("output_type") == "error" and o.get("ename") == "SystemExit" and o.get("evalue", "") in ("", "0", "None"):
+            if o.get("output_type") == "error" and o.get("ename") == "SystemExit" and o.get("evalue", "") in ("", "0"):
                 return i
     return None
 
@@ -809,7 +814,7 @@ class Pipeline:
 
     def _check(self) -> dict:
         "Check stages, references and parameters; return what each stage's notebook declares."
-        declared, folders = {}, {}
+        declared, folders, writers = {}, {}, {}
         for s in self.stages.values():
             try:
                 declared[s.name] = params(s.notebook)
@@ -817,6 +822,9 @@ class Pipeline:
                 raise InputError(f"stage {s.name!r}: {e}") from None
             if (other := folders.setdefault(s.folder, s.name)) != s.name:
                 raise InputError(f"stages {other!r} and {s.name!r} would share the folder {s.folder!r}; rename one")
+            for out in s.outputs.values():  # two writers of one file: whichever ran last would win, silently
+                if (other := writers.setdefault(os.path.normpath(out), s.name)) != s.name:
+                    raise InputError(f"stages {other!r} and {s.name!r} both declare the output {out!r}; give each its own path")
             for dep in s.depends_on:
                 if dep not in self.stages:
                     raise InputError(f"stage {s.name!r} depends on {dep!r}, which is not a stage ({', '.join(self.stages)})")

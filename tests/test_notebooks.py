@@ -1,11 +1,13 @@
 """The notebooks in nbs/ are the project's tests, executed by the same runner users run: `workbench test`.
 
-Each chapter runs in its own kernel, two at a time, with smoke values offered to the notebooks that declare them.
+Each chapter runs in its own kernel, two at a time, with smoke values offered to the notebooks that declare them;
+the demo's stages run as their pipeline, nbs/pipelines/demo.yaml, as `workbench test nbs` finds it beside them.
 A failure prints the notebook, the cell, its first line and the exception; executed notebooks are kept under
-test-results/notebooks/ and the JUnit report at test-results/notebooks.xml. The demo pipeline's stages depend on each
-other, so they run as the pipeline nbs/pipelines/demo.yaml, in their own test.
+test-results/notebooks/ and the JUnit report at test-results/notebooks.xml. The demo pipeline also runs in a test of
+its own, which checks what its stages recorded and that a second run is all cached.
 """
 import shutil
+import subprocess
 from xml.etree import ElementTree
 from pathlib import Path
 
@@ -25,17 +27,25 @@ def test_every_notebook_is_collected():
     assert on_disk == set(CHAPTERS) | stages, "a notebook in nbs/ is neither a chapter nor a demo stage"
 
 
+def _git_status() -> set:
+    out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True)
+    return set(out.stdout.splitlines()) if out.returncode == 0 else set()
+
+
 @pytest.mark.xdist_group("kernels")
-def test_chapters():
-    (RESULTS / "notebooks.xml").unlink(missing_ok=True)
-    out = workbench("test", *CHAPTERS, "--workers", "2", "-p", "smoke=true", "-p", "epochs=1",
-                    "--junit-xml", RESULTS / "notebooks.xml", "-o", RESULTS / "notebooks", cwd=ROOT, timeout=1200)
-    print(out.stdout)
+def test_readme_test_command_on_nbs():
+    "The README's own command, as a newcomer types it: every chapter, and the demo's stages as their pipeline."
     report = RESULTS / "notebooks.xml"
+    report.unlink(missing_ok=True)
+    before = _git_status()
+    out = workbench("test", "nbs", "--workers", "2", "--junit-xml", report, "-p", "smoke=true", "-p", "epochs=1",
+                    "-o", RESULTS / "notebooks", cwd=ROOT, timeout=1200)
+    print(out.stdout)
     failures = [f.text for f in ElementTree.parse(report).getroot().iter("failure")] if report.exists() else []
     assert out.returncode == 0, "\n\n".join(failures) or out.stderr[-3000:] or out.stdout  # kernels' stderr comes first
     suite = ElementTree.parse(report).getroot()
-    assert (suite.get("tests"), suite.get("failures")) == (str(len(CHAPTERS)), "0")
+    assert (suite.get("tests"), suite.get("failures")) == (str(len(CHAPTERS) + len(DEMO.stages)), "0")
+    assert _git_status() == before, "workbench test wrote into the repository"
 
 
 @pytest.mark.xdist_group("kernels")

@@ -3,8 +3,11 @@
 For each model: seconds per format (safetensors, ONNX, torch.export, each including its parity check), bundle size,
 and inference time of the Predictor (ONNX Runtime) against a bare onnxruntime InferenceSession.run and torch eager,
 at batch 1 and batch 64, all on the CPU in this run. Target: Predictor.predict within 1.1x of the bare session, so
-at least 4x faster than torch eager at batch 1. Run: `make bench` or `.venv/bin/python bench/export.py`.
+at least 4x faster than torch eager at batch 1. Then three scikit-learn models (float32 data, so every one exports
+to ONNX): export seconds, and Predictor.predict against the bare session on the same graph and against the
+estimator's own predict. Run: `make bench` or `.venv/bin/python bench/export.py`.
 """
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -91,5 +94,38 @@ def main():
                       f"  | Predictor/bare {ours / bare:.2f}x (target <= 1.1x)  eager/Predictor {eager / ours:.1f}x")
 
 
+def sklearn_models():
+    from sklearn.datasets import load_breast_cancer, load_diabetes
+    from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    Xc, yc = load_breast_cancer(return_X_y=True)
+    Xr, yr = load_diabetes(return_X_y=True)
+    Xc, Xr = Xc.astype(np.float32), Xr.astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, est, X, y in [("scaler+logistic", make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), Xc, yc),
+                                ("random forest (100 trees)", RandomForestClassifier(100, random_state=0), Xc, yc),
+                                ("hist gradient boosting", HistGradientBoostingRegressor(max_iter=100, random_state=0), Xr, yr)]:
+            est.fit(X, y)
+            start = time.perf_counter()
+            export(est, X[:16], Path(tmp) / "m")
+            seconds = time.perf_counter() - start
+            predictor = load(Path(tmp) / "m")
+            session = ort.InferenceSession(str(Path(tmp) / "m" / "model.onnx"), providers=["CPUExecutionProvider"])
+            feed = session.get_inputs()[0].name
+            print(f"{name}: export (onnx + skops, checked) {seconds:.1f} s")
+            for batch in (1, 64):
+                x = X[:batch]
+                bare = per_call(lambda a: session.run(None, {feed: a}), x)
+                ours = per_call(predictor.predict, x)
+                native = per_call(est.predict, x)
+                print(f"  batch {batch:>2}: Predictor {ours * 1e3:8.3f} ms  bare session {bare * 1e3:8.3f} ms  estimator.predict "
+                      f"{native * 1e3:8.3f} ms  | Predictor/bare {ours / bare:.2f}x (target <= 1.1x)  predict/Predictor {native / ours:.1f}x")
+            shutil.rmtree(Path(tmp) / "m")
+
+
 if __name__ == "__main__":
     main()
+    sklearn_models()

@@ -17,6 +17,9 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, PolynomialFeature
 from workbench.core import InputError
 from workbench.export import ExportError, check, export, load
 
+pytestmark = [pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),  # small models, fitted fast
+              pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")]
+
 CLASSIFIERS = {
     "logistic": linear_model.LogisticRegression(max_iter=2000),
     "sgd": make_pipeline(StandardScaler(), linear_model.SGDClassifier(random_state=0)),

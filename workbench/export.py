@@ -207,7 +207,7 @@ def _onnx_sklearn_runner(session, proba: bool, ndim: int):
     dtype = np.float64 if session.get_inputs()[0].type == "tensor(double)" else np.float32
 
     def run(x):
-        outs = session.run(None, {name: x.astype(dtype, copy=False)})
+        outs = session.run(None, {name: x if x.dtype == dtype else x.astype(dtype)})
         first = outs[0]
         if ndim == 1 and first.ndim == 2 and first.shape[1] == 1:  # a regressor's (n, 1) where scikit-learn gives (n,)
             first = first[:, 0]

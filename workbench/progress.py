@@ -9,7 +9,7 @@ import html
 import time
 
 from .core import environment, png_bytes
-from .train import Callback
+from .callbacks import Callback
 
 # %% auto #0
 __all__ = ['epoch_line', 'loss_plot', 'TextProgress', 'curve_png', 'WidgetProgress', 'default_progress']

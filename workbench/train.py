@@ -23,29 +23,16 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .callbacks import EVENTS, Callback, StopTraining  # noqa: F401 (also importable from here)
 from .core import InputError, WorkbenchError, atomic_write, get_device, png_bytes
 
 # %% auto #0
-__all__ = ['EVENTS', 'METRICS', 'TrainingError', 'StopTraining', 'Callback', 'FitResult', 'is_main_process', 'EpochSampler',
-           'load_checkpoint', 'Trainer', 'NaNGuard', 'EarlyStopping', 'Checkpoint', 'synth_classification', 'synth_mlp',
-           'launch']
+__all__ = ['METRICS', 'TrainingError', 'FitResult', 'is_main_process', 'EpochSampler', 'load_checkpoint', 'Trainer', 'NaNGuard',
+           'EarlyStopping', 'Checkpoint', 'synth_classification', 'synth_mlp', 'launch']
 
 # %% ../nbs/03_train.ipynb #cb6956f5
 class TrainingError(WorkbenchError, RuntimeError):
     "The training run itself failed: a non-finite loss, out of memory, a model that cannot run on its data."
-
-
-class StopTraining(Exception):
-    "Raised by a callback to end `fit` cleanly."
-
-
-EVENTS = ("before_fit", "before_epoch", "before_batch", "after_loss", "after_backward", "after_step", "after_batch",
-          "before_validate", "after_validate", "after_epoch", "after_fit")
-
-
-class Callback:
-    "Base class for callbacks: override the events you need; `order` sorts callbacks (lower runs first)."
-    order = 0
 
 
 @dataclass

@@ -169,33 +169,65 @@ def _exited_early(executed_nb) -> int | None:
     return None
 
 
+_ADDED = {"papermill-error-cell-tag", "injected-parameters"}  # tags of the cells papermill adds to an executed notebook
+
+
+def _source_index(source_nb, executed_nb, cell) -> int | None:
+    "Where an executed cell sits in the source notebook: by cell id, else by position among the cells papermill kept."
+    ids = {c.get("id"): i for i, c in enumerate(source_nb.cells) if c.get("id")}
+    if cell.get("id") in ids:
+        return ids[cell["id"]]
+    own = [c for c in executed_nb.cells if not _ADDED & set(c.get("metadata", {}).get("tags", []))]
+    index = next((i for i, c in enumerate(own) if c is cell), None)  # notebooks older than nbformat 4.5 have no ids
+    return index if index is not None and index < len(source_nb.cells) else None
+
+
 def _mark_not_run(executed_nb, source_nb, exit_index: int) -> str:
     "Mark the code cells after an early exit as not run; return a note naming the exit's cell (as counted in the source)."
-    ids = {c.get("id"): i for i, c in enumerate(source_nb.cells)}
-    cell = ids.get(executed_nb.cells[exit_index].get("id"), exit_index) + 1
+    index = _source_index(source_nb, executed_nb, executed_nb.cells[exit_index])
+    cell = (exit_index if index is None else index) + 1
     later = [c for c in executed_nb.cells[exit_index + 1:] if c.cell_type == "code" and c.source.strip()]
     for c in later:
         c.metadata["workbench"] = {"not_run": f"the notebook stopped early at cell {cell}"}
     return f"stopped early by SystemExit at cell {cell}; {len(later)} later cell{'s' * (len(later) != 1)} not run"
 
 
+def _failing(executed_nb, exc):
+    "The executed cell that failed: the one papermill names by execution count, one with an error, or one never answered."
+    cells = executed_nb.cells if executed_nb is not None else []
+    count = getattr(exc, "exec_count", None)
+    return (next((c for c in cells if count is not None and c.get("execution_count") == count), None)
+            or next((c for c in cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+            or (_unanswered(executed_nb) if executed_nb is not None else None))
+
+
+def _stderr_error(cell) -> tuple | None:
+    "An error the kernel only printed (IPython's UsageError for an unknown magic): its name and message, from stderr."
+    text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("name") == "stderr")
+    found = re.findall(r"^(\w+(?:Error|Exception)): (.*)$", text, flags=re.M)
+    return found[-1] if found else None
+
+
 def _failed_cell(source_nb, executed_nb, exc) -> dict:
     "Where a papermill run failed, in the coordinates of the source notebook."
-    ids = {c.get("id"): i for i, c in enumerate(source_nb.cells)}
-    cells = executed_nb.cells if executed_nb is not None else []
-    failed = next((c for c in cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
-    if failed is None and executed_nb is not None:
-        failed = _unanswered(executed_nb)
     cell, lines, line = None, [], None
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc)).strip().splitlines()
+    failed = None if ename == "NoSuchKernel" else _failing(executed_nb, exc)  # no kernel: no cell ran
+    if ename == "NoSuchKernel":
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        evalue = [f"{evalue[0] if evalue else 'no such kernel'}; the kernels here are "
+                  f"{sorted(KernelSpecManager().find_kernel_specs())}: choose one with --kernel (run_notebook(kernel=...))"]
     if failed is not None:
-        cell, lines = ids.get(failed.get("id")), failed.source.splitlines()
+        cell, lines = _source_index(source_nb, executed_nb, failed), failed.source.splitlines()
         errors = [o for o in failed.get("outputs", []) if o.get("output_type") == "error"]
         # IPython's traceback names the line of this cell: "Cell In[3], line 2" (with colour codes)
         trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors[0].get("traceback", []))) if errors else ""
         found = re.findall(rf"Cell In\[{failed.get('execution_count')}\], line (\d+)", trace)
         line = int(found[0]) if found and int(found[0]) <= len(lines) else None
-    ename = getattr(exc, "ename", type(exc).__name__)
-    evalue = getattr(exc, "evalue", str(exc)).strip().splitlines()
+        if not evalue and not errors and (printed := _stderr_error(failed)):
+            ename, evalue = printed[0], [printed[1]]
     if ename == "DeadKernelError":
         evalue = ["the kernel died (killed, or out of memory) while running this cell"]
     elif ename == "SystemExit" and evalue and evalue[0].lstrip("-").isdigit():
@@ -1065,15 +1097,15 @@ def _skip_reason(notebook: Path) -> str | None:
 
 
 def _test_one(notebook: str, values: dict, out_dir: str, timeout, html: bool, store, threads=None, kernel=None) -> Run:
-    "Run one notebook as a test (in a worker process): skipped, or run with the values it declares."
+    "Run one notebook as a test (in a worker process), its outputs in `out_dir`: skipped, or run with the values it declares."
     notebook = Path(notebook)
     reason = _skip_reason(notebook)
     if reason:
         return Run(id="", notebook=str(notebook), status="skipped", params={}, reason=reason)
     declared = params(notebook)
     given = {k: v for k, v in values.items() if k in declared}
-    return run_notebook(notebook, given, out_dir=Path(out_dir) / notebook.stem, timeout=timeout, html=html, store=store,
-                        threads=threads, kernel=kernel)
+    return run_notebook(notebook, given, out_dir=out_dir, timeout=timeout, html=html, store=store, threads=threads,
+                        kernel=kernel)
 
 # %% ../nbs/08_pipeline.ipynb #b5ecc163
 def junit_xml(runs: list[Run], path):
@@ -1124,11 +1156,13 @@ def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, 
     store = store if store is not None else os.environ.get("WORKBENCH_RUNS_DB") or out_dir / "runs.db"
     store_path = str(Path(store.path if hasattr(store, "path") else store).resolve())
     values, results = dict(params or {}), {}
+    root = Path(os.path.commonpath([nb.parent.resolve() for nb in notebooks]))
+    folder = lambda nb: str(out_dir.resolve() / nb.resolve().relative_to(root).with_suffix(""))  # a/train, b/train
     pool = executor_for(executor, min(workers, max(1, len(singles))), scheduler) if singles else None
     threads = _threads(executor, workers, scheduler)
     try:
-        futures = {pool.submit(pipeline._test_one, str(nb.resolve()), values, str(out_dir.resolve()), timeout, html,
-                               store_path, threads, kernel): nb for nb in singles}
+        futures = {pool.submit(pipeline._test_one, str(nb.resolve()), values, folder(nb), timeout, html, store_path,
+                               threads, kernel): nb for nb in singles}
         pending = set(futures)
         while pending:
             for future in pool.wait(pending):

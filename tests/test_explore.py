@@ -195,3 +195,57 @@ def test_every_environment_gets_a_static_html_report(env, monkeypatch):
         bundle = shown_object._repr_mimebundle_()
         assert "<table" in bundle["text/html"] and bundle["text/plain"]
         assert ("application/vnd.jupyter.widget-view+json" in bundle) == (env == "widgets")
+
+
+def _frames():
+    "Frames of the kinds people bring: every dtype pandas and Arrow hold, and the datasets scikit-learn ships."
+    import datetime as dt
+    import decimal
+
+    import pyarrow as pa
+    from sklearn import datasets
+
+    n, rng = 200, np.random.default_rng(0)
+    frames = {
+        "nullable-int": pd.DataFrame({"a": pd.array([1, None, 3, 4] * 50, dtype="Int64"), "y": [0, 1] * 100}),
+        "nullable-bool": pd.DataFrame({"a": pd.array([True, None, False, True] * 50, dtype="boolean")}),
+        "nullable-float": pd.DataFrame({"a": pd.array([1.5, None, 3.0, np.nan] * 50, dtype="Float64")}),
+        "string-dtype": pd.DataFrame({"a": pd.array(["x", None, "y", "z"] * 50, dtype="string")}),
+        "arrow-string": pd.DataFrame({"a": pd.array(["x", None, "y", "z"] * 50, dtype="string[pyarrow]")}),
+        "arrow-int": pd.DataFrame({"a": pd.array([1, None, 3, 4] * 50, dtype="int64[pyarrow]")}),
+        "arrow-list": pd.DataFrame({"a": pd.array([[1, 2], None, [3], []] * 50, dtype=pd.ArrowDtype(pa.list_(pa.int64())))}),
+        "categorical-ints": pd.DataFrame({"a": pd.Categorical([1, 2, 3, None] * 50)}),
+        "period": pd.DataFrame({"a": pd.period_range("2020-01", periods=n, freq="M")}),
+        "interval": pd.DataFrame({"a": pd.interval_range(0, n), "b": rng.normal(size=n)}),
+        "timedelta": pd.DataFrame({"a": pd.to_timedelta(rng.integers(0, 1000, n), unit="s"), "b": rng.normal(size=n)}),
+        "complex": pd.DataFrame({"a": rng.normal(size=n) + 1j * rng.normal(size=n)}),
+        "decimal": pd.DataFrame({"a": [decimal.Decimal(i) / 7 for i in range(n)]}),
+        "dates-as-objects": pd.DataFrame({"a": [dt.date(2020, 1, 1 + i % 28) for i in range(n)]}),
+        "bytes-not-utf8": pd.DataFrame({"a": [b"\x00\xff" * (i % 3) for i in range(n)]}),
+        "mixed-time-zones": pd.DataFrame({"a": [pd.Timestamp("2020-01-01", tz="UTC"), pd.Timestamp("2020-01-01", tz="Asia/Tokyo")] * 100}),
+        "uint64-above-int64": pd.DataFrame({"a": np.array([2**63 + i for i in range(n)], dtype=np.uint64)}),
+        "float16": pd.DataFrame({"a": rng.normal(size=n).astype(np.float16)}),
+        "sparse": pd.DataFrame({"a": pd.arrays.SparseArray([0, 0, 1, 0] * 50)}),
+        "datetime-index": pd.DataFrame({"a": range(n)}, index=pd.date_range("2020", periods=n)),
+        "duplicate-index": pd.DataFrame({"a": range(n)}, index=[0] * n),
+        "booleans-with-none": pd.DataFrame({"a": [True, None, False] * 66 + [True, True]}),
+    }
+    for name in ("iris", "wine", "breast_cancer", "diabetes", "digits", "linnerud"):
+        frames[f"sklearn-{name}"] = getattr(datasets, f"load_{name}")(as_frame=True).frame
+    return frames
+
+
+FRAMES = _frames()
+
+
+@pytest.mark.parametrize("name", FRAMES)
+def test_frames_people_bring(name):
+    df = FRAMES[name]
+    ex = shown(df)
+    assert ex.profile.rows == len(df) and set(ex.profile.kinds.values()) <= set(__import__("workbench.explore").explore.KINDS)
+    try:
+        drift = compare(df, df.iloc[::-1])
+    except InputError as e:  # only where no shared column is numeric, categorical or boolean
+        assert "none of the shared columns can be compared" in str(e)
+    else:
+        assert not drift.drifted and "<table" in drift._repr_mimebundle_()["text/html"]

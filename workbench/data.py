@@ -84,7 +84,11 @@ _SCALARS = (str, bytes, bool, int, float, complex, np.generic, Decimal, dt.date,
 
 
 def _holds_objects(s: pd.Series) -> bool:
-    "Does an object column hold values other than scalars (lists, dicts, sets, arrays, instances of a class)?"
+    "Does a column hold values other than scalars (lists, dicts, sets, arrays, instances of a class)?"
+    if isinstance(s.dtype, pd.ArrowDtype):  # Arrow lists, structs and maps cannot be counted as they are
+        import pyarrow as pa
+
+        return pa.types.is_nested(s.dtype.pyarrow_dtype)
     if s.dtype != object or pd.api.types.infer_dtype(s, skipna=True) not in ("mixed", "mixed-integer", "unknown-array"):
         return False
     return any(not isinstance(v, _SCALARS) for v in s[s.notna()])
@@ -94,7 +98,7 @@ def _objects_as_text(df: pd.DataFrame, notes: list) -> tuple[pd.DataFrame, list]
     "`df` with every column that holds objects replaced by the text of its values; and those columns' names."
     names = [c for c in df.columns if _holds_objects(df[c])]
     if names:
-        df = df.assign(**{c: df[c].where(df[c].isna(), df[c].astype(str)) for c in names})
+        df = df.assign(**{c: df[c].astype(object).map(str, na_action="ignore") for c in names})  # str(): bytes never decoded
         notes.append(f"{len(names)} column(s) hold lists, dicts or other objects and are profiled by their text: {names[:10]}")
     return df, names
 

@@ -38,10 +38,12 @@ def _kind(s: pd.Series) -> str:
         return "datetime"
     if isinstance(dtype, pd.CategoricalDtype):
         return "categorical"
+    if dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "decimal":  # Decimal("1.10"): numbers, held as objects
+        return "numeric"
     values = (s if len(s) <= 20_000 else s.sample(20_000, random_state=0)).dropna()
     if values.empty:
         return "categorical"
-    sample = values.head(2000).astype(str)
+    sample = values.head(2000).map(str)  # str(), not astype(str): bytes that are not UTF-8 must not be decoded
     repeats = sample.nunique() <= max(20, 0.2 * len(sample))
     wordy = sample.str.len().mean() >= 25 or sample.str.contains(" ").mean() > 0.5
     return "categorical" if repeats or not wordy else "text"
@@ -150,9 +152,9 @@ def _datetime(name: str, s: pd.Series) -> ColumnProfile:
 
 def _categorical(name: str, s: pd.Series, kind: str) -> ColumnProfile:
     mixed = False
-    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty", "categorical", "boolean"):
+    if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty", "categorical", "boolean", "bytes"):
         mixed = True
-        s = s.astype("string")
+        s = s.map(str, na_action="ignore").astype("string")
     missing = int(s.isna().sum())
     p = ColumnProfile(name, kind, str(s.dtype), len(s) - missing, missing, 0, mixed_types=mixed)
     if kind == "text":
@@ -795,6 +797,11 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def _as_text(s: pd.Series) -> pd.Series:
+    "The values as text: string columns as they are; others through str(), so bytes that are not UTF-8 are never decoded."
+    return s if isinstance(s.dtype, pd.StringDtype) else s.map(str)
+
+
 def _drift_row(name: str, kind: str, ref: pd.Series, cur: pd.Series) -> dict:
     from scipy import stats
 
@@ -811,9 +818,10 @@ def _drift_row(name: str, kind: str, ref: pd.Series, cur: pd.Series) -> dict:
         value = psi(np.histogram(r, edges)[0], np.histogram(c, edges)[0])
         test, statistic, p = "ks", float(ks.statistic), float(ks.pvalue)
     else:
-        cats = pd.Index(ref.astype(str).unique()).union(cur.astype(str).unique())
-        rc = ref.astype(str).value_counts().reindex(cats, fill_value=0).to_numpy()
-        cc = cur.astype(str).value_counts().reindex(cats, fill_value=0).to_numpy()
+        ref, cur = _as_text(ref), _as_text(cur)
+        cats = pd.Index(ref.unique()).union(cur.unique())
+        rc = ref.value_counts().reindex(cats, fill_value=0).to_numpy()
+        cc = cur.value_counts().reindex(cats, fill_value=0).to_numpy()
         table = np.vstack([rc, cc])
         table = table[:, table.sum(0) > 0]
         if table.shape[1] > 1:
@@ -894,6 +902,10 @@ def compare(reference, current, columns=None) -> Comparison:
         raise InputError(f"columns {missing} are not in both datasets")
     if not shared:
         raise InputError("the two datasets share no column names; nothing to compare")
-    rows = [_drift_row(c, _kind(ref[c]) if _kind(ref[c]) in ("numeric", "boolean") else "categorical", ref[c], cur[c])
-            for c in shared if _kind(ref[c]) in ("numeric", "categorical", "boolean")]
+    kinds = {c: _kind(ref[c]) for c in shared}
+    comparable = [c for c in shared if kinds[c] in ("numeric", "categorical", "boolean")]
+    if not comparable:
+        raise InputError(f"none of the shared columns can be compared ({', '.join(f'{c}: {k}' for c, k in list(kinds.items())[:10])}); "
+                         "compare takes numeric, categorical and boolean columns")
+    rows = [_drift_row(c, kinds[c] if kinds[c] in ("numeric", "boolean") else "categorical", ref[c], cur[c]) for c in comparable]
     return Comparison(pd.DataFrame(rows), ref, cur)

@@ -229,7 +229,7 @@ def _from_torch(ds, per_class: int) -> Data:
     ys = np.array([torch.as_tensor(ds[i][1]).item() for i in range(len(ds))])
     return _from_numpy(xs, ys, per_class)
 
-
+# %% ../nbs/01_data.ipynb #dbff22f8
 def as_data(data, y=None, target: str | None = None, per_class: int = 8) -> Data:
     "Turn a DataFrame, arrays, a file, a folder of images, a scikit-learn Bunch or a torch Dataset into `Data`."
     if isinstance(data, Data):

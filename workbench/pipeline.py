@@ -148,7 +148,7 @@ def _run_env(run_id: str, store_path: Path, threads: int | None = None):
             else:
                 os.environ[k] = v
 
-
+# %% ../nbs/08_pipeline.ipynb #097e77c3
 def _unanswered(executed_nb):
     "The first code cell the kernel never answered (it died before or while running it), or None."
     for c in executed_nb.cells:
@@ -207,7 +207,7 @@ def _stderr_error(cell) -> tuple | None:
     found = re.findall(r"^(\w+(?:Error|Exception)): (.*)$", text, flags=re.M)
     return found[-1] if found else None
 
-
+# %% ../nbs/08_pipeline.ipynb #91cdc275
 def _failed_cell(source_nb, executed_nb, exc) -> dict:
     "Where a papermill run failed, in the coordinates of the source notebook."
     cell, lines, line = None, [], None
@@ -254,7 +254,7 @@ def _truncate_outputs(nb, limit: int) -> int:
                     cut += 1
     return cut
 
-
+# %% ../nbs/08_pipeline.ipynb #2d273552
 @contextmanager
 def _exclusive(output: Path):
     "Hold a lock file beside `output` for the run; refuse when a live process holds it."
@@ -308,7 +308,7 @@ def _infrastructure(exc) -> bool:
 
     return isinstance(exc, (DeadKernelError, RuntimeError)) and not isinstance(exc, PapermillExecutionError)
 
-
+# %% ../nbs/08_pipeline.ipynb #d66d3d18
 def _never_started(exc, executed_nb) -> bool:
     "Did the kernel fail to start, before any cell ran? (Such a run is always safe to start again.)"
     from nbclient.exceptions import DeadKernelError
@@ -353,7 +353,7 @@ def _tracking_manager(started: list, log=None):
 
     return TrackedKernelManager
 
-
+# %% ../nbs/08_pipeline.ipynb #61a8e665
 def _signal_kernels(kernels, sig):
     "Send `sig` to each kernel's process group (jupyter_client starts each kernel in a session of its own)."
     import signal
@@ -403,7 +403,7 @@ class _Stopper:
         if self._thread.is_alive():
             self._thread.join()
 
-
+# %% ../nbs/08_pipeline.ipynb #b610f2b2
 @contextmanager
 def _quiet(kernel_log: Path):
     "The run's expected noise kept off the screen: the kernel's stderr into `kernel_log` (removed when empty), papermill's log."
@@ -437,13 +437,79 @@ def _check_limits(timeout, retries):
         raise InputError(f"retries must be a whole number >= 0, not {retries!r}")
 
 
+def _papermill(notebook: Path, output: Path, values: dict, kernel, timeout, kernels: list, log):
+    "One papermill execution of `notebook` into `output`, on a kernel that `kernels` tracks; the executed notebook."
+    import papermill as pm
+
+    return pm.execute_notebook(
+        str(notebook), str(output), parameters=values, kernel_name=kernel,
+        cwd=str(notebook.parent.resolve()), execution_timeout=timeout, progress_bar=False,
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the TCP warning on every start
+        kernel_manager_class=_tracking_manager(kernels, log),
+        # a cell past its timeout is interrupted, so its traceback names the line it was on
+        interrupt_on_timeout=True, error_on_timeout=_timeout_error(timeout),
+    )
+
+# %% ../nbs/08_pipeline.ipynb #00bdc2bd
+def _execute(notebook: Path, output: Path, source, values: dict, kernel, timeout, retries: int, kernels: list, log,
+             stopper) -> tuple:
+    "Run the notebook: a kernel that never started is started again, infrastructure failures retried; (error, exited, interrupt)."
+    import nbformat
+
+    retried, restarts = 0, 0
+    while True:
+        try:
+            executed = _papermill(notebook, output, values, kernel, timeout, kernels, log)
+            exited = _exited_early(executed)
+            if exited is None and _unanswered(executed) is not None:  # papermill can miss a kernel killed between cells
+                from nbclient.exceptions import DeadKernelError
+
+                raise DeadKernelError("Kernel died")
+            return None, exited, None
+        except Exception as exc:  # papermill's execution error, a dead kernel, a timeout
+            executed = nbformat.read(str(output), as_version=4) if output.exists() else None
+            error = _failed_cell(source, executed, exc)
+            if stopper.fired:
+                return error, None, None
+            if timeout and error["ename"] == "KeyboardInterrupt":  # the interrupt nbclient sent at the timeout
+                error.update({k: v for k, v in _timeout_error(timeout).items() if k != "traceback"})
+            if _never_started(exc, executed) and restarts < 3:
+                restarts += 1
+                time.sleep(0.2 + random.random())
+            elif _infrastructure(exc) and retried < retries:
+                retried += 1
+            else:
+                return error, None, None
+        except KeyboardInterrupt as exc:  # Ctrl-C here, in the process that runs the kernel
+            import signal
+
+            _signal_kernels(kernels, signal.SIGKILL)
+            executed = nbformat.read(str(output), as_version=4) if output.exists() else None
+            return _failed_cell(source, executed, exc), None, exc
+
+
+def _keep(output: Path, source, exited, run_id: str, values: dict, status: str, max_output: int, html: bool) -> tuple:
+    "Finish the executed notebook: cells after an early exit marked, outputs cut, run metadata, HTML; (notebook, html, note)."
+    import nbformat
+
+    if not output.exists():
+        return None, None, None
+    executed = nbformat.read(str(output), as_version=4)
+    note = _mark_not_run(executed, source, exited) if exited is not None and status == "ok" else None
+    _truncate_outputs(executed, max_output)
+    executed.metadata["workbench"] = {"run_id": run_id, "params": values, "status": status, "records": recorded(executed)}
+    with atomic_write(output) as f:
+        nbformat.write(executed, f)
+    html_path = output.with_suffix(".html") if html else None
+    if html_path:
+        _to_html(executed, html_path)
+    return executed, html_path, note
+
+# %% ../nbs/08_pipeline.ipynb #f0c2290a
 def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None, html=True, retries=0,
                  max_output=1_000_000, store=None, pipeline=None, stop_file=None, threads=None) -> Run:
     "Execute `notebook` with `params` under papermill; keep the executed notebook (and HTML) in `out_dir`; return a Run."
     import hashlib
-
-    import nbformat
-    import papermill as pm
 
     from workbench.runs import RunStore
 
@@ -463,76 +529,22 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
     store.start(run_id, str(notebook), values, hashlib.sha256(notebook.read_bytes()).hexdigest(),
                 _git_commit(notebook.parent.resolve()), pipeline)
 
-    start = time.perf_counter()
-    error, kernels, interrupt, exited, note = None, [], None, None, None
+    start, kernels = time.perf_counter(), []
     quiet = _quiet(output.with_name(f"{output.stem}.kernel.log"))
     with _exclusive(output), _run_env(run_id, store.path, threads), _Stopper(stop_file, kernels) as stopper, quiet as log:
-        retried, restarts = 0, 0
-        while True:
-            try:
-                executed = pm.execute_notebook(
-                    str(notebook), str(output), parameters=values, kernel_name=kernel,
-                    cwd=str(notebook.parent.resolve()), execution_timeout=timeout, progress_bar=False,
-                    extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the TCP warning on every start
-                    kernel_manager_class=_tracking_manager(kernels, log),
-                    # a cell past its timeout is interrupted, so its traceback names the line it was on
-                    interrupt_on_timeout=True, error_on_timeout=_timeout_error(timeout),
-                )
-                exited = _exited_early(executed)
-                if exited is None and _unanswered(executed) is not None:  # papermill can miss a kernel killed between cells
-                    from nbclient.exceptions import DeadKernelError
-
-                    raise DeadKernelError("Kernel died")
-                error = None
-                break
-            except Exception as exc:  # papermill's execution error, a dead kernel, a timeout
-                executed = nbformat.read(str(output), as_version=4) if output.exists() else None
-                error = _failed_cell(source, executed, exc)
-                if stopper.fired:
-                    break
-                if timeout and error["ename"] == "KeyboardInterrupt":  # the interrupt nbclient sent at the timeout
-                    error.update({k: v for k, v in _timeout_error(timeout).items() if k != "traceback"})
-                if _never_started(exc, executed) and restarts < 3:
-                    restarts += 1
-                    time.sleep(0.2 + random.random())
-                elif _infrastructure(exc) and retried < retries:
-                    retried += 1
-                else:
-                    break
-            except KeyboardInterrupt as exc:  # Ctrl-C here, in the process that runs the kernel
-                import signal
-
-                _signal_kernels(kernels, signal.SIGKILL)
-                executed = nbformat.read(str(output), as_version=4) if output.exists() else None
-                error, interrupt = _failed_cell(source, executed, exc), exc
-                break
+        error, exited, interrupt = _execute(notebook, output, source, values, kernel, timeout, retries, kernels, log, stopper)
         duration = time.perf_counter() - start
         status = "interrupted" if error and (interrupt or stopper.fired) else "failed" if error else "ok"
         if status == "interrupted":
             error = {**error, "ename": "KeyboardInterrupt", "evalue": "stopped by the user (Ctrl-C)"}
-        executed = nbformat.read(str(output), as_version=4) if output.exists() else None
-        html_path = None
-        if executed is not None:
-            if exited is not None and not error:
-                note = _mark_not_run(executed, source, exited)
-            _truncate_outputs(executed, max_output)
-            metrics = recorded(executed)
-            executed.metadata["workbench"] = {"run_id": run_id, "params": values, "status": status, "records": metrics}
-            with atomic_write(output) as f:
-                nbformat.write(executed, f)
-            if html:
-                html_path = output.with_suffix(".html")
-                _to_html(executed, html_path)
-    store.finish(run_id, status, duration, error, str(output) if executed is not None else None,
-                 str(html_path) if html_path else None)
+        executed, html_path, note = _keep(output, source, exited, run_id, values, status, max_output, html)
+    kept = str(output) if executed is not None else None
+    store.finish(run_id, status, duration, error, kept, str(html_path) if html_path else None)
     if interrupt is not None:
         raise interrupt
-    return Run(
-        id=run_id, notebook=str(notebook), status=status, params=values,
-        metrics=recorded(executed) if executed is not None else {}, duration=duration,
-        output=str(output) if executed is not None else None, html=str(html_path) if html_path else None, error=error,
-        reason=note,
-    )
+    return Run(id=run_id, notebook=str(notebook), status=status, params=values,
+               metrics=executed.metadata["workbench"]["records"] if executed is not None else {}, duration=duration,
+               output=kept, html=str(html_path) if html_path else None, error=error, reason=note)
 
 # %% ../nbs/08_pipeline.ipynb #135810fd
 def _check_workers(workers):
@@ -563,7 +575,7 @@ class LocalExecutor:
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
 
-
+# %% ../nbs/08_pipeline.ipynb #25d2d1b7
 class DaskExecutor:
     "Run functions on Dask distributed: the cluster whose scheduler is at `scheduler`, or a LocalCluster of `workers`."
 
@@ -619,7 +631,7 @@ def executor_for(executor="local", workers: int = 2, scheduler: str | None = Non
         return DaskExecutor(workers, scheduler)
     return executor
 
-
+# %% ../nbs/08_pipeline.ipynb #45536a80
 def _threads(executor, workers: int, scheduler) -> int | None:
     "The thread cap for each kernel when `workers` of them share this machine's cores; None when nothing to cap."
     local = executor == "local" or (executor == "dask" and not scheduler)
@@ -685,7 +697,7 @@ def yaml_loader(source="YAML"):
                                  list("-+0123456789."))
     return Loader
 
-
+# %% ../nbs/08_pipeline.ipynb #d32711e7
 def _load_yaml(path: Path):
     "The YAML document at `path`; a syntax error or a key written twice is an InputError naming its line."
     import yaml
@@ -835,6 +847,11 @@ class Pipeline:
             stages.append(Stage(stage, nb, depends_on=[stages[-1].name] if stages else []))
         return cls(stages, name=name, params=params)
 
+    @property
+    def accepts(self) -> set:
+        "The parameters some stage's notebook declares: what `run` can be given."
+        return {n for names in self._declared.values() for n in names}
+
     def order(self) -> list[str]:
         "The stage names, each after the stages it depends on."
         from graphlib import CycleError, TopologicalSorter
@@ -978,9 +995,8 @@ class Pipeline:
         from workbench.runs import RunStore
 
         overrides = dict(params or {})
-        if unknown := sorted(set(overrides) - {n for names in self._declared.values() for n in names}):
-            accepted = sorted({n for names in self._declared.values() for n in names})
-            raise InputError(f"no stage of {self.name!r} declares {unknown}; its notebooks accept {accepted}")
+        if unknown := sorted(set(overrides) - self.accepts):
+            raise InputError(f"no stage of {self.name!r} declares {unknown}; its notebooks accept {sorted(self.accepts)}")
         _check_executor(executor, workers, scheduler)
         _check_limits(timeout, retries)
         forced = self._forced(force)
@@ -1130,8 +1146,7 @@ def junit_xml(runs: list[Run], path):
 def _test_pipeline(pipeline: Pipeline, values: dict, out_dir: Path, workers, executor, scheduler, timeout, html, store,
                    on_done) -> list[Run]:
     "Run a pipeline as tests: every stage, given the values some stage declares; a Run per stage, in order."
-    declared = {n for names in pipeline._declared.values() for n in names}
-    given = {k: v for k, v in values.items() if k in declared}
+    given = {k: v for k, v in values.items() if k in pipeline.accepts}
     result = pipeline.run(given, out_dir=out_dir / f"pipeline-{pipeline.name}", workers=workers, force=True,
                           executor=executor, scheduler=scheduler, timeout=timeout, html=html, store=store, verbose=False)
     for run in result.runs.values():

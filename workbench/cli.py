@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("bundle", type=Path)
     return p
 
-
+# %% ../nbs/09_cli.ipynb #6ee207c1
 def _report(runs) -> int:
     from workbench.pipeline import summary
 
@@ -152,7 +152,7 @@ def _sweep(args) -> int:
     print(f"output: {out} (sweep.csv, sweep.png)")
     return 1 if result.result.failed else 0
 
-
+# %% ../nbs/09_cli.ipynb #71114f9c
 def _test(args) -> int:
     from workbench.pipeline import run_tests
 
@@ -198,7 +198,7 @@ def _check(args) -> int:
         print(f"{fmt}: ok (max abs diff {parity['max_abs']:.2e})")
     return 0
 
-
+# %% ../nbs/09_cli.ipynb #6967c0d1
 def main(argv=None) -> int:
     "Entry point of the `workbench` command; returns the exit code."
     args = _parser().parse_args(argv)

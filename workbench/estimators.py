@@ -60,7 +60,7 @@ def _xy(X, y):
         raise InputError(f"X has {len(X)} rows but y has {len(y)} values")
     return X, y
 
-
+# %% ../nbs/05_estimators.ipynb #805636ae
 def fit_estimator(estimator, X, y=None, cv: int | None = None, metrics=None, valid=None, seed: int = 0) -> FitResult:
     "Fit a scikit-learn estimator and score it (cross-validation, a given validation set, or a 20% hold-out)."
     from sklearn.base import clone, is_classifier

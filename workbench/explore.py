@@ -96,7 +96,7 @@ def _sorted_counts(srt: np.ndarray, edges: np.ndarray) -> np.ndarray:
     inner = np.searchsorted(srt, edges[1:-1], side="left")
     return np.diff(np.concatenate([[0], inner, [srt.size]]))
 
-
+# %% ../nbs/02_explore.ipynb #a1029774
 def _from_sorted(p: ColumnProfile, srt: np.ndarray, top: bool):
     "Fill order statistics, distinct count, top values and histogram from one sort (cheaper than hashing)."
     starts = np.concatenate([[0], np.flatnonzero(srt[1:] != srt[:-1]) + 1])
@@ -149,7 +149,7 @@ def _datetime(name: str, s: pd.Series) -> ColumnProfile:
         p.q25, p.median, p.q75 = (as_time(v) for v in (p.q25, p.median, p.q75))
     return p
 
-
+# %% ../nbs/02_explore.ipynb #37bb0a88
 def _categorical(name: str, s: pd.Series, kind: str) -> ColumnProfile:
     mixed = False
     if s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) not in ("string", "empty", "categorical", "boolean", "bytes"):
@@ -235,7 +235,7 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     out[ok] = ranks
     return out
 
-
+# %% ../nbs/02_explore.ipynb #030037f6
 def correlations(df: pd.DataFrame, kinds: dict, max_columns: int = 50) -> dict:
     "Pearson, Spearman (numeric) and Cramér's V (categorical) matrices, on a sample of at most SAMPLE_ROWS rows."
     numeric = [c for c, k in kinds.items() if k == "numeric"]
@@ -361,7 +361,7 @@ class Profile:
         ]
         return pd.DataFrame(rows)
 
-
+# %% ../nbs/02_explore.ipynb #29d1ba4b
 def _warnings(prof: Profile, corr_threshold: float = 0.9) -> list:
     out = []
     for p in dict.values(prof.columns):
@@ -394,7 +394,7 @@ def _duplicate_rows(df: pd.DataFrame) -> int:
     hashes = np.sort(pd.util.hash_pandas_object(df, index=False).to_numpy())
     return int(np.count_nonzero(hashes[1:] == hashes[:-1]))
 
-
+# %% ../nbs/02_explore.ipynb #653e4dd6
 def profile(data, target: str | None = None, y=None, max_columns: int = 200, workers: int = 2) -> Profile:
     "Profile `data` (any input `as_data` takes): overview, columns, correlations, target relations, warnings."
     data = data if isinstance(data, Data) and y is None and target is None else as_data(data, y=y, target=target)
@@ -474,7 +474,7 @@ def heatmap_plot(matrix: pd.DataFrame, title: str) -> bytes:
     fig.colorbar(im, ax=ax, shrink=0.8)
     return png_bytes(fig)
 
-
+# %% ../nbs/02_explore.ipynb #2b52f927
 def spark_png(p: ColumnProfile, width: int = 120, height: int = 30) -> bytes:
     "A tiny bar chart of a column's histogram or top values, drawn directly with PIL (about 1,000x faster than a figure)."
     from PIL import Image, ImageDraw
@@ -565,7 +565,7 @@ def overview_html(p: Profile) -> str:
         + (f"<h3>Notes</h3><ul>{notes}</ul>" if notes else "")
     )
 
-
+# %% ../nbs/02_explore.ipynb #0a747531
 def heat_html(matrix: pd.DataFrame, title: str) -> str:
     "A correlation matrix as an HTML table coloured like a heatmap (red positive, blue negative)."
     def cell(v):
@@ -833,7 +833,7 @@ def _drift_row(name: str, kind: str, ref: pd.Series, cur: pd.Series) -> dict:
     drift = value >= 0.2 or (value >= 0.1 and p < 0.05)
     return {"column": name, "kind": kind, "test": test, "statistic": statistic, "p_value": p, "psi": value, "drift": bool(drift)}
 
-
+# %% ../nbs/02_explore.ipynb #10c6d3dd
 @dataclass
 class Comparison:
     "Per-column drift between a reference and a current dataset."
@@ -892,7 +892,7 @@ class Comparison:
         shown = self.table.round(4)
         return w.VBox([w.HTML(_CSS + f"<div class='wb-report'><h3>{html.escape(self.verdict)}</h3>{_table(shown)}</div>"), pick, image, error])
 
-
+# %% ../nbs/02_explore.ipynb #ae5e8426
 def compare(reference, current, columns=None) -> Comparison:
     "Per-column drift between `reference` and `current` (any inputs `as_data` takes), with a verdict."
     ref, cur = as_data(reference).frame, as_data(current).frame

@@ -86,7 +86,7 @@ def curve_png(train: list, valid: list, width: int = 420, height: int = 160) -> 
         draw.text((width - 60, height - 14), f"step {x1}", fill="gray")
     return png_bytes(img)
 
-
+# %% ../nbs/04_progress.ipynb #3940a0c3
 class WidgetProgress(Callback):
     "A live widget: progress bar, epoch table, loss curve redrawn at most every `every` seconds."
     order = 50
@@ -142,7 +142,7 @@ class WidgetProgress(Callback):
         if t.interrupted:
             self.label.value += f" — stopped; fit({self.epochs}) continues"
 
-
+# %% ../nbs/04_progress.ipynb #62d2cc92
 def default_progress() -> Callback:
     "The progress view that fits where this runs: the widget in JupyterLab, text elsewhere."
     return WidgetProgress() if environment() == "widgets" else TextProgress()

@@ -670,7 +670,7 @@ class Checkpoint(Callback):
         if t.interrupted:
             t.save(self.folder / "last.ckpt")
 
-
+# %% ../nbs/03_train.ipynb #7153279a
 class _RecordRun(Callback):
     "At the end of a fit inside a recorded run, record the final values (train_loss, valid_loss, metrics)."
     order = 100
@@ -724,7 +724,7 @@ def _launch_worker(rank: int, nprocs: int, port: int, payload: bytes, results):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
-
+# %% ../nbs/03_train.ipynb #b7822815
 def launch(fn, *args, nprocs: int | None = None, timeout: float = 3600, **kwargs) -> list:
     "Run `fn(*args, **kwargs)` in `nprocs` processes as torchrun would (spawned); return each rank's result."
     import multiprocessing

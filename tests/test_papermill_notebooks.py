@@ -12,7 +12,7 @@ from pathlib import Path
 import papermill
 import pytest
 
-from workbench.pipeline import run_notebook
+from workbench.run import run_notebook
 
 SHIPPED = Path(papermill.__file__).parent / "tests" / "notebooks"
 SLOW = {"keyboard_interrupt.ipynb"}  # sleeps 60 s, for papermill's own test to interrupt

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import WORKBENCH, workbench, write_notebook
 
-from workbench.pipeline import Pipeline, sweep
+from workbench.pipeline import Pipeline
+from workbench.sweep import sweep
 from workbench.runs import RunStore
 
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import write_notebook
 
 from workbench.core import InputError
-from workbench.pipeline import run_notebook
+from workbench.run import run_notebook
 from workbench.runs import RunStore
 
 

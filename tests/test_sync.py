@@ -49,7 +49,7 @@ def test_readme_matches_index(tmp_path):
 
 
 def test_import_is_light():
-    code = "import sys, workbench, workbench.core, workbench.runs, workbench.pipeline, workbench.cli; print(' '.join(sys.modules))"
+    code = "import sys, workbench, workbench.core, workbench.runs, workbench.run, workbench.executors, workbench.pipeline, workbench.sweep, workbench.testing, workbench.cli; print(' '.join(sys.modules))"
     loaded = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split())
     heavy = {"nbdev", "fastcore", "torch", "papermill", "matplotlib", "pandas", "nbconvert"} & loaded
     assert not heavy, f"`import workbench` pulls in {sorted(heavy)}; import them inside the functions that use them"

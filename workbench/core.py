@@ -14,7 +14,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ENVIRONMENTS', 'WorkbenchError', 'InputError', 'DeviceError', 'get_device', 'seed_everything', 'environment',
-           'atomic_write', 'png_bytes']
+           'atomic_write', 'png_bytes', 'patch']
 
 # %% ../nbs/00_core.ipynb #7b2b220c
 class WorkbenchError(Exception):
@@ -168,3 +168,17 @@ def png_bytes(picture, dpi: int = 80) -> bytes:
     else:
         picture.save(buf, format="PNG")
     return buf.getvalue()
+
+# %% ../nbs/00_core.ipynb #9dc845fb
+def patch(fn=None, *, as_prop: bool = False):
+    "Decorator: add the function below to the class its `self` is annotated with (`as_prop=True`: as a property)."
+    if fn is None:
+        return lambda f: patch(f, as_prop=as_prop)
+    cls = fn.__annotations__.get("self")
+    if isinstance(cls, str):  # annotations are strings under `from __future__ import annotations`
+        cls = eval(cls, fn.__globals__)
+    if not isinstance(cls, type):
+        raise TypeError(f"@patch needs `self` annotated with a class in {fn.__name__}")
+    fn.__qualname__ = f"{cls.__name__}.{fn.__name__}"
+    setattr(cls, fn.__name__, property(fn) if as_prop else fn)
+    return fn

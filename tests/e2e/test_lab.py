@@ -171,7 +171,7 @@ def test_training_progress_and_interrupt(lab, browser):
 
 def test_executed_demo_notebook_shows_report_without_running(lab, browser):
     from conftest import ROOT
-    from workbench.pipeline import run_notebook
+    from workbench.run import run_notebook
 
     run = run_notebook(ROOT / "nbs" / "pipelines" / "explore.ipynb", {"smoke": True, "run_dir": str(lab["root"] / "demo")},
                        out_dir=lab["root"] / "executed", html=False)

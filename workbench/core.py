@@ -14,7 +14,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ENVIRONMENTS', 'WorkbenchError', 'InputError', 'DeviceError', 'get_device', 'seed_everything', 'environment',
-           'atomic_write', 'png_bytes', 'patch']
+           'atomic_write', 'png_bytes', 'patch', 'yaml_loader', 'read_yaml']
 
 # %% ../nbs/00_core.ipynb #7b2b220c
 class WorkbenchError(Exception):
@@ -170,15 +170,53 @@ def png_bytes(picture, dpi: int = 80) -> bytes:
     return buf.getvalue()
 
 # %% ../nbs/00_core.ipynb #9dc845fb
-def patch(fn=None, *, as_prop: bool = False):
-    "Decorator: add the function below to the class its `self` is annotated with (`as_prop=True`: as a property)."
+def patch(fn=None, *, as_prop: bool = False, cls_method: bool = False):
+    "Decorator: add the function below to the class its first parameter is annotated with (as a property, a classmethod)."
     if fn is None:
-        return lambda f: patch(f, as_prop=as_prop)
-    cls = fn.__annotations__.get("self")
+        return lambda f: patch(f, as_prop=as_prop, cls_method=cls_method)
+    cls = fn.__annotations__.get(fn.__code__.co_varnames[0]) if fn.__code__.co_argcount else None
     if isinstance(cls, str):  # annotations are strings under `from __future__ import annotations`
         cls = eval(cls, fn.__globals__)
     if not isinstance(cls, type):
-        raise TypeError(f"@patch needs `self` annotated with a class in {fn.__name__}")
+        raise TypeError(f"@patch needs the first parameter of {fn.__name__} annotated with a class")
     fn.__qualname__ = f"{cls.__name__}.{fn.__name__}"
-    setattr(cls, fn.__name__, property(fn) if as_prop else fn)
+    setattr(cls, fn.__name__, property(fn) if as_prop else classmethod(fn) if cls_method else fn)
     return fn
+
+# %% ../nbs/00_core.ipynb #c667547f
+def yaml_loader(source="YAML"):
+    "A safe YAML loader that reads `1e-3` as a number (YAML 1.2) and refuses a key written twice, naming its line."
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:  # PyYAML would keep the last one silently: a stage could vanish
+                raise InputError(f"{source}, line {key_node.start_mark.line + 1}: {key!r} is written twice")
+            seen.add(key)
+        return loader.construct_mapping(node, deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+                                 list("-+0123456789."))
+    return Loader
+
+
+def read_yaml(path):
+    "The YAML document at `path`; a syntax error or a key written twice is an InputError naming its line."
+    import yaml
+
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(), yaml_loader(str(path)))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise InputError(f"{path}, line {mark.line + 1}, column {mark.column + 1}: YAML syntax error, {e.problem}") from None
+    except yaml.YAMLError as e:
+        raise InputError(f"{path}: not valid YAML ({e})") from None

@@ -20,7 +20,7 @@ from .core import InputError, atomic_write
 from .runs import recorded
 
 # %% auto #0
-__all__ = ['make_notebook', 'params', 'check_params', 'Run', 'run_notebook']
+__all__ = ['make_notebook', 'params', 'check_params', 'Run', 'summary', 'run_notebook']
 
 # %% ../nbs/13_run.ipynb #c27959a5
 def make_notebook(*sources, params_cell=None):
@@ -162,6 +162,22 @@ def _run_env(run_id: str, store_path: Path, threads: int | None = None):
 def _error(exc) -> dict:
     "A Run's error for an exception raised outside any cell."
     return {"cell": None, "source": "", "line": None, "ename": type(exc).__name__, "evalue": str(exc)}
+
+# %% ../nbs/13_run.ipynb #fde550f1
+def _detail(run: Run) -> str:
+    "What a run recorded, where it failed, or why it did not run: one line."
+    if run.error:
+        return (f"cell {run.error['cell']}: " if run.error.get("cell") else "") + f"{run.error['ename']}: {run.error['evalue']}"
+    return run.reason or ", ".join(f"{k}={v}" for k, v in run.metrics.items())
+
+
+def summary(runs) -> str:
+    "A plain-text table of `runs`: stage (or notebook), status, seconds, recorded values (or why it did not run)."
+    rows = [("stage" if any(r.stage for r in runs) else "notebook", "status", "seconds", "recorded")]
+    for r in runs:
+        rows.append((r.stage or Path(r.notebook).name, r.status, f"{r.duration:.1f}", _detail(r)[:160]))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3] for row in rows).rstrip()
 
 # %% ../nbs/13_run.ipynb #097e77c3
 def _unanswered(executed_nb):

@@ -174,9 +174,12 @@ def patch(fn=None, *, as_prop: bool = False, cls_method: bool = False):
     "Decorator: add the function below to the class its first parameter is annotated with (as a property, a classmethod)."
     if fn is None:
         return lambda f: patch(f, as_prop=as_prop, cls_method=cls_method)
-    cls = fn.__annotations__.get(fn.__code__.co_varnames[0]) if fn.__code__.co_argcount else None
+    import inspect
+
+    first = next(iter(inspect.signature(fn).parameters), None)  # follows __wrapped__ (a contextmanager, say)
+    cls = fn.__annotations__.get(first)
     if isinstance(cls, str):  # annotations are strings under `from __future__ import annotations`
-        cls = eval(cls, fn.__globals__)
+        cls = eval(cls, inspect.unwrap(fn).__globals__)
     if not isinstance(cls, type):
         raise TypeError(f"@patch needs the first parameter of {fn.__name__} annotated with a class")
     fn.__qualname__ = f"{cls.__name__}.{fn.__name__}"

@@ -9,6 +9,7 @@ import pytest
 
 from workbench.core import InputError
 from workbench.explore import compare, explore
+from workbench.profiling import KINDS
 
 
 @pytest.fixture(autouse=True)
@@ -242,7 +243,7 @@ FRAMES = _frames()
 def test_frames_people_bring(name):
     df = FRAMES[name]
     ex = shown(df)
-    assert ex.profile.rows == len(df) and set(ex.profile.kinds.values()) <= set(__import__("workbench.explore").explore.KINDS)
+    assert ex.profile.rows == len(df) and set(ex.profile.kinds.values()) <= set(KINDS)
     try:
         drift = compare(df, df.iloc[::-1])
     except InputError as e:  # only where no shared column is numeric, categorical or boolean

@@ -5,26 +5,23 @@
 # %% ../nbs/11_export.ipynb #381fe148
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime as dt
-import functools
 import hashlib
-import io
 import json
-import logging
 import os
 import platform
 import re
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .core import InputError, WorkbenchError, atomic_write, environment
+from .formats import (_SK_WRITERS, _WRITERS, _numpy, _onnx_runner, _parity, _quiet_exporters, _sklearn_outputs,
+                               _skops_runner, _torch_runner)
 
 # %% auto #0
 __all__ = ['TORCH_FORMATS', 'SKLEARN_FORMATS', 'ExportError', 'Bundle', 'export', 'Predictor', 'load', 'check', 'ExportButton']
@@ -59,199 +56,6 @@ def _unwrap(model):
     if isinstance(model, FitResult):
         return model.model, model.metrics, model.history
     return model, {}, None
-
-# %% ../nbs/11_export.ipynb #f284134b
-def _numpy(out) -> np.ndarray:
-    "A torch output (tensor) or an ONNX one (array) as a numpy array of floats."
-    return out.detach().float().numpy() if hasattr(out, "detach") else np.asarray(out)
-
-
-def _compare(key: str, expected, got, atol: float, rtol: float) -> dict:
-    "One output against its expected value: labels exactly, numbers within `atol + rtol * |expected|`."
-    e, g = np.asarray(expected), np.asarray(got)
-    if e.shape != g.shape:
-        return {"ok": False, "note": f"{key}: shape {g.shape}, expected {e.shape}"}
-    if e.dtype.kind not in "fc":  # class labels (ints, strings, booleans) must be equal
-        wrong = int(np.count_nonzero(e != g))
-        return {"ok": not wrong, "mismatched": wrong, "note": f"{key}: {wrong} of {e.size} labels differ" if wrong else ""}
-    e, g = e.astype(np.float64), g.astype(np.float64)
-    same = (e == g) | (np.isnan(e) & np.isnan(g))  # equal infinities, and NaN where the model gives NaN
-    diff = np.where(same, 0.0, np.abs(e - g))  # NaN where only one side is NaN: never within tolerance
-    scale = np.abs(np.where(same, 0.0, e))
-    ok = bool(np.all(diff <= atol + rtol * scale))
-    max_abs = float(diff.max(initial=0.0))
-    max_rel = float((diff / np.maximum(scale, 1e-12)).max(initial=0.0))
-    note = "" if ok else f"{key}: max abs diff {max_abs:.3g}, max rel diff {max_rel:.3g} (tolerance {atol} abs + {rtol} rel)"
-    return {"ok": ok, "max_abs": max_abs, "max_rel": max_rel, "note": note}
-
-
-def _parity(expected: dict, got: dict, atol: float, rtol: float) -> dict:
-    "Compare every named output; the worst differences, the labels that differ, and a note per failing output."
-    checks = [_compare(k, v, got.get(k), atol, rtol) for k, v in expected.items()]
-    return {
-        "ok": all(c["ok"] for c in checks),
-        "max_abs": max((c.get("max_abs", 0.0) for c in checks), default=0.0),
-        "max_rel": max((c.get("max_rel", 0.0) for c in checks), default=0.0),
-        "mismatched": sum(c.get("mismatched", 0) for c in checks),
-        "note": "; ".join(c["note"] for c in checks if c["note"]),
-    }
-
-# %% ../nbs/11_export.ipynb #acf897de
-def _write_safetensors(model, sample, folder: Path):
-    from safetensors.torch import load_model, save_model
-
-    path = folder / "model.safetensors"
-    save_model(model, str(path))
-    fresh = copy.deepcopy(model)
-    load_model(fresh, str(path))
-    return path, lambda x: {"predict": _numpy(fresh(x))}
-
-
-def _dynamic(sample):
-    import torch
-
-    return ({0: torch.export.Dim("batch", min=1)},) if sample.shape[0] >= 1 else None
-
-
-def _write_onnx_torch(model, sample, folder: Path):
-    import onnxruntime as ort
-    import torch
-
-    path = folder / "model.onnx"
-    program = torch.onnx.export(model, (sample,), dynamo=True, dynamic_shapes=_dynamic(sample), input_names=["input"],
-                                output_names=["output"], verbose=False)
-    program.save(str(path))
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return path, lambda x: {"predict": session.run(None, {"input": x.numpy()})[0]}
-
-
-def _write_pt2(model, sample, folder: Path):
-    import torch
-
-    path = folder / "model.pt2"
-    torch.export.save(torch.export.export(model, (sample,), dynamic_shapes=_dynamic(sample)), str(path))
-    loaded = torch.export.load(str(path)).module()
-    return path, lambda x: {"predict": _numpy(loaded(x))}
-
-
-_WRITERS = {"safetensors": _write_safetensors, "onnx": _write_onnx_torch, "pt2": _write_pt2}
-
-# %% ../nbs/11_export.ipynb #1fd4ccfe
-def _bool_attributes_as_ints(converter):
-    "A skl2onnx converter whose boolean attribute lists reach onnx as ints (onnx refuses booleans in `ints`)."
-
-    def convert(scope, operator, container):
-        add_node = container.add_node
-
-        def add_node_with_ints(*args, **attrs):
-            for key, value in attrs.items():
-                if isinstance(value, (list, np.ndarray)) and any(isinstance(v, (bool, np.bool_)) for v in value):
-                    attrs[key] = [int(v) for v in value]
-            return add_node(*args, **attrs)
-
-        container.add_node = add_node_with_ints
-        try:
-            return converter(scope, operator, container)
-        finally:
-            del container.add_node  # the container's own method again
-
-    convert.__name__ = f"ints_{getattr(converter, '__name__', 'converter')}"  # skl2onnx names converters by function
-    return convert
-
-
-@functools.cache
-def _register_converters():
-    "Fix two skl2onnx registrations, once per process: HistGradientBoosting's booleans, LinearSVC's missing zipmap."
-    from skl2onnx import update_registered_converter
-    from skl2onnx._supported_operators import sklearn_operator_name_map
-    from skl2onnx.common._registration import get_converter, get_shape_calculator
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-    from sklearn.svm import LinearSVC
-
-    for cls in (HistGradientBoostingClassifier, HistGradientBoostingRegressor, LinearSVC):
-        alias = sklearn_operator_name_map[cls]
-        converter = get_converter(alias)
-        options = dict(converter.get_allowed_options() or {})
-        if cls is LinearSVC:  # a pipeline ending in LinearSVC is given `zipmap` by skl2onnx's own parser
-            options.setdefault("zipmap", [True, False, "columns"])
-        update_registered_converter(cls, alias, get_shape_calculator(alias), _bool_attributes_as_ints(converter),
-                                    options=options)
-
-
-def _to_onnx(model, sample: np.ndarray):
-    "The ONNX graph of a scikit-learn model; classifiers give probabilities as a tensor, not a list of dicts."
-    from skl2onnx import to_onnx
-    from sklearn.base import is_classifier
-
-    _register_converters()
-    if is_classifier(model):
-        try:
-            return to_onnx(model, sample[:1], options={"zipmap": False})
-        except NameError as e:  # a classifier without probabilities (LinearSVC) takes no zipmap option
-            if "zipmap" not in str(e):
-                raise
-    return to_onnx(model, sample[:1])
-
-# %% ../nbs/11_export.ipynb #66ab45b5
-def _sklearn_outputs(model, x) -> dict:
-    "What a scikit-learn model answers: `predict`, and `predict_proba` where it has one."
-    out = {"predict": np.asarray(model.predict(x))}
-    if hasattr(model, "predict_proba"):
-        out["predict_proba"] = np.asarray(model.predict_proba(x))
-    return out
-
-
-def _onnx_sklearn_runner(session, proba: bool, ndim: int):
-    "Run an skl2onnx graph; name its outputs as scikit-learn does, in scikit-learn's shapes."
-    name = session.get_inputs()[0].name
-    dtype = np.float64 if session.get_inputs()[0].type == "tensor(double)" else np.float32
-
-    def run(x):
-        outs = session.run(None, {name: x if x.dtype == dtype else x.astype(dtype)})
-        first = outs[0]
-        if ndim == 1 and first.ndim == 2 and first.shape[1] == 1:  # a regressor's (n, 1) where scikit-learn gives (n,)
-            first = first[:, 0]
-        return {"predict": first, "predict_proba": outs[1]} if proba else {"predict": first}
-
-    return run
-
-
-def _onnx_graph(model, sample: np.ndarray):
-    "The graph and a session on it: in double precision for float64 data where skl2onnx and ONNX Runtime can, else float."
-    import onnxruntime as ort
-
-    tries = [sample] if sample.dtype == np.float32 else [sample, sample.astype(np.float32)]
-    for x in tries:
-        try:
-            onx = _to_onnx(model, x).SerializeToString()
-            return onx, ort.InferenceSession(onx, providers=["CPUExecutionProvider"])
-        except Exception:  # many converters (trees among them) build float graphs only
-            if x is tries[-1]:
-                raise
-
-
-def _write_onnx_sklearn(model, sample, folder: Path):
-    path = folder / "model.onnx"
-    onx, session = _onnx_graph(model, sample)
-    path.write_bytes(onx)
-    answer = _sklearn_outputs(model, sample[:1])
-    run = _onnx_sklearn_runner(session, "predict_proba" in answer, answer["predict"].ndim)
-    if sample.dtype == np.float64 and session.get_inputs()[0].type != "tensor(double)":
-        run.hint = ("ONNX runs this model in float32, and a threshold learned on float64 data can put a row on the "
-                    "other side; fit on X.astype(np.float32) to export it exactly")
-    return path, run
-
-
-def _write_skops(model, sample, folder: Path):
-    import skops.io as sio
-
-    path = folder / "model.skops"
-    sio.dump(model, path)
-    loaded = sio.load(path, trusted=sio.get_untrusted_types(file=path))  # our own file, just written
-    return path, lambda x: _sklearn_outputs(loaded, x)
-
-
-_SK_WRITERS = {"onnx": _write_onnx_sklearn, "skops": _write_skops}
 
 # %% ../nbs/11_export.ipynb #7622024c
 @dataclass
@@ -379,27 +183,7 @@ def _prepare(model, sample, sklearn: bool):
 
     return sample, reference, _WRITERS, answer
 
-# %% ../nbs/11_export.ipynb #c7c0a3bb
-@contextlib.contextmanager
-def _quiet_exporters():
-    "Keep the exporters' logs, warnings and graph dumps off the screen (WORKBENCH_VERBOSE=1 shows them); failures still say why."
-    if os.environ.get("WORKBENCH_VERBOSE"):
-        yield
-        return
-    loggers = [logging.getLogger(name) for name in ("torch", "torch.onnx", "onnxscript")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
+# %% ../nbs/11_export.ipynb #4b9f4770
 def _write_format(fmt, writer, reference, batches, expected, folder: Path, atol: float, rtol: float):
     "Write one format into `folder` and check its reloaded model; return (file, parity) or (None, why it failed)."
     import torch
@@ -563,7 +347,7 @@ class Predictor:
     def __repr__(self) -> str:
         return f"Predictor({self.path}, backend={self.backend!r})"
 
-# %% ../nbs/11_export.ipynb #2e5d17eb
+# %% ../nbs/11_export.ipynb #d26091ff
 def _verified(path) -> dict:
     path = Path(path)
     meta_path = path / "metadata.json"
@@ -581,38 +365,6 @@ def _verified(path) -> dict:
         if _sha256(file) != f["sha256"]:
             raise ExportError(f"{file} was changed after export (sha256 mismatch); re-export it, or restore the original")
     return meta
-
-
-def _onnx_runner(file: Path, meta: dict):
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
-    if meta["kind"] == "sklearn":
-        outputs = meta["outputs"]
-        return _onnx_sklearn_runner(session, any(o["name"] == "probabilities" for o in outputs), len(outputs[0]["shape"]))
-    name = session.get_inputs()[0].name
-    return lambda x: {"predict": session.run(None, {name: x})[0]}
-
-
-def _torch_runner(module):
-    import torch
-
-    def run(x):
-        with torch.no_grad():
-            return {"predict": module(torch.from_numpy(x)).numpy()}
-
-    return run
-
-
-def _skops_runner(file: Path, trusted):
-    import skops.io as sio
-
-    missing = sorted(set(sio.get_untrusted_types(file=file)) - set(trusted or []))
-    if missing:  # skops trusts scikit-learn's and numpy's own types; anything else must be named
-        raise InputError(f"this skops file contains types that are not trusted by default; if you trust them, "
-                         f"pass trusted={missing}")
-    estimator = sio.load(file, trusted=list(trusted or []))
-    return lambda x: _sklearn_outputs(estimator, x)
 
 # %% ../nbs/11_export.ipynb #1d856c7b
 def load(path, backend: str | None = None, model=None, trusted=None) -> Predictor:

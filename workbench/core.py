@@ -184,7 +184,7 @@ def patch(fn=None, *, as_prop: bool = False, cls_method: bool = False):
         raise TypeError(f"@patch needs the first parameter of {fn.__name__} annotated with a class")
     fn.__qualname__ = f"{cls.__name__}.{fn.__name__}"
     setattr(cls, fn.__name__, property(fn) if as_prop else classmethod(fn) if cls_method else fn)
-    return fn
+    return inspect.unwrap(fn).__globals__.get(fn.__name__, fn)  # a module-level name it shares stays what it was
 
 # %% ../nbs/00_core.ipynb #c667547f
 def yaml_loader(source="YAML"):

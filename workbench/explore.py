@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .core import InputError, atomic_write, environment, png_bytes
+from .core import InputError, atomic_write, environment, patch, png_bytes
 from .data import Data, as_data
 from .profiling import SAMPLE_ROWS, ColumnProfile, Profile, _kind, _sample, column_profile, profile
 
@@ -223,7 +223,6 @@ class Explorer:
         self.profile = prof if prof is not None else profile(data)
         self._widget = None
 
-    # -- static --------------------------------------------------------------------------------------------------
     def to_html(self, path=None) -> str:
         "The static report as a self-contained HTML page; written atomically to `path` when given."
         title = "workbench explore" + (f" ({self.query})" if self.query else "")
@@ -244,137 +243,174 @@ class Explorer:
         live = self.widget._repr_mimebundle_(include=include, exclude=exclude) if environment() == "widgets" else {}
         return {**live, "text/plain": repr(self), "text/html": report_html(self.profile, self.frame.head(10))}
 
-    # -- widget ----------------------------------------------------------------------------------------------------
-    @property
-    def widget(self):
-        "The ipywidgets view (built on first use)."
-        if self._widget is None:
-            self._widget = self._build()
-        return self._widget
+# %% ../nbs/03_explore.ipynb #3e8c674c
+@patch(as_prop=True)
+def widget(self: Explorer):
+    "The ipywidgets view (built on first use)."
+    if self._widget is None:
+        self._widget = self._build()
+    return self._widget
 
-    def _build(self):
-        import ipywidgets as w
 
-        self._status = w.HTML()
-        self._pages = [w.VBox() for _ in self.TABS]
-        self._filled = [False] * len(self.TABS)
-        tabs = w.Tab(children=self._pages, titles=self.TABS)
-        tabs.observe(lambda change: self._safely(self._fill, change["new"]), names="selected_index")
-        self._tabs = tabs
-        self._fill(0)
-        return w.VBox([self._status, tabs], layout=w.Layout(width="100%"))
+@patch
+def _build(self: Explorer):
+    import ipywidgets as w
 
-    def _safely(self, fn, *args):
-        "Run a callback; show any error inside the widget instead of a traceback."
+    self._status = w.HTML()
+    self._pages = [w.VBox() for _ in self.TABS]
+    self._filled = [False] * len(self.TABS)
+    tabs = w.Tab(children=self._pages, titles=self.TABS)
+    tabs.observe(lambda change: self._safely(self._fill, change["new"]), names="selected_index")
+    self._tabs = tabs
+    self._fill(0)
+    return w.VBox([self._status, tabs], layout=w.Layout(width="100%"))
+
+
+@patch
+def _safely(self: Explorer, fn, *args):
+    "Run a callback; show any error inside the widget instead of a traceback."
+    try:
+        self._status.value = ""
+        fn(*args)
+    except Exception as e:  # a widget callback must never leave a raw traceback behind
+        self._status.value = f"<div class='wb-error'>{html.escape(type(e).__name__)}: {html.escape(str(e))}</div>"
+
+
+@patch
+def _fill(self: Explorer, index, force: bool = False):
+    "Build tab `index` (once, unless `force`): each tab's widgets come from its own method, `_<name>_tab`."
+    if index is None or (self._filled[index] and not force):
+        return
+    self._pages[index].children = getattr(self, f"_{self.TABS[index].lower()}_tab")()
+    self._filled[index] = True
+
+# %% ../nbs/03_explore.ipynb #dcf80a18
+def _report(body: str):
+    import ipywidgets as w
+
+    return w.HTML(_CSS + "<div class='wb-report'>" + body + "</div>")
+
+
+@patch
+def _overview_tab(self: Explorer) -> list:
+    return [_report(overview_html(self.profile))]
+
+
+@patch
+def _columns_tab(self: Explorer) -> list:
+    import ipywidgets as w
+
+    pick = w.Dropdown(options=list(self.frame.columns), description="column", layout=w.Layout(width="420px"))
+    stats, plot = w.HTML(), w.Image(format="png")
+
+    def show(change=None):
+        cp = self.profile.columns[pick.value]
+        rows = {k: getattr(cp, k) for k in ("kind", "dtype", "count", "missing", "unique", "mean", "std", "min", "q25", "median", "q75", "max", "zeros", "infinite", "skew")}
+        table = pd.DataFrame({"": list(rows), "value": [_fmt(v) for v in rows.values()]})
+        top = pd.DataFrame(cp.top, columns=["top value", "count"]) if cp.top else None
+        stats.value = _CSS + "<div class='wb-report'>" + _table(table) + (_table(top) if top is not None else "") + "</div>"
+        plot.value = column_plot(cp)
+
+    pick.observe(lambda change: self._safely(show), names="value")
+    show()
+    return [pick, w.HBox([stats, plot])]
+
+# %% ../nbs/03_explore.ipynb #150735f5
+@patch
+def _correlations_tab(self: Explorer) -> list:
+    import ipywidgets as w
+
+    p = self.profile
+    if not p.correlations:
+        return [w.HTML("<p>Fewer than two numeric or categorical columns: nothing to correlate.</p>")]
+    images = [w.Image(value=heatmap_plot(m, k), format="png") for k, m in p.correlations.items()]
+    return [w.HBox(images), _report(_table(p.top_pairs.round(3)))]
+
+
+@patch
+def _target_tab(self: Explorer) -> list:
+    p = self.profile
+    return [_report(target_html(p) if p.target is not None else "<p>No target: explore(data, target='column') adds this tab's content.</p>")]
+
+
+@patch
+def _sample_tab(self: Explorer) -> list:
+    import ipywidgets as w
+
+    mode, table = w.ToggleButtons(options=["head", "random"], value="head"), w.HTML()
+
+    def rows(change=None):
+        shown = self.frame.head(20) if mode.value == "head" else self.frame.sample(min(20, len(self.frame)))
+        table.value = _CSS + "<div class='wb-report'>" + _table(shown.iloc[:, :50]) + "</div>"
+
+    mode.observe(lambda change: self._safely(rows), names="value")
+    rows()
+    return [mode, table]
+
+# %% ../nbs/03_explore.ipynb #52d3cf31
+@patch
+def _filter_tab(self: Explorer) -> list:
+    import ipywidgets as w
+
+    query = w.Text(value=self.query, placeholder='age > 30 and city == "Oslo"', description="query",
+                   layout=w.Layout(width="600px"))
+    apply, reset = w.Button(description="Apply", button_style="primary"), w.Button(description="Reset")
+    message = w.HTML(f"<p>{len(self.frame):,} of {len(self.data.frame):,} rows.</p>")
+    numeric = [c for c in self.data.frame.columns if _kind(self.data.frame[c]) == "numeric"][:500]
+    column = w.Dropdown(options=numeric, description="range")
+    ranges = w.HBox([column])
+    add = w.Button(description="Add range", disabled=not numeric)
+
+    def slider(change=None):
+        values = self.data.frame[column.value].replace([np.inf, -np.inf], np.nan)
+        lo, hi = float(values.min()), float(values.max())
+        if math.isnan(lo):
+            lo = hi = 0.0
+        ranges.children = [column, w.FloatRangeSlider(value=(lo, hi), min=lo, max=hi, step=(hi - lo) / 100 or 1,
+                                                      readout_format=".4g", layout=w.Layout(width="420px"))]
+
+    def add_range():
+        lo, hi = ranges.children[1].value
+        condition = f"`{column.value}` >= {lo!r} and `{column.value}` <= {hi!r}"
+        query.value = f"({query.value}) and {condition}" if query.value.strip() else condition
+        run(query.value)
+
+    def run(text):
         try:
-            self._status.value = ""
-            fn(*args)
-        except Exception as e:  # a widget callback must never leave a raw traceback behind
-            self._status.value = f"<div class='wb-error'>{html.escape(type(e).__name__)}: {html.escape(str(e))}</div>"
-
-    def _fill(self, index, force: bool = False):
-        import ipywidgets as w
-
-        if index is None or (self._filled[index] and not force):
+            self.apply_filter(text)
+        except InputError as e:
+            message.value = f"<div class='wb-error'>{html.escape(str(e))}</div>"
             return
-        name, p = self.TABS[index], self.profile
-        page = self._pages[index]
-        if name == "Overview":
-            page.children = [w.HTML(_CSS + "<div class='wb-report'>" + overview_html(p) + "</div>")]
-        elif name == "Columns":
-            names = list(self.frame.columns)
-            pick = w.Dropdown(options=names, description="column", layout=w.Layout(width="420px"))
-            stats, plot = w.HTML(), w.Image(format="png")
+        message.value = f"<p>{len(self.frame):,} of {len(self.data.frame):,} rows match; every tab shows them.</p>"
 
-            def show(change=None):
-                cp = p.columns[pick.value]
-                rows = {k: getattr(cp, k) for k in ("kind", "dtype", "count", "missing", "unique", "mean", "std", "min", "q25", "median", "q75", "max", "zeros", "infinite", "skew")}
-                table = pd.DataFrame({"": list(rows), "value": [_fmt(v) for v in rows.values()]})
-                top = pd.DataFrame(cp.top, columns=["top value", "count"]) if cp.top else None
-                stats.value = _CSS + "<div class='wb-report'>" + _table(table) + (_table(top) if top is not None else "") + "</div>"
-                plot.value = column_plot(cp)
+    apply.on_click(lambda _: self._safely(run, query.value))
+    reset.on_click(lambda _: (setattr(query, "value", ""), self._safely(run, "")))
+    add.on_click(lambda _: self._safely(add_range))
+    if numeric:
+        column.observe(lambda change: self._safely(slider), names="value")
+        slider()
+    return [w.HBox([query, apply, reset]), w.HBox([ranges, add]), message]
 
-            pick.observe(lambda change: self._safely(show), names="value")
-            show()
-            page.children = [pick, w.HBox([stats, plot])]
-        elif name == "Correlations":
-            if not p.correlations:
-                page.children = [w.HTML("<p>Fewer than two numeric or categorical columns: nothing to correlate.</p>")]
-            else:
-                images = [w.Image(value=heatmap_plot(m, k), format="png") for k, m in p.correlations.items()]
-                page.children = [w.HBox(images), w.HTML(_CSS + "<div class='wb-report'>" + _table(p.top_pairs.round(3)) + "</div>")]
-        elif name == "Target":
-            body = target_html(p) if p.target is not None else "<p>No target: explore(data, target='column') adds this tab's content.</p>"
-            page.children = [w.HTML(_CSS + "<div class='wb-report'>" + body + "</div>")]
-        elif name == "Sample":
-            mode = w.ToggleButtons(options=["head", "random"], value="head")
-            table = w.HTML()
+# %% ../nbs/03_explore.ipynb #f842edd6
+@patch
+def apply_filter(self: Explorer, query: str):
+    "Keep the rows matching a pandas `query` (empty: all rows) and recompute every tab on them."
+    query = query.strip()
+    if query:
+        try:
+            frame = self.data.frame.query(query)
+        except Exception as e:
+            raise InputError(f"the query {query!r} failed: {type(e).__name__}: {e}") from e
+        if frame.empty:
+            raise InputError(f"no rows match {query!r}; the view is unchanged")
+    else:
+        frame = self.data.frame
+    self.frame, self.query = frame, query
+    self.profile = profile(Data(frame, self.data.target, self.data.samples, self.data.notes))
+    if self._widget is not None:
+        self._filled = [i == 5 for i in range(len(self.TABS))]  # the Filter tab keeps its state
+        self._fill(self._tabs.selected_index or 0)
 
-            def rows(change=None):
-                shown = self.frame.head(20) if mode.value == "head" else self.frame.sample(min(20, len(self.frame)))
-                table.value = _CSS + "<div class='wb-report'>" + _table(shown.iloc[:, :50]) + "</div>"
-
-            mode.observe(lambda change: self._safely(rows), names="value")
-            rows()
-            page.children = [mode, table]
-        elif name == "Filter":
-            query = w.Text(value=self.query, placeholder='age > 30 and city == "Oslo"', description="query",
-                           layout=w.Layout(width="600px"))
-            apply, reset = w.Button(description="Apply", button_style="primary"), w.Button(description="Reset")
-            message = w.HTML(f"<p>{len(self.frame):,} of {len(self.data.frame):,} rows.</p>")
-            numeric = [c for c in self.data.frame.columns if _kind(self.data.frame[c]) == "numeric"][:500]
-            column = w.Dropdown(options=numeric, description="range")
-            ranges = w.HBox([column])
-            add = w.Button(description="Add range", disabled=not numeric)
-
-            def slider(change=None):
-                values = self.data.frame[column.value].replace([np.inf, -np.inf], np.nan)
-                lo, hi = float(values.min()), float(values.max())
-                if math.isnan(lo):
-                    lo = hi = 0.0
-                ranges.children = [column, w.FloatRangeSlider(value=(lo, hi), min=lo, max=hi, step=(hi - lo) / 100 or 1,
-                                                              readout_format=".4g", layout=w.Layout(width="420px"))]
-
-            def add_range():
-                lo, hi = ranges.children[1].value
-                condition = f"`{column.value}` >= {lo!r} and `{column.value}` <= {hi!r}"
-                query.value = f"({query.value}) and {condition}" if query.value.strip() else condition
-                run(query.value)
-
-            def run(text):
-                try:
-                    self.apply_filter(text)
-                except InputError as e:
-                    message.value = f"<div class='wb-error'>{html.escape(str(e))}</div>"
-                    return
-                message.value = f"<p>{len(self.frame):,} of {len(self.data.frame):,} rows match; every tab shows them.</p>"
-
-            apply.on_click(lambda _: self._safely(run, query.value))
-            reset.on_click(lambda _: (setattr(query, "value", ""), self._safely(run, "")))
-            add.on_click(lambda _: self._safely(add_range))
-            if numeric:
-                column.observe(lambda change: self._safely(slider), names="value")
-                slider()
-            page.children = [w.HBox([query, apply, reset]), w.HBox([ranges, add]), message]
-        self._filled[index] = True
-
-    def apply_filter(self, query: str):
-        "Keep the rows matching a pandas `query` (empty: all rows) and recompute every tab on them."
-        query = query.strip()
-        if query:
-            try:
-                frame = self.data.frame.query(query)
-            except Exception as e:
-                raise InputError(f"the query {query!r} failed: {type(e).__name__}: {e}") from e
-            if frame.empty:
-                raise InputError(f"no rows match {query!r}; the view is unchanged")
-        else:
-            frame = self.data.frame
-        self.frame, self.query = frame, query
-        self.profile = profile(Data(frame, self.data.target, self.data.samples, self.data.notes))
-        if self._widget is not None:
-            self._filled = [i == 5 for i in range(len(self.TABS))]  # the Filter tab keeps its state
-            self._fill(self._tabs.selected_index or 0)
 
 
 def explore(data, target: str | None = None, y=None, max_columns: int = 200) -> Explorer:

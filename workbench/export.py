@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import InputError, WorkbenchError, atomic_write, environment
+from .core import InputError, WorkbenchError, atomic_write, environment, patch
 from .formats import (_SK_WRITERS, _WRITERS, _numpy, _onnx_runner, _parity, _quiet_exporters, _sklearn_outputs,
                                _skops_runner, _torch_runner)
 
@@ -440,44 +440,46 @@ class ExportButton:
             self._widget = self._build()
         return self._widget
 
-    def _build(self):
-        import html
-
-        import ipywidgets as w
-
-        self.boxes = {f: w.Checkbox(value=f in self.formats, description=f, indent=False, layout=w.Layout(width="110px"))
-                      for f in self.available}
-        self.path_box = w.Text(value=self.path, description="path", layout=w.Layout(width="420px"))
-        self.overwrite = w.Checkbox(value=bool(self.kwargs.get("overwrite")), description="overwrite", indent=False)
-        self.button = w.Button(description="Export", button_style="primary", icon="download")
-        self.status = w.HTML()
-
-        def click(_):
-            chosen = [f for f, box in self.boxes.items() if box.value]
-            self.button.disabled = True
-            steps = {}
-
-            def progress(fmt, state):
-                steps[fmt] = state
-                self.status.value = " ".join(f"{k}: <b>{v}</b>" for k, v in steps.items())
-
-            try:
-                if not chosen:
-                    raise InputError("tick at least one format")
-                kwargs = {**self.kwargs, "overwrite": self.overwrite.value}
-                self.bundle = export(self.model, self.sample, self.path_box.value, formats=chosen, on_format=progress, **kwargs)
-                self.error = None
-                self.status.value = f"<pre>{html.escape(self.bundle.table())}</pre><p>written to {html.escape(str(self.bundle.path))}</p>"
-            except Exception as e:  # shown in the widget, never as a traceback
-                self.error = str(e)
-                self.status.value = f"<div style='color:#b00020'><b>export failed</b>: {html.escape(str(e))}</div>"
-            finally:
-                self.button.disabled = False
-
-        self.button.on_click(click)
-        return w.VBox([w.HBox(list(self.boxes.values())), w.HBox([self.path_box, self.overwrite, self.button]), self.status])
-
     def _repr_mimebundle_(self, include=None, exclude=None):
         if environment() == "widgets":
             return self.widget._repr_mimebundle_(include=include, exclude=exclude)
         return {"text/plain": self.bundle.table() if self.bundle else f"export failed: {self.error}"}
+
+# %% ../nbs/11_export.ipynb #ab1d4fce
+@patch
+def _build(self: ExportButton):
+    import html
+
+    import ipywidgets as w
+
+    self.boxes = {f: w.Checkbox(value=f in self.formats, description=f, indent=False, layout=w.Layout(width="110px"))
+                  for f in self.available}
+    self.path_box = w.Text(value=self.path, description="path", layout=w.Layout(width="420px"))
+    self.overwrite = w.Checkbox(value=bool(self.kwargs.get("overwrite")), description="overwrite", indent=False)
+    self.button = w.Button(description="Export", button_style="primary", icon="download")
+    self.status = w.HTML()
+
+    def click(_):
+        chosen = [f for f, box in self.boxes.items() if box.value]
+        self.button.disabled = True
+        steps = {}
+
+        def progress(fmt, state):
+            steps[fmt] = state
+            self.status.value = " ".join(f"{k}: <b>{v}</b>" for k, v in steps.items())
+
+        try:
+            if not chosen:
+                raise InputError("tick at least one format")
+            kwargs = {**self.kwargs, "overwrite": self.overwrite.value}
+            self.bundle = export(self.model, self.sample, self.path_box.value, formats=chosen, on_format=progress, **kwargs)
+            self.error = None
+            self.status.value = f"<pre>{html.escape(self.bundle.table())}</pre><p>written to {html.escape(str(self.bundle.path))}</p>"
+        except Exception as e:  # shown in the widget, never as a traceback
+            self.error = str(e)
+            self.status.value = f"<div style='color:#b00020'><b>export failed</b>: {html.escape(str(e))}</div>"
+        finally:
+            self.button.disabled = False
+
+    self.button.on_click(click)
+    return w.VBox([w.HBox(list(self.boxes.values())), w.HBox([self.path_box, self.overwrite, self.button]), self.status])

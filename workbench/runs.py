@@ -13,7 +13,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from .core import InputError, environment, png_bytes
+from .core import InputError, environment, patch, png_bytes
 
 # %% auto #0
 __all__ = ['DEFAULT_STORE', 'BUSY_SECONDS', 'RECORD_MIME', 'RunStore', 'current_run', 'record', 'recorded', 'runs',
@@ -87,60 +87,70 @@ class RunStore:
         except sqlite3.Error as e:
             raise _store_error(self.path, e) from e
 
-    def start(self, run_id: str, notebook: str, params: dict, notebook_hash: str = None, git_commit: str = None,
-              pipeline: str = None):
-        "Add a run in state 'running'."
-        self._write(
-            "INSERT OR REPLACE INTO runs (id, notebook, status, started, params, notebook_hash, git_commit, pipeline) "
-            "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
-            (run_id, notebook, time.time(), json.dumps(params, default=str), notebook_hash, git_commit, pipeline),
-        )
+# %% ../nbs/12_runs.ipynb #019d48ae
+@patch
+def start(self: RunStore, run_id: str, notebook: str, params: dict, notebook_hash: str = None, git_commit: str = None,
+          pipeline: str = None):
+    "Add a run in state 'running'."
+    self._write(
+        "INSERT OR REPLACE INTO runs (id, notebook, status, started, params, notebook_hash, git_commit, pipeline) "
+        "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+        (run_id, notebook, time.time(), json.dumps(params, default=str), notebook_hash, git_commit, pipeline),
+    )
 
-    def finish(self, run_id: str, status: str, duration: float, error: dict = None, output: str = None, html: str = None):
-        "Mark a run finished with its status, duration, error and output paths."
-        self._write(
-            "UPDATE runs SET status=?, finished=?, duration=?, error=?, output=?, html=? WHERE id=?",
-            (status, time.time(), duration, json.dumps(error) if error else None, output, html, run_id),
-        )
 
-    def record(self, run_id: str, name: str, value, kind: str = "metric"):
-        "Store a recorded value (a metric, or an artifact's path) of a run."
-        self._write("INSERT INTO records (run_id, name, value, kind, at) VALUES (?, ?, ?, ?, ?)",
-                    (run_id, name, json.dumps(value), kind, time.time()))
+@patch
+def finish(self: RunStore, run_id: str, status: str, duration: float, error: dict = None, output: str = None, html: str = None):
+    "Mark a run finished with its status, duration, error and output paths."
+    self._write(
+        "UPDATE runs SET status=?, finished=?, duration=?, error=?, output=?, html=? WHERE id=?",
+        (status, time.time(), duration, json.dumps(error) if error else None, output, html, run_id),
+    )
 
-    def records(self, run_id: str) -> dict:
-        "The values a run recorded; the last of a name wins."
-        with closing(self._connect()) as db:
-            rows = db.execute("SELECT name, value FROM records WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
-        return {name: json.loads(value) for name, value in rows}
 
-    def runs(self, last: int | None = None, ids=None):
-        "Runs as a DataFrame, newest first: one row each, params and recorded values as columns."
-        import pandas as pd
+@patch
+def record(self: RunStore, run_id: str, name: str, value, kind: str = "metric"):
+    "Store a recorded value (a metric, or an artifact's path) of a run."
+    self._write("INSERT INTO records (run_id, name, value, kind, at) VALUES (?, ?, ?, ?, ?)",
+                (run_id, name, json.dumps(value), kind, time.time()))
 
-        query, args = "SELECT * FROM runs", ()
-        if ids is not None:
-            ids = list(ids)
-            query += f" WHERE id IN ({','.join('?' * len(ids))})"
-            args = tuple(ids)
-        query += " ORDER BY started DESC" + (f" LIMIT {int(last)}" if last else "")
-        with closing(self._connect()) as db:
-            db.row_factory = sqlite3.Row
-            rows = [dict(r) for r in db.execute(query, args)]
-            recs = db.execute("SELECT run_id, name, value FROM records ORDER BY rowid").fetchall()
-        values = {}
-        for run_id, name, value in recs:
-            values.setdefault(run_id, {})[name] = json.loads(value)
-        table = []
-        for r in rows:
-            row = {k: r[k] for k in ("id", "notebook", "status", "duration", "pipeline")}
-            row["started"] = pd.Timestamp(r["started"], unit="s") if r["started"] else pd.NaT
-            row.update({f"param.{k}": v for k, v in json.loads(r["params"] or "{}").items()})
-            row.update({f"value.{k}": v for k, v in values.get(r["id"], {}).items()})
-            error = json.loads(r["error"]) if r["error"] else None
-            row["error"] = f"{error['ename']}: {error['evalue']}" if error else None
-            table.append(row)
-        return pd.DataFrame(table)
+
+@patch
+def records(self: RunStore, run_id: str) -> dict:
+    "The values a run recorded; the last of a name wins."
+    with closing(self._connect()) as db:
+        rows = db.execute("SELECT name, value FROM records WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
+    return {name: json.loads(value) for name, value in rows}
+
+# %% ../nbs/12_runs.ipynb #8c5835ee
+@patch
+def runs(self: RunStore, last: int | None = None, ids=None):
+    "Runs as a DataFrame, newest first: one row each, params and recorded values as columns."
+    import pandas as pd
+
+    query, args = "SELECT * FROM runs", ()
+    if ids is not None:
+        ids = list(ids)
+        query += f" WHERE id IN ({','.join('?' * len(ids))})"
+        args = tuple(ids)
+    query += " ORDER BY started DESC" + (f" LIMIT {int(last)}" if last else "")
+    with closing(self._connect()) as db:
+        db.row_factory = sqlite3.Row
+        rows = [dict(r) for r in db.execute(query, args)]
+        recs = db.execute("SELECT run_id, name, value FROM records ORDER BY rowid").fetchall()
+    values = {}
+    for run_id, name, value in recs:
+        values.setdefault(run_id, {})[name] = json.loads(value)
+    table = []
+    for r in rows:
+        row = {k: r[k] for k in ("id", "notebook", "status", "duration", "pipeline")}
+        row["started"] = pd.Timestamp(r["started"], unit="s") if r["started"] else pd.NaT
+        row.update({f"param.{k}": v for k, v in json.loads(r["params"] or "{}").items()})
+        row.update({f"value.{k}": v for k, v in values.get(r["id"], {}).items()})
+        error = json.loads(r["error"]) if r["error"] else None
+        row["error"] = f"{error['ename']}: {error['evalue']}" if error else None
+        table.append(row)
+    return pd.DataFrame(table)
 
 # %% ../nbs/12_runs.ipynb #45e2203c
 RECORD_MIME = "application/vnd.workbench.record+json"

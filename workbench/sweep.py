@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .core import InputError, png_bytes
+from .core import InputError, patch, png_bytes
 from .pipeline import Pipeline, PipelineRun, Stage
 from .run import params
 from .runs import RunComparison
@@ -37,26 +37,28 @@ class Sweep(RunComparison):
             raise InputError(f"no point recorded {self.metric!r}; choose a metric among {recorded}")
         return self.table.iloc[0].to_dict()
 
-    def plot(self) -> bytes:
-        "PNG: the metric against each swept parameter (log scale for a parameter spanning two decades or more)."
-        from matplotlib.figure import Figure
+# %% ../nbs/17_sweep.ipynb #3840745d
+@patch
+def plot(self: Sweep) -> bytes:
+    "PNG: the metric against each swept parameter (log scale for a parameter spanning two decades or more)."
+    from matplotlib.figure import Figure
 
-        fig = Figure(figsize=(3.2 * len(self.grid), 2.8), layout="constrained")
-        for i, name in enumerate(self.grid):
-            ax = fig.add_subplot(1, len(self.grid), i + 1)
-            if self.metric not in self.table:
-                ax.text(0.5, 0.5, f"no point recorded {self.metric!r}", ha="center", va="center")
-                continue
-            x = self.table[name]
-            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x)
-            ax.scatter(x if numeric else x.map(str), self.table[self.metric], color="#4c72b0")
-            if numeric and min(x) > 0 and max(x) / min(x) >= 100:
-                ax.set_xscale("log")
-            ax.set_xlabel(name)
-            ax.set_ylabel(self.metric)
-        return png_bytes(fig)
+    fig = Figure(figsize=(3.2 * len(self.grid), 2.8), layout="constrained")
+    for i, name in enumerate(self.grid):
+        ax = fig.add_subplot(1, len(self.grid), i + 1)
+        if self.metric not in self.table:
+            ax.text(0.5, 0.5, f"no point recorded {self.metric!r}", ha="center", va="center")
+            continue
+        x = self.table[name]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x)
+        ax.scatter(x if numeric else x.map(str), self.table[self.metric], color="#4c72b0")
+        if numeric and min(x) > 0 and max(x) / min(x) >= 100:
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel(self.metric)
+    return png_bytes(fig)
 
-
+# %% ../nbs/17_sweep.ipynb #6d5afe5f
 def sweep(notebook, grid: dict, fixed: dict | None = None, metric: str | None = None, mode: str = "max",
           workers: int = 2, out_dir=None, force=False, executor="local", scheduler: str | None = None, timeout=None,
           html: bool = False, store=None, verbose: bool = True) -> Sweep:

@@ -36,3 +36,42 @@ def test_modules_import_one_way():
     except CycleError as e:
         raise AssertionError(f"workbench modules import each other in a cycle: {' -> '.join(e.args[1])}") from None
     assert order[0] == "core", order  # the one module that needs no other
+
+
+def export_cells(notebook: Path) -> list[int]:
+    "The length in lines of each exported cell of a notebook."
+    import json
+
+    cells = json.loads(notebook.read_text())["cells"]
+    sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    return [len(s.splitlines()) for s in sources if s.startswith("#| export")]
+
+
+def test_cells_hold_one_idea():
+    "No exported cell over 60 lines, and a mean under 30 lines per exported cell in every chapter."
+    too_long, dense = [], []
+    for nb in sorted((ROOT / "nbs").glob("*.ipynb")):
+        sizes = export_cells(nb)
+        too_long += [f"{nb.name}: a {n}-line cell" for n in sizes if n > 60]
+        if sizes and sum(sizes) / len(sizes) >= 30:
+            dense.append(f"{nb.name}: {sum(sizes) / len(sizes):.1f} lines per exported cell")
+    assert not too_long and not dense, "split these at their definitions, a sentence before each: " + "; ".join(too_long + dense)
+
+
+def test_modules_stay_small():
+    sizes = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "workbench").glob("*.py") if p.name != "_modidx.py"}
+    assert not {n: s for n, s in sizes.items() if s > 600}, sizes
+    assert sizes["pipeline.py"] < 400, sizes["pipeline.py"]
+
+
+def test_chapters_come_after_what_they_build_on():
+    "A chapter's number is above the numbers of the chapters whose modules its module imports: read in order, it only uses what came before."
+    import re
+
+    chapter = {}
+    for p in (ROOT / "workbench").glob("*.py"):
+        if found := re.search(r"File to edit: \.\./nbs/(\d+)_\w+\.ipynb", p.read_text()):
+            chapter[p.stem] = int(found.group(1))
+    late = [f"{m} ({chapter[m]}) imports {d} ({chapter[d]})" for m, deps in module_graph().items() if m in chapter
+            for d in deps if d in chapter and chapter[d] >= chapter[m]]
+    assert len(chapter) >= 20 and not late, late

@@ -153,7 +153,7 @@ def _hwc(x: np.ndarray) -> np.ndarray:
         x = x[..., 0]
     return x
 
-
+# %% ../nbs/01_data.ipynb #b55aecc1
 def read_image_folder(path, per_class: int = 8) -> Data:
     "An ImageFolder layout (one sub-folder per class) as a Data of image sizes, with sample images per class."
     from PIL import Image
@@ -205,7 +205,7 @@ def _from_numpy(x: np.ndarray, y, per_class: int) -> Data:
         frame["target"] = np.asarray(y)
     return Data(frame, "target" if y is not None else None)
 
-
+# %% ../nbs/01_data.ipynb #eabe721a
 def _from_torch(ds, per_class: int) -> Data:
     import torch
 

@@ -52,7 +52,7 @@ def _draw_column(ax, p: ColumnProfile):
     ax.set_title(f"{p.name[:24]} ({p.kind})", fontsize=9)
     ax.tick_params(labelsize=7)
 
-
+# %% ../nbs/03_explore.ipynb #6a8d064e
 def column_plot(p: ColumnProfile) -> bytes:
     "PNG of one column's distribution."
     fig = _figure(4.5, 2.6)
@@ -132,7 +132,7 @@ def _fmt(v) -> str:
         return f"{v:,}"
     return str(v)
 
-
+# %% ../nbs/03_explore.ipynb #2524aa10
 def _table(df: pd.DataFrame, max_rows: int = 200, raw: tuple = ()) -> str:
     "An HTML table; values are escaped except in the `raw` columns, which hold HTML made here."
     shown = df.head(max_rows)
@@ -177,7 +177,7 @@ def heat_html(matrix: pd.DataFrame, title: str) -> str:
     )
     return f"<p><b>{html.escape(title)}</b></p><table><tr><th></th>{head}</tr>{rows}</table>"
 
-
+# %% ../nbs/03_explore.ipynb #474356a8
 def report_html(p: Profile, sample: pd.DataFrame | None = None) -> str:
     "The whole static report as an HTML fragment with embedded PNG plots."
     profiled = list(dict.values(p.columns))
@@ -201,7 +201,7 @@ def report_html(p: Profile, sample: pd.DataFrame | None = None) -> str:
     parts.append("</div>")
     return "".join(parts)
 
-
+# %% ../nbs/03_explore.ipynb #569ff2d3
 def target_html(p: Profile) -> str:
     "The target section: class balance or distribution, and each feature's relation to the target."
     t = p.target
@@ -275,7 +275,7 @@ def _safely(self: Explorer, fn, *args):
     except Exception as e:  # a widget callback must never leave a raw traceback behind
         self._status.value = f"<div class='wb-error'>{html.escape(type(e).__name__)}: {html.escape(str(e))}</div>"
 
-
+# %% ../nbs/03_explore.ipynb #7319a0d6
 @patch
 def _fill(self: Explorer, index, force: bool = False):
     "Build tab `index` (once, unless `force`): each tab's widgets come from its own method, `_<name>_tab`."
@@ -435,7 +435,7 @@ def _as_text(s: pd.Series) -> pd.Series:
     "The values as text: string columns as they are; others through str(), so bytes that are not UTF-8 are never decoded."
     return s if isinstance(s.dtype, pd.StringDtype) else s.map(str)
 
-
+# %% ../nbs/03_explore.ipynb #62bfb58f
 def _drift_row(name: str, kind: str, ref: pd.Series, cur: pd.Series) -> dict:
     from scipy import stats
 

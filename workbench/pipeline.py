@@ -82,7 +82,7 @@ class PipelineInterrupted(KeyboardInterrupt):
         super().__init__(f"pipeline {result.name!r} interrupted")
         self.result = result
 
-
+# %% ../nbs/16_pipeline.ipynb #d0def233
 def _run_stage(notebook, values, out_dir, timeout, html, retries, store, pipeline_id, stage, stop_file, threads) -> Run:
     "One stage, in a worker process or on a Dask worker."
     if Path(stop_file).exists():
@@ -164,7 +164,7 @@ def _check(self: Pipeline) -> dict:
         self._checked(s, self._values(s, {}, Path("runs"), declared[s.name]))
     return declared
 
-
+# %% ../nbs/16_pipeline.ipynb #b95a402e
 @patch
 def _values(self: Pipeline, stage: Stage, overrides: dict, out: Path, declared: dict) -> dict:
     "A stage's values: run_dir, then the pipeline's params, its own, and `overrides`, for the names it declares."
@@ -217,7 +217,7 @@ def from_yaml(cls: Pipeline, path) -> Pipeline:
         stages.append(Stage(str(name), path.parent / str(body["notebook"]), values, deps, outputs))
     return cls(stages, name=spec.get("name") or path.stem, params=spec.get("params"))
 
-
+# %% ../nbs/16_pipeline.ipynb #2b41cfa1
 @patch(cls_method=True)
 def sequence(cls: Pipeline, notebooks, params: dict | None = None, name: str = "sequence") -> Pipeline:
     "Notebooks run one after another, each given the `params` it declares."
@@ -266,7 +266,7 @@ def _cached(self: Pipeline, stage: Stage, key: str, out: Path, digests: Digests)
     return Run(last["run_id"], str(stage.notebook), "cached", last["params"], last["metrics"], 0.0, last["output"],
                last["html"], stage=stage.name)
 
-
+# %% ../nbs/16_pipeline.ipynb #84ae9232
 @patch
 def _finish(self: Pipeline, stage: Stage, future, key: str, out: Path, digests: Digests, store) -> Run:
     "The Run a finished stage returned, failed if a declared output is missing; remembered for the cache if ok."
@@ -311,7 +311,7 @@ def _forced(self: Pipeline, force) -> set:
         raise InputError(f"cannot force {unknown}: pipeline {self.name!r} has stages {', '.join(self.stages)}")
     return set(names)
 
-
+# %% ../nbs/16_pipeline.ipynb #33968fed
 @patch
 def _ready(self: Pipeline, name: str, values: dict, runs: dict, out: Path, digests: Digests, forced: set):
     "Stage `name`, its upstream stages done: a Run if it need not run (a reference failed, or cached), else (values, key)."

@@ -72,7 +72,7 @@ class ColumnProfile:
         total = self.count + self.missing
         return self.missing / total if total else 0.0
 
-
+# %% ../nbs/02_profiling.ipynb #5a0d5f42
 def _top(s: pd.Series, n: int = 10) -> tuple[int, list]:
     vc = s.value_counts(dropna=True)
     return len(vc), [(v.item() if hasattr(v, "item") else v, int(c)) for v, c in vc.head(n).items()]
@@ -105,7 +105,7 @@ def _from_sorted(p: ColumnProfile, srt: np.ndarray, top: bool):
     edges = np.linspace(float(srt[0]), float(srt[-1]), int(min(30, starts.size)) + 1)
     p.hist = (_sorted_counts(srt, edges) if edges[-1] > edges[0] else np.array([srt.size]), edges)
 
-
+# %% ../nbs/02_profiling.ipynb #7064221f
 def _numeric(name: str, s: pd.Series) -> ColumnProfile:
     values = s.to_numpy(dtype="float64", na_value=np.nan)
     finite_mask = np.isfinite(values)
@@ -131,7 +131,7 @@ def _numeric(name: str, s: pd.Series) -> ColumnProfile:
         p.top = [(float(v), int((infinite == v).sum())) for v in np.unique(infinite)]
     return p
 
-
+# %% ../nbs/02_profiling.ipynb #9db16529
 def _datetime(name: str, s: pd.Series) -> ColumnProfile:
     missing = int(s.isna().sum())
     p = ColumnProfile(name, "datetime", str(s.dtype), len(s) - missing, missing, 0)
@@ -200,7 +200,7 @@ def _cramers_v(ca: np.ndarray, na: int, cb: np.ndarray, nb: int) -> float:
     chi2 = ((table - expected) ** 2 / expected).sum()
     return float(math.sqrt(chi2 / n / (min(table.shape) - 1)))
 
-
+# %% ../nbs/02_profiling.ipynb #05615e63
 def correlation_ratio(categories: pd.Series, values: pd.Series) -> float:
     "The correlation ratio eta between a categorical and a numeric series (0: unrelated, 1: categories determine values)."
     frame = pd.DataFrame({"c": categories, "v": values}).dropna()
@@ -254,7 +254,7 @@ def correlations(df: pd.DataFrame, kinds: dict, max_columns: int = 50) -> dict:
         result["cramers_v"] = v
     return result
 
-
+# %% ../nbs/02_profiling.ipynb #1d0c0567
 def top_pairs(corr: dict, n: int = 10) -> pd.DataFrame:
     "The `n` most strongly related column pairs across the matrices, strongest first."
     rows = []
@@ -285,7 +285,7 @@ class TargetProfile:
         "The smallest class's count over the largest's (1.0 is perfectly balanced)."
         return None if self.classes is None or self.classes.empty else float(self.classes.min() / self.classes.max())
 
-
+# %% ../nbs/02_profiling.ipynb #b271027b
 def target_profile(df: pd.DataFrame, target: str, kinds: dict, max_features: int = 200) -> TargetProfile:
     "The task, class balance and feature relations for `target`."
     s = df[target]
@@ -328,7 +328,7 @@ class _Columns(dict):
         self[name] = column_profile(self._frame[name], name, "object" if name in self._objects else None)
         return self[name]
 
-
+# %% ../nbs/02_profiling.ipynb #2dfc283d
 @dataclass
 class Profile:
     "Everything `profile` found; a plain object, no widgets."

@@ -65,7 +65,7 @@ def params(notebook) -> dict:
         for name, p in inspect_notebook(str(notebook)).items()
     }
 
-
+# %% ../nbs/13_run.ipynb #f29d732a
 def _type_of(param: dict) -> str:
     "The declared type of a papermill parameter: its annotation, else the type of its literal default, else 'any'."
     if param["inferred_type_name"] not in ("None", None):
@@ -136,7 +136,7 @@ class Run:
             f"{e['ename']}: {e['evalue']}" + (f"\nexecuted notebook kept at {self.output}" if self.output else "")
         )
 
-
+# %% ../nbs/13_run.ipynb #e29e7165
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -212,7 +212,7 @@ def _source_index(source_nb, executed_nb, cell) -> int | None:
     index = next((i for i, c in enumerate(own) if c is cell), None)  # notebooks older than nbformat 4.5 have no ids
     return index if index is not None and index < len(source_nb.cells) else None
 
-
+# %% ../nbs/13_run.ipynb #b5c36f97
 def _mark_not_run(executed_nb, source_nb, exit_index: int) -> str:
     "Mark the code cells after an early exit as not run; return a note naming the exit's cell (as counted in the source)."
     index = _source_index(source_nb, executed_nb, executed_nb.cells[exit_index])
@@ -271,7 +271,7 @@ def _failed_cell(source_nb, executed_nb, exc) -> dict:
         "evalue": evalue[0] if evalue else "",
     }
 
-
+# %% ../nbs/13_run.ipynb #61c9951f
 def _truncate_outputs(nb, limit: int) -> int:
     "Cut every text output longer than `limit` characters, with a note; return how many were cut."
     cut = 0
@@ -313,7 +313,7 @@ def _exclusive(output: Path):
     finally:
         lock.unlink(missing_ok=True)
 
-
+# %% ../nbs/13_run.ipynb #5f841cec
 def _git_commit(folder: Path) -> str | None:
     import subprocess
 
@@ -347,7 +347,7 @@ def _never_started(exc, executed_nb) -> bool:
     ran = executed_nb is not None and any(c.get("execution_count") for c in executed_nb.cells if c.cell_type == "code")
     return type(exc) is RuntimeError and not isinstance(exc, DeadKernelError) and not ran
 
-
+# %% ../nbs/13_run.ipynb #7f0c44d3
 def _tracking_manager(started: list, log=None):
     "A kernel manager class for nbclient: it adds each kernel it starts to `started`, and sends the kernel's stderr to `log`."
     import tempfile
@@ -401,7 +401,7 @@ def _signal_kernels(kernels, sig):
     if sig == signal.SIGKILL:
         kernels.clear()
 
-
+# %% ../nbs/13_run.ipynb #d220433f
 class _Stopper:
     "Watch for `stop_file`; once it exists, interrupt the run's kernels, and kill those still there 5 s later."
 
@@ -460,7 +460,7 @@ def _timeout_error(timeout) -> dict:
     return {"ename": "CellTimeoutError", "evalue": f"A cell timed out while it was being executed, after {timeout} seconds.",
             "traceback": []}
 
-
+# %% ../nbs/13_run.ipynb #e3dd8710
 def _check_limits(timeout, retries):
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
         raise InputError(f"timeout must be a positive number of seconds per cell, not {timeout!r}")
@@ -518,7 +518,7 @@ def _execute(notebook: Path, output: Path, source, values: dict, kernel, timeout
             executed = nbformat.read(str(output), as_version=4) if output.exists() else None
             return _failed_cell(source, executed, exc), None, exc
 
-
+# %% ../nbs/13_run.ipynb #57594ea9
 def _keep(output: Path, source, exited, run_id: str, values: dict, status: str, max_output: int, html: bool) -> tuple:
     "Finish the executed notebook: cells after an early exit marked, outputs cut, run metadata, HTML; (notebook, html, note)."
     import nbformat

@@ -42,7 +42,7 @@ def pipelines_beside(notebooks) -> dict:
                 found[path] = Pipeline.from_yaml(path)
     return found
 
-
+# %% ../nbs/18_testing.ipynb #98a1f4f4
 def _skip_reason(notebook: Path) -> str | None:
     requires = _read(notebook).metadata.get("workbench", {}).get("requires")
     if requires == "gpu":
@@ -95,7 +95,7 @@ def _test_pipeline(pipeline: Pipeline, values: dict, out_dir: Path, workers, exe
             on_done(run)
     return list(result.runs.values())
 
-
+# %% ../nbs/18_testing.ipynb #45ea3aea
 def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, html=False, store=None,
               junit=None, on_done=None, executor="local", scheduler=None, kernel=None) -> list[Run]:
     "Run every notebook under `paths` as a test, `workers` at a time (pipelines' stages as their pipeline); return the Runs."

@@ -12,17 +12,18 @@ import torch
 from conftest import workbench
 
 from workbench import export as ex
+from workbench import formats
 from workbench.train import synth_mlp
 
 
 def test_parity_failure_names_the_format(tmp_path, monkeypatch):
-    real = ex._write_onnx_torch
+    real = formats._write_onnx_torch
 
     def skewed(model, sample, folder):  # an ONNX file whose numbers differ from the model's
         wrong = synth_mlp(seed=1).eval()
         return real(wrong, sample, folder)
 
-    monkeypatch.setitem(ex._WRITERS, "onnx", skewed)
+    monkeypatch.setitem(formats._WRITERS, "onnx", skewed)
     with pytest.raises(ex.ExportError, match=r"onnx disagrees with the original model: predict: max abs diff"):
         ex.export(synth_mlp(), torch.randn(4, 8), tmp_path / "bundle")
     assert not (tmp_path / "bundle").exists() and not list(tmp_path.iterdir())  # nothing half-written is left
@@ -33,13 +34,13 @@ def test_parity_failure_names_the_format(tmp_path, monkeypatch):
 def test_kill_during_export_leaves_no_bundle(tmp_path):
     code = textwrap.dedent(f"""
         import os, signal, torch
-        from workbench import export as ex
+        from workbench import export as ex, formats
         from workbench.train import synth_mlp
-        real = ex._write_pt2
+        real = formats._write_pt2
         def dying(model, sample, folder):
             real(model, sample, folder)
             os.kill(os.getpid(), signal.SIGKILL)  # after two formats are on disk
-        ex._WRITERS["pt2"] = dying
+        formats._WRITERS["pt2"] = dying
         ex.export(synth_mlp(), torch.randn(4, 8), {str(tmp_path / "bundle")!r})
     """)
     assert subprocess.run([sys.executable, "-c", code]).returncode == -signal.SIGKILL

@@ -5,6 +5,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from workbench.run import make_notebook
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "test-results"  # executed notebooks are kept here for inspection (git-ignored)
 WORKBENCH = str(Path(sys.executable).parent / "workbench")  # the console script of the installed package
@@ -25,12 +27,5 @@ def run_store(tmp_path, monkeypatch):
 
 def write_notebook(path: Path, *sources: str, parameters: str | None = None) -> Path:
     "A notebook of code cells `sources`, after a cell tagged `parameters` when `parameters` is given."
-    cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    if parameters is not None:
-        cell = nbformat.v4.new_code_cell(parameters)
-        cell.metadata["tags"] = ["parameters"]
-        cells.insert(0, cell)
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
+    nbformat.write(make_notebook(*sources, params_cell=parameters), path)
     return path

@@ -149,3 +149,45 @@ def test_a_refused_export_keeps_the_graph_dump_out_of_the_notebook(tmp_path):
     assert "def forward" not in quiet and "GraphModule" not in quiet and len(quiet.splitlines()) < 10, quiet
     loud, _ = shown("loud", "--verbose")
     assert "def forward" in loud  # --verbose shows the rest
+
+
+@pytest.mark.parametrize("content", [b"", b"{ not json", "caf\u00e9".encode("latin-1")], ids=["empty", "broken", "latin-1"])
+def test_test_one_bad_notebook_fails_alone(tmp_path, content):
+    write_notebook(tmp_path / "good.ipynb", "x = 1")
+    (tmp_path / "bad.ipynb").write_bytes(content)
+    out = workbench("test", tmp_path, "--junit-xml", tmp_path / "report.xml", "-o", tmp_path / "out")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stdout + out.stderr
+    assert "bad.ipynb" in out.stderr and "InputError" in out.stderr
+    report = (tmp_path / "report.xml").read_text()
+    assert 'tests="2" failures="1"' in report and 'name="good.ipynb"' in report
+
+
+def test_ctrl_c_on_test_stops_kernels_and_still_writes_junit(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from conftest import WORKBENCH
+
+    suite, flag = tmp_path / "suite", tmp_path / "kernel.pid"
+    suite.mkdir()
+    write_notebook(suite / "a_quick.ipynb", "x = 1")
+    write_notebook(suite / "b_slow.ipynb", "import os, time\nfrom pathlib import Path",
+                   f"Path({str(flag)!r}).write_text(str(os.getpid()))\ntime.sleep(300)")
+    cmd = [WORKBENCH, "test", str(suite), "--workers", "1", "--junit-xml", str(tmp_path / "report.xml"),
+           "-o", str(tmp_path / "out")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not flag.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert flag.exists(), proc.communicate()
+    time.sleep(0.5)
+    kernel = int(flag.read_text())
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    time.sleep(1)
+    assert not Path(f"/proc/{kernel}").exists() or "State:\tZ" in Path(f"/proc/{kernel}/status").read_text()
+    report = (tmp_path / "report.xml").read_text()
+    assert 'tests="2" failures="1"' in report and 'name="a_quick.ipynb"' in report and 'name="b_slow.ipynb"' in report

@@ -210,8 +210,11 @@ def main(argv=None) -> int:
     except WorkbenchError as e:
         print(f"workbench: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:  # a pipeline or sweep says what finished; then 130, as shells expect
+    except KeyboardInterrupt as e:  # a pipeline, sweep or test suite says what finished; then 130, as shells expect
         if hasattr(e, "result"):
             _report(list(e.result.runs.values()))
             print(f"interrupted: run the same command again to resume ({e.result.out_dir})", file=sys.stderr)
+        elif hasattr(e, "runs"):
+            _report(e.runs)
+            print("interrupted: the notebooks that had not finished are marked interrupted or skipped", file=sys.stderr)
         return 130

@@ -6,15 +6,16 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from .core import InputError, atomic_write, read_yaml
 from .executors import _check_executor, _threads, executor_for
-from .pipeline import Pipeline
+from .pipeline import Pipeline, PipelineInterrupted
 from .run import Run, _error, _read, params, run_notebook
 
 # %% auto #0
-__all__ = ['find_notebooks', 'pipelines_beside', 'junit_xml', 'run_tests']
+__all__ = ['find_notebooks', 'pipelines_beside', 'junit_xml', 'SuiteInterrupted', 'run_tests']
 
 # %% ../nbs/18_testing.ipynb #03882ded
 def find_notebooks(paths) -> list[Path]:
@@ -53,16 +54,19 @@ def _skip_reason(notebook: Path) -> str | None:
     return None
 
 
-def _test_one(notebook: str, values: dict, out_dir: str, timeout, html: bool, store, threads=None, kernel=None) -> Run:
+def _test_one(notebook: str, values: dict, out_dir: str, timeout, html: bool, store, threads=None, kernel=None,
+              stop_file=None) -> Run:
     "Run one notebook as a test (in a worker process), its outputs in `out_dir`: skipped, or run with the values it declares."
     notebook = Path(notebook)
+    if stop_file and Path(stop_file).exists():
+        return Run("", str(notebook), "interrupted", {}, reason="the tests were stopped before it started")
     reason = _skip_reason(notebook)
     if reason:
         return Run(id="", notebook=str(notebook), status="skipped", params={}, reason=reason)
     declared = params(notebook)
     given = {k: v for k, v in values.items() if k in declared}
     return run_notebook(notebook, given, out_dir=out_dir, timeout=timeout, html=html, store=store, threads=threads,
-                        kernel=kernel)
+                        kernel=kernel, stop_file=stop_file)
 
 # %% ../nbs/18_testing.ipynb #b5ecc163
 def junit_xml(runs: list[Run], path):
@@ -95,6 +99,37 @@ def _test_pipeline(pipeline: Pipeline, values: dict, out_dir: Path, workers, exe
             on_done(run)
     return list(result.runs.values())
 
+# %% ../nbs/18_testing.ipynb #2bb418e1
+class SuiteInterrupted(KeyboardInterrupt):
+    "Ctrl-C stopped `run_tests`; `runs` says which notebooks finished, which were stopped and which never ran."
+
+    def __init__(self, runs: list):
+        super().__init__("tests interrupted")
+        self.runs = runs
+
+
+def _collect(pool, pending: dict, results: dict, on_done, timeout=None):
+    "Take in the notebooks that have finished (waiting up to `timeout` for one)."
+    for future in pool.wait(list(pending), timeout=timeout):
+        nb = pending.pop(future)
+        try:
+            run = future.result()
+        except Exception as e:  # the notebook's own input error, or a worker that died: that notebook's failure
+            run = Run(id="", notebook=str(nb.resolve()), status="failed", params={}, error=_error(e))
+        results[nb] = run
+        if on_done:
+            on_done(run)
+
+
+def _stop(stop: Path, pool, pending: dict, results: dict, on_done):
+    "Ctrl-C: running notebooks interrupt their kernels (the stop file), the others never start; wait up to 30 s."
+    stop.touch()
+    deadline = time.monotonic() + 30
+    while pending and time.monotonic() < deadline:
+        _collect(pool, pending, results, on_done, timeout=max(0.1, deadline - time.monotonic()))
+    for nb in pending.values():
+        results[nb] = Run("", str(nb.resolve()), "interrupted", {}, reason="did not stop within 30 s")
+
 # %% ../nbs/18_testing.ipynb #45ea3aea
 def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, html=False, store=None,
               junit=None, on_done=None, executor="local", scheduler=None, kernel=None) -> list[Run]:
@@ -111,34 +146,34 @@ def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, 
     out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="workbench-test-"))
     store = store if store is not None else os.environ.get("WORKBENCH_RUNS_DB") or out_dir / "runs.db"
     store_path = str(Path(store.path if hasattr(store, "path") else store).resolve())
-    values, results = dict(params or {}), {}
+    values, results, staged_runs, pending = dict(params or {}), {}, [], {}
     root = Path(os.path.commonpath([nb.parent.resolve() for nb in notebooks]))
     folder = lambda nb: str(out_dir.resolve() / nb.resolve().relative_to(root).with_suffix(""))  # a/train, b/train
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (stop := out_dir / ".stop").unlink(missing_ok=True)
     pool = executor_for(executor, min(workers, max(1, len(singles))), scheduler) if singles else None
     threads = _threads(executor, workers, scheduler)
     try:
-        futures = {pool.submit(testing._test_one, str(nb.resolve()), values, folder(nb), timeout, html, store_path,
-                               threads, kernel): nb for nb in singles}
-        pending = set(futures)
+        pending = {pool.submit(testing._test_one, str(nb.resolve()), values, folder(nb), timeout, html, store_path,
+                               threads, kernel, str(stop)): nb for nb in singles}
         while pending:
-            for future in pool.wait(pending):
-                pending.discard(future)
-                nb = futures[future]
-                try:
-                    run = future.result()
-                except InputError:
-                    raise
-                except Exception as e:  # a worker that died: report it as that notebook's failure
-                    run = Run(id="", notebook=str(nb.resolve()), status="failed", params={}, error=_error(e))
-                results[nb] = run
-                if on_done:
-                    on_done(run)
+            _collect(pool, pending, results, on_done)
+        for p in pipelines.values():
+            staged_runs += _test_pipeline(p, values, out_dir, workers, executor, scheduler, timeout, html, store_path,
+                                          on_done)
+    except KeyboardInterrupt as e:
+        _stop(stop, pool, pending, results, on_done)
+        stopped = list(e.result.runs.values()) if isinstance(e, PipelineInterrupted) else []
+        runs = [results.get(nb) or Run("", str(nb.resolve()), "skipped", {}, reason="the tests were interrupted")
+                for nb in singles] + staged_runs + stopped
+        if junit:
+            junit_xml(runs, junit)
+        raise SuiteInterrupted(runs) from None
     finally:
+        stop.unlink(missing_ok=True)
         if pool is not None and pool is not executor:
             pool.close()
-    runs = [results[nb] for nb in singles]
-    for p in pipelines.values():
-        runs += _test_pipeline(p, values, out_dir, workers, executor, scheduler, timeout, html, store_path, on_done)
+    runs = [results[nb] for nb in singles] + staged_runs
     if junit:
         junit_xml(runs, junit)
     return runs

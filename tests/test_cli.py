@@ -191,3 +191,11 @@ def test_ctrl_c_on_test_stops_kernels_and_still_writes_junit(tmp_path):
     assert not Path(f"/proc/{kernel}").exists() or "State:\tZ" in Path(f"/proc/{kernel}/status").read_text()
     report = (tmp_path / "report.xml").read_text()
     assert 'tests="2" failures="1"' in report and 'name="a_quick.ipynb"' in report and 'name="b_slow.ipynb"' in report
+
+
+def test_p_values_are_read_as_yaml_1_2(tmp_path):
+    nb = write_notebook(tmp_path / "echo.ipynb", "from workbench.runs import record\nrecord('country', country)\nrecord('n', n)",
+                        parameters="country = 'se'\nn = 1")
+    out = workbench("run", nb, "-p", "country=no", "-p", "n=010", "-o", tmp_path / "out", "--no-html")
+    assert out.returncode == 0, out.stderr
+    assert "country=no, n=10" in out.stdout  # YAML 1.1 would give False (refused: declared str) and 8

@@ -187,14 +187,30 @@ def patch(fn=None, *, as_prop: bool = False, cls_method: bool = False):
     return inspect.unwrap(fn).__globals__.get(fn.__name__, fn)  # a module-level name it shares stays what it was
 
 # %% ../nbs/00_core.ipynb #c667547f
+_CORE_SCHEMA = [  # YAML 1.2's core schema: the plain scalars that are not strings, and their first characters
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    ("float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+     list("-+0123456789.")),
+]
+
+
+def _core_int(loader, node) -> int:
+    "An int as YAML 1.2 reads it: 010 is ten (PyYAML, after YAML 1.1, reads eight); 0o10 is eight, 0x1f thirty-one."
+    text = loader.construct_scalar(node)
+    sign, digits = (-1 if text[0] == "-" else 1), text.lstrip("+-")
+    return sign * (int(digits[2:], 8) if digits.startswith("0o") else int(digits[2:], 16) if digits.startswith("0x") else int(digits))
+
+
 def yaml_loader(source="YAML"):
-    "A safe YAML loader that reads `1e-3` as a number (YAML 1.2) and refuses a key written twice, naming its line."
+    "A safe YAML loader for YAML 1.2's core schema (`no` and `on` are strings, `010` is ten, `1e-3` a number) that refuses a key written twice, naming its line."
     import re
 
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        yaml_implicit_resolvers = {}  # PyYAML's are YAML 1.1's: yes/no/on/off booleans, octal 010, sexagesimal, dates
 
     def mapping(loader, node, deep=False):
         seen = set()
@@ -206,8 +222,9 @@ def yaml_loader(source="YAML"):
         return loader.construct_mapping(node, deep)
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-                                 list("-+0123456789."))
+    Loader.add_constructor("tag:yaml.org,2002:int", _core_int)
+    for tag, pattern, first in _CORE_SCHEMA:
+        Loader.add_implicit_resolver(f"tag:yaml.org,2002:{tag}", re.compile(pattern), first)
     return Loader
 
 

@@ -155,3 +155,21 @@ def test_failed_stage_exits_1_and_names_stage_and_cell(stages):
     assert out.returncode == 1
     assert "stage 'a' (" in out.stderr and "failed at cell 3: `record('value'" in out.stderr
     assert "FileNotFoundError" in out.stderr and "upstream stage 'a' failed" in out.stdout
+
+
+def test_references_in_pipeline_params_and_inside_lists_add_their_dependency(tmp_path):
+    write_notebook(tmp_path / "make.ipynb", "from pathlib import Path\nfrom workbench.runs import record",
+                   "Path(run_dir, 'data.txt').write_text('abcd')\nrecord('rows', 4)", parameters="run_dir = '.'")
+    write_notebook(tmp_path / "use.ipynb", "from pathlib import Path\nfrom workbench.runs import record",
+                   "record('total', len(Path(data).read_text()) + sum(extra))", parameters="data = ''\nextra = [0]")
+    (tmp_path / "p.yaml").write_text(
+        "params: {data: '${make.outputs.data}'}\n"  # a pipeline-level reference, given to the stage that declares data
+        "stages:\n"
+        "  use: {notebook: use.ipynb, params: {extra: ['${make.metrics.rows}', 10]}}\n"  # inside a list
+        "  make: {notebook: make.ipynb, outputs: {data: data.txt}}\n")
+    pipeline = Pipeline.from_yaml(tmp_path / "p.yaml")
+    assert pipeline.order() == ["make", "use"] and pipeline.stages["use"].depends_on == ["make"]
+    result = pipeline.run(out_dir=tmp_path / "out", html=False, verbose=False)
+    assert result.ok and result.runs["use"].metrics == {"total": 4 + 4 + 10}, result
+    out = workbench("run", tmp_path / "p.yaml", "-o", tmp_path / "out", "-p", "extra=['${use.metrics.total}']")
+    assert out.returncode == 2 and "stage 'use' does not run before" in out.stderr and "Traceback" not in out.stderr

@@ -173,3 +173,32 @@ def test_references_in_pipeline_params_and_inside_lists_add_their_dependency(tmp
     assert result.ok and result.runs["use"].metrics == {"total": 4 + 4 + 10}, result
     out = workbench("run", tmp_path / "p.yaml", "-o", tmp_path / "out", "-p", "extra=['${use.metrics.total}']")
     assert out.returncode == 2 and "stage 'use' does not run before" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cache_ignores_a_resave_and_follows_code_and_outputs(tmp_path):
+    import nbformat
+
+    write_notebook(tmp_path / "make.ipynb", "from pathlib import Path", "Path(run_dir, 'data.txt').write_text('ab' * n)",
+                   parameters="run_dir = '.'\nn = 2")
+    write_notebook(tmp_path / "use.ipynb", "from pathlib import Path\nfrom workbench.runs import record",
+                   "record('size', len(Path(data).read_text()))", parameters="data = ''")
+    write_notebook(tmp_path / "side.ipynb", "x = 1")
+    (tmp_path / "p.yaml").write_text("stages:\n  make: {notebook: make.ipynb, outputs: {data: data.txt}}\n"
+                                     "  use: {notebook: use.ipynb, params: {data: '${make.outputs.data}'}}\n"
+                                     "  side: {notebook: side.ipynb}\n")
+
+    def run():
+        result = Pipeline.from_yaml(tmp_path / "p.yaml").run(out_dir=tmp_path / "out", html=False, verbose=False)
+        return {name: r.status for name, r in result.runs.items()}
+
+    assert run() == {"make": "ok", "use": "ok", "side": "ok"}
+    nb = nbformat.read(tmp_path / "make.ipynb", as_version=4)  # saved again in JupyterLab: outputs, counts, metadata
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="done\n")]
+    nb.cells[2].execution_count, nb.metadata["widgets"] = 3, {"state": {}}
+    nbformat.write(nb, tmp_path / "make.ipynb")
+    assert run() == {"make": "cached", "use": "cached", "side": "cached"}
+    nb.cells[2].source = "Path(run_dir, 'data.txt').write_text('abc' * n)"  # its code: it and its reader run again
+    nbformat.write(nb, tmp_path / "make.ipynb")
+    assert run() == {"make": "ok", "use": "ok", "side": "cached"}
+    (tmp_path / "out" / "data.txt").unlink()  # a deleted output: its stage runs again, its reader sees the same bytes
+    assert run() == {"make": "ok", "use": "cached", "side": "cached"}

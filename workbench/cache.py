@@ -12,42 +12,85 @@ from pathlib import Path
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['digest', 'Digests', 'stage_key', 'remember', 'recalled']
+__all__ = ['digest', 'Digests', 'notebook_digest', 'stage_key', 'remember', 'recalled']
 
 # %% ../nbs/16_cache.ipynb #006c280a
-def digest(path) -> str | None:
-    "sha256 of a file's bytes, or of a folder's files (names and bytes); None when `path` does not exist."
-    path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else None
-    if files is None:
-        return None
+def _sha256(path: Path) -> str:
     h = hashlib.sha256()
-    for f in files:
-        h.update(f.relative_to(path).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
     return h.hexdigest()
 
 
+def digest(path, file_digest=_sha256) -> str | None:
+    "sha256 of a file's bytes, or of a folder's files (each name and its file's digest); None when `path` does not exist."
+    path = Path(path)
+    if path.is_file():
+        return file_digest(path)
+    if not path.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path).as_posix()}\0{file_digest(f)}\n".encode())
+    return h.hexdigest()
+
+# %% ../nbs/16_cache.ipynb #c072422a
 class Digests(dict):
-    "path -> digest, each computed on first use; assign a path again after its file changes."
+    "path -> digest, each computed once per run; a file whose size, mtime and inode match `state` is not read again."
+
+    def __init__(self, state=None):
+        super().__init__()
+        self.state = Path(state) if state is not None else None
+        try:
+            self.files = json.loads(self.state.read_text()) if self.state is not None else {}
+        except (OSError, ValueError):  # no state yet, or one cut short: every file is read once more
+            self.files = {}
 
     def __missing__(self, path):
-        self[path] = value = digest(path)
+        self[path] = value = digest(path, self._file)
         return value
+
+    def _file(self, f: Path) -> str:
+        st = f.stat()
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        if (known := self.files.get(str(f))) and known[:3] == stamp:
+            return known[3]
+        self.files[str(f)] = [*stamp, value := _sha256(f)]
+        return value
+
+    def refresh(self, path):
+        "Digest `path` again: it has just been written."
+        self[path] = digest(path, self._file)
+
+    def save(self):
+        "Keep the file stamps for the next run (of the files still there), atomically."
+        if self.state is not None:
+            with atomic_write(self.state) as f:
+                json.dump({k: v for k, v in self.files.items() if Path(k).exists()}, f)
+
+# %% ../nbs/16_cache.ipynb #a53619e8
+def notebook_digest(path) -> str:
+    "sha256 of what a notebook runs: its kernel and its code cells' sources and tags (not outputs, counts or metadata)."
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [(c.source, sorted(c.metadata.get("tags", []))) for c in nb.cells if c.cell_type == "code"]
+    blob = json.dumps({"kernel": nb.metadata.get("kernelspec", {}).get("name"), "cells": cells})
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 # %% ../nbs/16_cache.ipynb #d875fc74
 def stage_key(notebook, values: dict, upstream: dict) -> str:
-    "One sha256 of what a stage's result depends on: its notebook's bytes, its resolved values, its upstream outputs."
-    blob = json.dumps({"notebook": digest(notebook), "params": values, "upstream": upstream}, sort_keys=True, default=str)
+    "One sha256 of what a stage's result depends on: what its notebook runs, its resolved values, its upstream outputs."
+    blob = json.dumps({"notebook": notebook_digest(notebook), "params": values, "upstream": upstream}, sort_keys=True,
+                      default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def remember(record, key: str, run, outputs: dict, digests: Digests):
     "Write the record of a successful `run` to `record`, with the digests of its `outputs` (name -> path) as written now."
     for path in outputs.values():
-        digests[path] = digest(path)  # the stage has just written them
+        digests.refresh(path)  # the stage has just written them
     with atomic_write(record) as f:
         json.dump({"key": key, "run_id": run.id, "params": run.params, "metrics": run.metrics, "output": run.output,
                    "html": run.html, "outputs": {k: digests[p] for k, p in outputs.items()}}, f, indent=1, default=str)

@@ -340,7 +340,7 @@ def run(self: Pipeline, params: dict | None = None, out_dir=None, workers: int =
     run_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{self.name}-{secrets.token_hex(3)}"
     out.mkdir(parents=True, exist_ok=True)
     (stop := out / ".stop").unlink(missing_ok=True)
-    runs, running, pool, digests, start = {}, {}, None, Digests(), time.perf_counter()
+    runs, running, pool, digests, start = {}, {}, None, Digests(out / ".digests.json"), time.perf_counter()
     say = (lambda r, width=max(map(len, order)): _say(r, width)) if verbose else (lambda r: None)
 
     def done(name, run):
@@ -380,6 +380,7 @@ def run(self: Pipeline, params: dict | None = None, out_dir=None, workers: int =
                                               time.perf_counter() - start)) from None
     finally:
         stop.unlink(missing_ok=True)
+        digests.save()  # the next run reads no file that has not changed
         if pool is not None and pool is not executor:
             pool.close()
     return PipelineRun(run_id, self.name, str(out), {n: runs[n] for n in order}, time.perf_counter() - start)

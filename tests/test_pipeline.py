@@ -202,3 +202,31 @@ def test_cache_ignores_a_resave_and_follows_code_and_outputs(tmp_path):
     assert run() == {"make": "ok", "use": "ok", "side": "cached"}
     (tmp_path / "out" / "data.txt").unlink()  # a deleted output: its stage runs again, its reader sees the same bytes
     assert run() == {"make": "ok", "use": "cached", "side": "cached"}
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["runner", "process-group"])
+def test_sigterm_stops_kernels_and_leaves_no_running_row(tmp_path, group):
+    flag = tmp_path / "kernel.pid"
+    write_notebook(tmp_path / "slow.ipynb", "import os, time\nfrom pathlib import Path",
+                   f"Path({str(flag)!r}).write_text(str(os.getpid()))\ntime.sleep(300)")
+    (tmp_path / "p.yaml").write_text("stages:\n  slow: {notebook: slow.ipynb}\n")
+    store = tmp_path / "runs.db"
+    cmd = [WORKBENCH, "run", str(tmp_path / "p.yaml"), "-o", str(tmp_path / "out"), "--no-html", "--store", str(store)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not flag.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert flag.exists(), proc.communicate()
+    time.sleep(0.5)
+    kernel = int(flag.read_text())
+    if group:  # a cancelled CI job: every process of the job gets it
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stdout + stderr
+    assert "Traceback" not in stderr
+    time.sleep(1)
+    assert not _alive(kernel)
+    statuses = set(RunStore(store).runs()["status"])
+    assert "running" not in statuses and statuses == {"interrupted"}, statuses

@@ -199,9 +199,25 @@ def _check(args) -> int:
     return 0
 
 # %% ../nbs/20_cli.ipynb #6967c0d1
+def _stop_on_signals() -> list:
+    "SIGTERM and SIGHUP (a cancelled CI job, a closed terminal) stop a run as Ctrl-C does; the list gets the signal."
+    import signal
+
+    received = []
+
+    def stop(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+    return received
+
+
 def main(argv=None) -> int:
     "Entry point of the `workbench` command; returns the exit code."
     args = _parser().parse_args(argv)
+    received = _stop_on_signals()
     if getattr(args, "verbose", False):
         os.environ["WORKBENCH_VERBOSE"] = "1"  # read where the noise is made, in this process and the workers it starts
     try:
@@ -217,4 +233,4 @@ def main(argv=None) -> int:
         elif hasattr(e, "runs"):
             _report(e.runs)
             print("interrupted: the notebooks that had not finished are marked interrupted or skipped", file=sys.stderr)
-        return 130
+        return 128 + (received[0] if received else 2)  # 130 for Ctrl-C, 143 for SIGTERM, as shells report

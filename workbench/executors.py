@@ -13,6 +13,14 @@ from .core import InputError
 __all__ = ['LocalExecutor', 'DaskExecutor', 'executor_for']
 
 # %% ../nbs/14_executors.ipynb #135810fd
+def _ignore_stop_signals():
+    "In a worker: Ctrl-C, SIGTERM and SIGHUP are for the caller, which stops each run through its stop file."
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _check_workers(workers):
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise InputError(f"workers must be a whole number >= 1, not {workers!r}")
@@ -23,12 +31,13 @@ class LocalExecutor:
 
     def __init__(self, workers: int = 2):
         import multiprocessing
-        import signal
         from concurrent.futures import ProcessPoolExecutor
+
+        from workbench import executors  # the installed module: a worker process cannot import a notebook's own functions
 
         _check_workers(workers)
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+                                        initializer=executors._ignore_stop_signals)
 
     def submit(self, fn, *args):
         return self.pool.submit(fn, *args)

@@ -557,18 +557,23 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
     if output.resolve() == notebook.resolve():
         raise InputError(f"out_dir {out_dir} would overwrite the source notebook; choose another folder")
     store = store if isinstance(store, RunStore) else RunStore(store)
-    store.start(run_id, str(notebook), values, hashlib.sha256(notebook.read_bytes()).hexdigest(),
-                _git_commit(notebook.parent.resolve()), pipeline)
-
     start, kernels = time.perf_counter(), []
     quiet = _quiet(output.with_name(f"{output.stem}.kernel.log"))
-    with _exclusive(output), _run_env(run_id, store.path, threads), _Stopper(stop_file, kernels) as stopper, quiet as log:
-        error, exited, interrupt = _execute(notebook, output, source, values, kernel, timeout, retries, kernels, log, stopper)
-        duration = time.perf_counter() - start
-        status = "interrupted" if error and (interrupt or stopper.fired) else "failed" if error else "ok"
-        if status == "interrupted":
-            error = {**error, "ename": "KeyboardInterrupt", "evalue": "stopped by the user (Ctrl-C)"}
-        executed, html_path, note = _keep(output, source, exited, run_id, values, status, max_output, html)
+    with _exclusive(output):  # a refused run is never recorded
+        store.start(run_id, str(notebook), values, hashlib.sha256(notebook.read_bytes()).hexdigest(),
+                    _git_commit(notebook.parent.resolve()), pipeline)
+        try:
+            with store.beating(run_id), _run_env(run_id, store.path, threads), _Stopper(stop_file, kernels) as stopper, quiet as log:
+                error, exited, interrupt = _execute(notebook, output, source, values, kernel, timeout, retries, kernels, log, stopper)
+                duration = time.perf_counter() - start
+                status = "interrupted" if error and (interrupt or stopper.fired) else "failed" if error else "ok"
+                if status == "interrupted":
+                    error = {**error, "ename": "KeyboardInterrupt", "evalue": "stopped by the user (Ctrl-C)"}
+                executed, html_path, note = _keep(output, source, exited, run_id, values, status, max_output, html)
+        except BaseException as e:  # the machinery failed, not a cell: the run must not stay 'running'
+            store.finish(run_id, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                         time.perf_counter() - start, _error(e))
+            raise
     kept = str(output) if executed is not None else None
     store.finish(run_id, status, duration, error, kept, str(html_path) if html_path else None)
     if interrupt is not None:

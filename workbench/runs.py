@@ -8,25 +8,30 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import sqlite3
+import threading
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 from .core import InputError, environment, patch, png_bytes
 
 # %% auto #0
-__all__ = ['DEFAULT_STORE', 'BUSY_SECONDS', 'RECORD_MIME', 'RunStore', 'current_run', 'record', 'recorded', 'runs',
-           'RunComparison', 'compare_runs']
+__all__ = ['DEFAULT_STORE', 'BUSY_SECONDS', 'HEARTBEAT_SECONDS', 'STALE_SECONDS', 'RECORD_MIME', 'RunStore', 'current_run',
+           'record', 'recorded', 'runs', 'RunComparison', 'compare_runs']
 
 # %% ../nbs/04_runs.ipynb #54610a60
 DEFAULT_STORE = "runs/runs.db"
 BUSY_SECONDS = 60  # how long a writer waits for another before giving up
+HEARTBEAT_SECONDS = 30  # how often a running run says it is alive
+STALE_SECONDS = 300  # a run not heard of for this long is taken for dead (its machine stopped, say)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, notebook TEXT NOT NULL, status TEXT NOT NULL, started REAL, finished REAL, duration REAL,
-    params TEXT, error TEXT, output TEXT, html TEXT, notebook_hash TEXT, git_commit TEXT, pipeline TEXT
+    params TEXT, error TEXT, output TEXT, html TEXT, notebook_hash TEXT, git_commit TEXT, pipeline TEXT,
+    host TEXT, pid INTEGER, heartbeat REAL
 );
 CREATE TABLE IF NOT EXISTS records (
     run_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT, kind TEXT NOT NULL, at REAL NOT NULL
@@ -57,11 +62,24 @@ def _create(path: Path):
                 if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(_SCHEMA)
+                _add_columns(db)
             return
         except sqlite3.OperationalError as e:
             if not ("locked" in str(e) or "busy" in str(e)) or time.monotonic() > deadline:
                 raise
             time.sleep(random.uniform(0.01, 0.1))
+
+# %% ../nbs/04_runs.ipynb #e8c361fe
+def _add_columns(db):
+    "Add the columns a store made by an older workbench lacks (who runs each run, and when it last said so)."
+    have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    for column, kind in (("host", "TEXT"), ("pid", "INTEGER"), ("heartbeat", "REAL")):
+        if column not in have:
+            try:
+                db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as e:
+                if "duplicate column" not in str(e):  # another process added it first: fine
+                    raise
 
 # %% ../nbs/04_runs.ipynb #59426bb8
 class RunStore:
@@ -76,6 +94,7 @@ class RunStore:
             _create(self.path)
         except (sqlite3.Error, OSError) as e:
             raise _store_error(self.path, e) from e
+        self._reap()
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=BUSY_SECONDS)
@@ -91,11 +110,13 @@ class RunStore:
 @patch
 def start(self: RunStore, run_id: str, notebook: str, params: dict, notebook_hash: str = None, git_commit: str = None,
           pipeline: str = None):
-    "Add a run in state 'running'."
+    "Add a run in state 'running', with the host and process that run it."
+    now = time.time()
     self._write(
-        "INSERT OR REPLACE INTO runs (id, notebook, status, started, params, notebook_hash, git_commit, pipeline) "
-        "VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
-        (run_id, notebook, time.time(), json.dumps(params, default=str), notebook_hash, git_commit, pipeline),
+        "INSERT OR REPLACE INTO runs (id, notebook, status, started, params, notebook_hash, git_commit, pipeline, host, "
+        "pid, heartbeat) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+        (run_id, notebook, now, json.dumps(params, default=str), notebook_hash, git_commit, pipeline,
+         socket.gethostname(), os.getpid(), now),
     )
 
 
@@ -121,6 +142,57 @@ def records(self: RunStore, run_id: str) -> dict:
     with closing(self._connect()) as db:
         rows = db.execute("SELECT name, value FROM records WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
     return {name: json.loads(value) for name, value in rows}
+
+# %% ../nbs/04_runs.ipynb #3007708f
+@patch
+@contextmanager
+def beating(self: RunStore, run_id: str):
+    "While inside, say every HEARTBEAT_SECONDS that run `run_id` is alive."
+    done = threading.Event()
+
+    def beat():
+        while not done.wait(HEARTBEAT_SECONDS):
+            try:
+                self._write("UPDATE runs SET heartbeat=? WHERE id=?", (time.time(), run_id))
+            except InputError:  # a busy store: the next beat will do
+                pass
+
+    threading.Thread(target=beat, daemon=True, name=f"heartbeat-{run_id}").start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    try:  # a zombie has ended; its parent has not read its status yet
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+# %% ../nbs/04_runs.ipynb #740839dc
+@patch
+def _reap(self: RunStore):
+    "Mark as interrupted the running runs whose process is gone from this host or that have not beaten for STALE_SECONDS."
+    now, here = time.time(), socket.gethostname()
+    try:
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT id, host, pid, heartbeat, started FROM runs WHERE status='running'").fetchall()
+    except sqlite3.Error as e:
+        raise _store_error(self.path, e) from e
+    for run_id, host, pid, beat, started in rows:
+        if (host == here and pid and not _alive(pid)) or (beat or started or now) < now - STALE_SECONDS:
+            gone = f"process {pid} on {host}" if pid else "its process"
+            error = {"cell": None, "source": "", "line": None, "ename": "RunnerGone",
+                     "evalue": f"{gone} stopped without finishing the run (killed, or its machine stopped)"}
+            self._write("UPDATE runs SET status='interrupted', finished=?, error=? WHERE id=? AND status='running'",
+                        (now, json.dumps(error), run_id))
 
 # %% ../nbs/04_runs.ipynb #8c5835ee
 @patch

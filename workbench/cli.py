@@ -112,7 +112,7 @@ def _report(runs) -> int:
         print(r.describe_error(), file=sys.stderr)
     return 1 if failed else 0
 
-
+# %% ../nbs/20_cli.ipynb #54d8c4ec
 def _run(args) -> int:
     from workbench.pipeline import Pipeline
 
@@ -131,7 +131,7 @@ def _run(args) -> int:
     print(f"output: {result.out_dir}")
     return code
 
-
+# %% ../nbs/20_cli.ipynb #ca2ce3ab
 def _sweep(args) -> int:
     from workbench.core import atomic_write
     from workbench.sweep import sweep
@@ -213,7 +213,7 @@ def _stop_on_signals() -> list:
         signal.signal(sig, stop)
     return received
 
-
+# %% ../nbs/20_cli.ipynb #7ce8c3cb
 def main(argv=None) -> int:
     "Entry point of the `workbench` command; returns the exit code."
     args = _parser().parse_args(argv)

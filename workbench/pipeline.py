@@ -37,8 +37,8 @@ class Stage:
 
     @property
     def folder(self) -> str:
-        "The name of the stage's folder: its name, with characters that paths do not take replaced."
-        return re.sub(r"[^\w.=,+-]", "_", self.name)
+        "The name of the stage's folder: its name, with characters that paths do not take (and a leading dot) replaced."
+        return re.sub(r"^\.", "_", re.sub(r"[^\w.=,+-]", "_", self.name))  # never "..": it stays in the pipeline's folder
 
 
 def _references(stage: str, values: dict) -> list[tuple]:
@@ -138,6 +138,8 @@ def _check(self: Pipeline) -> dict:
         if (other := folders.setdefault(s.folder, s.name)) != s.name:
             raise InputError(f"stages {other!r} and {s.name!r} would share the folder {s.folder!r}; rename one")
         for out in s.outputs.values():  # two writers of one file: whichever ran last would win, silently
+            if os.path.isabs(out) or os.path.normpath(out).split(os.sep)[0] == "..":
+                raise InputError(f"stage {s.name!r}: output {out!r} is outside the pipeline's folder; give a path inside it")
             if (other := writers.setdefault(os.path.normpath(out), s.name)) != s.name:
                 raise InputError(f"stages {other!r} and {s.name!r} both declare the output {out!r}; give each its own path")
         for dep in s.depends_on:

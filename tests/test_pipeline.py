@@ -10,6 +10,7 @@ import pytest
 
 from conftest import WORKBENCH, workbench, write_notebook
 
+from workbench.core import InputError
 from workbench.pipeline import Pipeline
 from workbench.sweep import sweep
 from workbench.runs import RunStore
@@ -230,3 +231,31 @@ def test_sigterm_stops_kernels_and_leaves_no_running_row(tmp_path, group):
     assert not _alive(kernel)
     statuses = set(RunStore(store).runs()["status"])
     assert "running" not in statuses and statuses == {"interrupted"}, statuses
+
+
+def test_declared_inputs_join_the_key(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.csv").write_text("1\n2\n")
+    (tmp_path / "vocab.txt").write_text("x y")
+    write_notebook(tmp_path / "count.ipynb", "import glob\nfrom workbench.runs import record",
+                   "record('rows', sum(len(open(f).read().split()) for f in glob.glob('data/*.csv')))")
+    write_notebook(tmp_path / "words.ipynb", "from workbench.runs import record", "record('words', len(open('vocab.txt').read().split()))")
+    write_notebook(tmp_path / "after.ipynb", "from workbench.runs import record", "record('total', rows)", parameters="rows = 0")
+    (tmp_path / "p.yaml").write_text("stages:\n  count: {notebook: count.ipynb, inputs: 'data/*.csv'}\n"
+                                     "  words: {notebook: words.ipynb, inputs: [vocab.txt]}\n"
+                                     "  after: {notebook: after.ipynb, params: {rows: '${count.metrics.rows}'}}\n")
+
+    def run():
+        result = Pipeline.from_yaml(tmp_path / "p.yaml").run(out_dir=tmp_path / "out", html=False, verbose=False)
+        assert result.ok, result
+        return {name: r.status for name, r in result.runs.items()}
+
+    assert run() == {"count": "ok", "words": "ok", "after": "ok"}
+    assert run() == {"count": "cached", "words": "cached", "after": "cached"}
+    (tmp_path / "data" / "b.csv").write_text("3\n")  # a new file the glob matches: count, and what uses its value
+    assert run() == {"count": "ok", "words": "cached", "after": "ok"}
+    (tmp_path / "vocab.txt").write_text("x y z")  # an edited input
+    assert run() == {"count": "cached", "words": "ok", "after": "cached"}
+    (tmp_path / "bad.yaml").write_text("stages:\n  w: {notebook: words.ipynb, inputs: [missing.txt]}\n")
+    with pytest.raises(InputError, match="stage 'w': input .*missing.txt matches nothing"):
+        Pipeline.from_yaml(tmp_path / "bad.yaml")

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['digest', 'Digests', 'notebook_digest', 'stage_key', 'remember', 'recalled']
+__all__ = ['digest', 'Digests', 'notebook_digest', 'matches', 'inputs_digest', 'stage_key', 'remember', 'recalled']
 
 # %% ../nbs/16_cache.ipynb #006c280a
 def _sha256(path: Path) -> str:
@@ -79,11 +80,26 @@ def notebook_digest(path) -> str:
     blob = json.dumps({"kernel": nb.metadata.get("kernelspec", {}).get("name"), "cells": cells})
     return hashlib.sha256(blob.encode()).hexdigest()
 
+# %% ../nbs/16_cache.ipynb #15e24a21
+def matches(pattern) -> list[Path]:
+    "The paths an input names: the file or folder itself, or what a glob (`data/*.csv`, `**`) matches, sorted."
+    import glob
+
+    if glob.has_magic(str(pattern)):
+        return sorted(Path(p) for p in glob.glob(str(pattern), recursive=True))
+    return [Path(pattern)] if Path(pattern).exists() else []
+
+
+def inputs_digest(patterns, digests: Digests, relative_to) -> dict:
+    "pattern -> {path: digest} for each declared input, its paths relative to `relative_to`."
+    rel = lambda p: Path(os.path.relpath(p, relative_to)).as_posix()
+    return {rel(p): {rel(m): digests[m] for m in matches(p)} for p in patterns}
+
 # %% ../nbs/16_cache.ipynb #d875fc74
-def stage_key(notebook, values: dict, upstream: dict) -> str:
-    "One sha256 of what a stage's result depends on: what its notebook runs, its resolved values, its upstream outputs."
-    blob = json.dumps({"notebook": notebook_digest(notebook), "params": values, "upstream": upstream}, sort_keys=True,
-                      default=str)
+def stage_key(notebook, values: dict, upstream: dict, inputs: dict | None = None) -> str:
+    "One sha256 of what a stage's result depends on: what its notebook runs, its values, its upstream outputs, its inputs."
+    blob = json.dumps({"notebook": notebook_digest(notebook), "params": values, "upstream": upstream,
+                       **({"inputs": inputs} if inputs else {})}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

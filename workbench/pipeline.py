@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cache import Digests, recalled, remember, stage_key
+from .cache import Digests, inputs_digest, matches, recalled, remember, stage_key
 from .core import InputError, patch, read_yaml
 from .executors import _check_executor, _threads, executor_for
 from .references import check_reference, has_reference, references, substitute, upstream
@@ -23,7 +23,7 @@ from .run import Run, _check_limits, _detail, _error, check_params, params, run_
 __all__ = ['Stage', 'PipelineRun', 'PipelineInterrupted', 'Pipeline']
 
 # %% ../nbs/17_pipeline.ipynb #aaa66410
-_STAGE_KEYS = ("notebook", "params", "depends_on", "outputs")
+_STAGE_KEYS = ("notebook", "params", "depends_on", "outputs", "inputs")
 
 
 @dataclass
@@ -34,6 +34,7 @@ class Stage:
     params: dict = field(default_factory=dict)
     depends_on: list = field(default_factory=list)
     outputs: dict = field(default_factory=dict)  # name -> path in the pipeline's folder
+    inputs: list = field(default_factory=list)  # files, folders or globs it reads that no stage writes
 
     @property
     def folder(self) -> str:
@@ -106,7 +107,7 @@ class Pipeline:
             if s.name in self.stages:
                 raise InputError(f"pipeline {self.name!r}: two stages are named {s.name!r}")
             self.stages[s.name] = replace(s, notebook=Path(s.notebook), params=dict(s.params),
-                                          depends_on=list(s.depends_on), outputs=dict(s.outputs))
+                                          depends_on=list(s.depends_on), outputs=dict(s.outputs), inputs=list(s.inputs))
         if not self.stages:
             raise InputError(f"pipeline {self.name!r} has no stages")
         self._declared = self._check()
@@ -142,6 +143,8 @@ def _check(self: Pipeline) -> dict:
                 raise InputError(f"stage {s.name!r}: output {out!r} is outside the pipeline's folder; give a path inside it")
             if (other := writers.setdefault(os.path.normpath(out), s.name)) != s.name:
                 raise InputError(f"stages {other!r} and {s.name!r} both declare the output {out!r}; give each its own path")
+        if missing := [i for i in s.inputs if not matches(i)]:
+            raise InputError(f"stage {s.name!r}: input {missing[0]} matches nothing")
         for dep in s.depends_on:
             if dep not in self.stages:
                 raise InputError(f"stage {s.name!r} depends on {dep!r}, which is not a stage ({', '.join(self.stages)})")
@@ -198,14 +201,16 @@ def from_yaml(cls: Pipeline, path) -> Pipeline:
         if unknown := sorted(set(body) - set(_STAGE_KEYS)):
             raise InputError(f"{where}: unknown key {unknown}; a stage has {', '.join(_STAGE_KEYS)}")
         deps, outputs, values = body.get("depends_on") or [], body.get("outputs") or {}, body.get("params") or {}
-        deps = [deps] if isinstance(deps, str) else deps
-        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
-            raise InputError(f"{where}: depends_on must be a stage name or a list of them")
+        deps, inputs = ([x] if isinstance(x, str) else x for x in (deps, body.get("inputs") or []))
+        for key, given in (("depends_on", deps), ("inputs", inputs)):
+            if not isinstance(given, list) or not all(isinstance(d, str) for d in given):
+                raise InputError(f"{where}: {key} must be a string or a list of them")
         if not isinstance(outputs, dict) or not all(isinstance(v, str) for v in outputs.values()):
             raise InputError(f"{where}: outputs must map names to paths, e.g. `outputs: {{checkpoint: cnn/last.ckpt}}`")
         if not isinstance(values, dict):
             raise InputError(f"{where}: params must map parameter names to values")
-        stages.append(Stage(str(name), path.parent / str(body["notebook"]), values, deps, outputs))
+        stages.append(Stage(str(name), path.parent / str(body["notebook"]), values, deps, outputs,
+                            [str(path.parent / i) for i in inputs]))
     return cls(stages, name=spec.get("name") or path.stem, params=spec.get("params"))
 
 # %% ../nbs/17_pipeline.ipynb #2b41cfa1
@@ -237,9 +242,9 @@ def _resolve(self: Pipeline, stage: Stage, values: dict, runs: dict, out: Path) 
 # %% ../nbs/17_pipeline.ipynb #aa109fb8
 @patch
 def _key(self: Pipeline, stage: Stage, values: dict, out: Path, digests: Digests) -> str:
-    "What a stage's result depends on: its notebook's bytes, its resolved values, its upstream outputs' bytes."
+    "What a stage's result depends on: what its notebook runs, its values, its upstream outputs, its declared inputs."
     upstream = {d: {k: digests[out / p] for k, p in self.stages[d].outputs.items()} for d in stage.depends_on}
-    return stage_key(stage.notebook, values, upstream)
+    return stage_key(stage.notebook, values, upstream, inputs_digest(stage.inputs, digests, stage.notebook.parent))
 
 
 @patch

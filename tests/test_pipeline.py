@@ -259,3 +259,20 @@ def test_declared_inputs_join_the_key(tmp_path):
     (tmp_path / "bad.yaml").write_text("stages:\n  w: {notebook: words.ipynb, inputs: [missing.txt]}\n")
     with pytest.raises(InputError, match="stage 'w': input .*missing.txt matches nothing"):
         Pipeline.from_yaml(tmp_path / "bad.yaml")
+
+
+def test_an_upgraded_package_runs_its_stage_again(tmp_path, monkeypatch):
+    from workbench import cache
+
+    write_notebook(tmp_path / "fit.ipynb", "import numpy")
+    write_notebook(tmp_path / "other.ipynb", "x = 1")
+    (tmp_path / "p.yaml").write_text("stages:\n  fit: {notebook: fit.ipynb, packages: [numpy]}\n  other: {notebook: other.ipynb}\n")
+    run = lambda: {n: r.status for n, r in Pipeline.from_yaml(tmp_path / "p.yaml").run(
+        out_dir=tmp_path / "out", html=False, verbose=False).runs.items()}
+    assert run() == {"fit": "ok", "other": "ok"} and run() == {"fit": "cached", "other": "cached"}
+    real = cache.version
+    monkeypatch.setattr(cache, "version", lambda name: "99.0" if name == "numpy" else real(name))  # numpy upgraded
+    assert run() == {"fit": "ok", "other": "cached"}
+    (tmp_path / "bad.yaml").write_text("stages:\n  fit: {notebook: fit.ipynb, packages: [nump]}\n")
+    with pytest.raises(InputError, match="package 'nump' is not installed"):
+        Pipeline.from_yaml(tmp_path / "bad.yaml")

@@ -8,12 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .core import atomic_write
+from .core import InputError, atomic_write
 
 # %% auto #0
-__all__ = ['digest', 'Digests', 'notebook_digest', 'matches', 'inputs_digest', 'stage_key', 'remember', 'recalled']
+__all__ = ['digest', 'Digests', 'notebook_digest', 'matches', 'inputs_digest', 'versions', 'stage_key', 'remember', 'recalled']
 
 # %% ../nbs/16_cache.ipynb #006c280a
 def _sha256(path: Path) -> str:
@@ -95,11 +97,22 @@ def inputs_digest(patterns, digests: Digests, relative_to) -> dict:
     rel = lambda p: Path(os.path.relpath(p, relative_to)).as_posix()
     return {rel(p): {rel(m): digests[m] for m in matches(p)} for p in patterns}
 
+# %% ../nbs/16_cache.ipynb #1e43c73b
+def versions(packages=()) -> dict:
+    "Python's version, workbench's, and those of the installed `packages` named; an InputError for one not installed."
+    found = {"python": platform.python_version()}
+    for name in ("workbench", *packages):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            raise InputError(f"package {name!r} is not installed here (its name as pip knows it, e.g. scikit-learn)") from None
+    return found
+
 # %% ../nbs/16_cache.ipynb #d875fc74
-def stage_key(notebook, values: dict, upstream: dict, inputs: dict | None = None) -> str:
-    "One sha256 of what a stage's result depends on: what its notebook runs, its values, its upstream outputs, its inputs."
+def stage_key(notebook, values: dict, upstream: dict, inputs: dict | None = None, versions: dict | None = None) -> str:
+    "One sha256 of what a stage's result depends on: what its notebook runs, its values, upstream outputs, inputs, versions."
     blob = json.dumps({"notebook": notebook_digest(notebook), "params": values, "upstream": upstream,
-                       **({"inputs": inputs} if inputs else {})}, sort_keys=True, default=str)
+                       **({"inputs": inputs} if inputs else {}), "versions": versions}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

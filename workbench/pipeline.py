@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cache import Digests, inputs_digest, matches, recalled, remember, stage_key
+from .cache import Digests, inputs_digest, matches, recalled, remember, stage_key, versions
 from .core import InputError, patch, read_yaml
 from .executors import _check_executor, _threads, executor_for
 from .references import check_reference, has_reference, references, substitute, upstream
@@ -23,7 +23,7 @@ from .run import Run, _check_limits, _detail, _error, check_params, params, run_
 __all__ = ['Stage', 'PipelineRun', 'PipelineInterrupted', 'Pipeline']
 
 # %% ../nbs/17_pipeline.ipynb #aaa66410
-_STAGE_KEYS = ("notebook", "params", "depends_on", "outputs", "inputs")
+_STAGE_KEYS = ("notebook", "params", "depends_on", "outputs", "inputs", "packages")
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Stage:
     depends_on: list = field(default_factory=list)
     outputs: dict = field(default_factory=dict)  # name -> path in the pipeline's folder
     inputs: list = field(default_factory=list)  # files, folders or globs it reads that no stage writes
+    packages: list = field(default_factory=list)  # installed packages whose versions its result depends on
 
     @property
     def folder(self) -> str:
@@ -107,7 +108,8 @@ class Pipeline:
             if s.name in self.stages:
                 raise InputError(f"pipeline {self.name!r}: two stages are named {s.name!r}")
             self.stages[s.name] = replace(s, notebook=Path(s.notebook), params=dict(s.params),
-                                          depends_on=list(s.depends_on), outputs=dict(s.outputs), inputs=list(s.inputs))
+                                          depends_on=list(s.depends_on), outputs=dict(s.outputs), inputs=list(s.inputs),
+                                          packages=list(s.packages))
         if not self.stages:
             raise InputError(f"pipeline {self.name!r} has no stages")
         self._declared = self._check()
@@ -145,6 +147,7 @@ def _check(self: Pipeline) -> dict:
                 raise InputError(f"stages {other!r} and {s.name!r} both declare the output {out!r}; give each its own path")
         if missing := [i for i in s.inputs if not matches(i)]:
             raise InputError(f"stage {s.name!r}: input {missing[0]} matches nothing")
+        _ = versions(s.packages)  # each one installed, or an error now
         for dep in s.depends_on:
             if dep not in self.stages:
                 raise InputError(f"stage {s.name!r} depends on {dep!r}, which is not a stage ({', '.join(self.stages)})")
@@ -201,8 +204,9 @@ def from_yaml(cls: Pipeline, path) -> Pipeline:
         if unknown := sorted(set(body) - set(_STAGE_KEYS)):
             raise InputError(f"{where}: unknown key {unknown}; a stage has {', '.join(_STAGE_KEYS)}")
         deps, outputs, values = body.get("depends_on") or [], body.get("outputs") or {}, body.get("params") or {}
-        deps, inputs = ([x] if isinstance(x, str) else x for x in (deps, body.get("inputs") or []))
-        for key, given in (("depends_on", deps), ("inputs", inputs)):
+        lists = (deps, body.get("inputs") or [], body.get("packages") or [])
+        deps, inputs, packages = ([x] if isinstance(x, str) else x for x in lists)
+        for key, given in (("depends_on", deps), ("inputs", inputs), ("packages", packages)):
             if not isinstance(given, list) or not all(isinstance(d, str) for d in given):
                 raise InputError(f"{where}: {key} must be a string or a list of them")
         if not isinstance(outputs, dict) or not all(isinstance(v, str) for v in outputs.values()):
@@ -210,7 +214,7 @@ def from_yaml(cls: Pipeline, path) -> Pipeline:
         if not isinstance(values, dict):
             raise InputError(f"{where}: params must map parameter names to values")
         stages.append(Stage(str(name), path.parent / str(body["notebook"]), values, deps, outputs,
-                            [str(path.parent / i) for i in inputs]))
+                            [str(path.parent / i) for i in inputs], packages))
     return cls(stages, name=spec.get("name") or path.stem, params=spec.get("params"))
 
 # %% ../nbs/17_pipeline.ipynb #2b41cfa1
@@ -244,7 +248,8 @@ def _resolve(self: Pipeline, stage: Stage, values: dict, runs: dict, out: Path) 
 def _key(self: Pipeline, stage: Stage, values: dict, out: Path, digests: Digests) -> str:
     "What a stage's result depends on: what its notebook runs, its values, its upstream outputs, its declared inputs."
     upstream = {d: {k: digests[out / p] for k, p in self.stages[d].outputs.items()} for d in stage.depends_on}
-    return stage_key(stage.notebook, values, upstream, inputs_digest(stage.inputs, digests, stage.notebook.parent))
+    return stage_key(stage.notebook, values, upstream, inputs_digest(stage.inputs, digests, stage.notebook.parent),
+                     versions(stage.packages))
 
 
 @patch

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -29,3 +30,22 @@ def write_notebook(path: Path, *sources: str, parameters: str | None = None) -> 
     "A notebook of code cells `sources`, after a cell tagged `parameters` when `parameters` is given."
     nbformat.write(make_notebook(*sources, params_cell=parameters), path)
     return path
+
+
+def start_until(cmd, flag: Path, timeout: float = 120, **popen) -> tuple:
+    "Start `cmd`, wait until the notebook it runs writes its kernel's pid to `flag`; the process and that pid."
+    proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    deadline = time.monotonic() + timeout
+    while not flag.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert flag.exists(), proc.communicate()
+    time.sleep(0.5)  # the kernel is inside its cell now
+    return proc, int(flag.read_text())
+
+
+def alive(pid: int) -> bool:
+    "Whether process `pid` runs (a zombie does not)."
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False

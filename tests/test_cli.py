@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import workbench, write_notebook
+from conftest import alive, start_until, workbench, write_notebook
 
 
 def test_help_is_fast_and_lists_commands():
@@ -164,7 +164,6 @@ def test_test_one_bad_notebook_fails_alone(tmp_path, content):
 
 def test_ctrl_c_on_test_stops_kernels_and_still_writes_junit(tmp_path):
     import signal
-    import subprocess
     import time
 
     from conftest import WORKBENCH
@@ -176,19 +175,13 @@ def test_ctrl_c_on_test_stops_kernels_and_still_writes_junit(tmp_path):
                    f"Path({str(flag)!r}).write_text(str(os.getpid()))\ntime.sleep(300)")
     cmd = [WORKBENCH, "test", str(suite), "--workers", "1", "--junit-xml", str(tmp_path / "report.xml"),
            "-o", str(tmp_path / "out")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not flag.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert flag.exists(), proc.communicate()
-    time.sleep(0.5)
-    kernel = int(flag.read_text())
+    proc, kernel = start_until(cmd, flag)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stdout + stderr
     assert "Traceback" not in stderr and "interrupted" in stderr
     time.sleep(1)
-    assert not Path(f"/proc/{kernel}").exists() or "State:\tZ" in Path(f"/proc/{kernel}/status").read_text()
+    assert not alive(kernel)
     report = (tmp_path / "report.xml").read_text()
     assert 'tests="2" failures="1"' in report and 'name="a_quick.ipynb"' in report and 'name="b_slow.ipynb"' in report
 

@@ -2,13 +2,12 @@
 import os
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import WORKBENCH, workbench, write_notebook
+from conftest import WORKBENCH, alive, start_until, workbench, write_notebook
 
 from workbench.core import InputError
 from workbench.pipeline import Pipeline
@@ -79,13 +78,6 @@ def test_unreachable_scheduler_is_a_clear_error(stages):
     assert f"no Dask scheduler answers at tcp://127.0.0.1:{port}" in out.stderr and "Traceback" not in out.stderr
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
 def test_ctrl_c_stops_kernels_keeps_finished_stages_and_resumes(tmp_path):
     flag = tmp_path / "kernel.pid"
     write_notebook(tmp_path / "quick.ipynb", "from pathlib import Path\nPath(run_dir, 'quick.txt').write_text('done')",
@@ -95,22 +87,16 @@ def test_ctrl_c_stops_kernels_keeps_finished_stages_and_resumes(tmp_path):
     (tmp_path / "p.yaml").write_text("stages:\n  quick: {notebook: quick.ipynb, outputs: {file: quick.txt}}\n"
                                      "  slow: {notebook: slow.ipynb, depends_on: [quick]}\n")
     cmd = [WORKBENCH, "run", str(tmp_path / "p.yaml"), "-o", str(tmp_path / "out"), "--no-html"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not flag.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert flag.exists(), proc.communicate()
-    time.sleep(0.5)
-    kernel = int(flag.read_text())
+    proc, kernel = start_until(cmd, flag)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends (to the command; its workers ignore it)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stdout + stderr
     assert "interrupted" in stderr and "run the same command again to resume" in stderr
     for _ in range(50):
-        if not _alive(kernel):
+        if not alive(kernel):
             break
         time.sleep(0.2)
-    assert not _alive(kernel), "the stopped stage's kernel is still running"
+    assert not alive(kernel), "the stopped stage's kernel is still running"
     assert (tmp_path / "out" / "quick" / "stage.json").exists()  # the finished stage is kept
     statuses = dict(zip(RunStore().runs()["notebook"].map(lambda p: Path(p).stem), RunStore().runs()["status"]))
     assert statuses == {"quick": "ok", "slow": "interrupted"}
@@ -213,13 +199,7 @@ def test_sigterm_stops_kernels_and_leaves_no_running_row(tmp_path, group):
     (tmp_path / "p.yaml").write_text("stages:\n  slow: {notebook: slow.ipynb}\n")
     store = tmp_path / "runs.db"
     cmd = [WORKBENCH, "run", str(tmp_path / "p.yaml"), "-o", str(tmp_path / "out"), "--no-html", "--store", str(store)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not flag.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert flag.exists(), proc.communicate()
-    time.sleep(0.5)
-    kernel = int(flag.read_text())
+    proc, kernel = start_until(cmd, flag, start_new_session=True)
     if group:  # a cancelled CI job: every process of the job gets it
         os.killpg(proc.pid, signal.SIGTERM)
     else:
@@ -228,7 +208,7 @@ def test_sigterm_stops_kernels_and_leaves_no_running_row(tmp_path, group):
     assert proc.returncode == 128 + signal.SIGTERM, stdout + stderr
     assert "Traceback" not in stderr
     time.sleep(1)
-    assert not _alive(kernel)
+    assert not alive(kernel)
     statuses = set(RunStore(store).runs()["status"])
     assert "running" not in statuses and statuses == {"interrupted"}, statuses
 

@@ -12,21 +12,13 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .core import InputError, atomic_write
+from .core import InputError, atomic_write, file_sha256
 
 # %% auto #0
 __all__ = ['digest', 'Digests', 'notebook_digest', 'matches', 'inputs_digest', 'versions', 'stage_key', 'remember', 'recalled']
 
 # %% ../nbs/16_cache.ipynb #006c280a
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def digest(path, file_digest=_sha256) -> str | None:
+def digest(path, file_digest=file_sha256) -> str | None:
     "sha256 of a file's bytes, or of a folder's files (each name and its file's digest); None when `path` does not exist."
     path = Path(path)
     if path.is_file():
@@ -59,7 +51,7 @@ class Digests(dict):
         stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
         if (known := self.files.get(str(f))) and known[:3] == stamp:
             return known[3]
-        self.files[str(f)] = [*stamp, value := _sha256(f)]
+        self.files[str(f)] = [*stamp, value := file_sha256(f)]
         return value
 
     def refresh(self, path):

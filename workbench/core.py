@@ -14,7 +14,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ENVIRONMENTS', 'WorkbenchError', 'InputError', 'DeviceError', 'get_device', 'seed_everything', 'environment',
-           'atomic_write', 'png_bytes', 'patch', 'yaml_loader', 'read_yaml']
+           'atomic_write', 'file_sha256', 'png_bytes', 'patch', 'yaml_loader', 'read_yaml']
 
 # %% ../nbs/00_core.ipynb #7b2b220c
 class WorkbenchError(Exception):
@@ -156,6 +156,17 @@ def atomic_write(path, mode: str = "w", encoding: str = "utf-8"):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+# %% ../nbs/00_core.ipynb #070373aa
+def file_sha256(path) -> str:
+    "The sha256 of the file at `path`, as hex."
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #5081d142
 def png_bytes(picture, dpi: int = 80) -> bytes:

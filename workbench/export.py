@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import InputError, WorkbenchError, atomic_write, environment, patch
+from .core import InputError, WorkbenchError, atomic_write, environment, file_sha256, patch
 from .formats import (_SK_WRITERS, _WRITERS, _numpy, _onnx_runner, _parity, _quiet_exporters, _sklearn_outputs,
                                _skops_runner, _torch_runner)
 
@@ -33,14 +32,6 @@ class ExportError(WorkbenchError):
 
 TORCH_FORMATS = ("safetensors", "onnx", "pt2")
 SKLEARN_FORMATS = ("onnx", "skops")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_sklearn(model) -> bool:
@@ -279,7 +270,7 @@ def export(model, sample, path, formats=None, name: str | None = None, metrics: 
             if file is None:
                 failures[fmt] = result
             else:
-                files[file.name] = {"format": fmt, "size": file.stat().st_size, "sha256": _sha256(file), "parity": result}
+                files[file.name] = {"format": fmt, "size": file.stat().st_size, "sha256": file_sha256(file), "parity": result}
             if on_format:
                 on_format(fmt, "ok" if file else "failed")
         if failures and (not allow_partial or not files):
@@ -362,7 +353,7 @@ def _verified(path) -> dict:
         file = path / name
         if not file.is_file():
             raise ExportError(f"{file} is listed in the bundle but missing")
-        if _sha256(file) != f["sha256"]:
+        if file_sha256(file) != f["sha256"]:
             raise ExportError(f"{file} was changed after export (sha256 mismatch); re-export it, or restore the original")
     return meta
 

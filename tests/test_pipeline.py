@@ -256,3 +256,27 @@ def test_an_upgraded_package_runs_its_stage_again(tmp_path, monkeypatch):
     (tmp_path / "bad.yaml").write_text("stages:\n  fit: {notebook: fit.ipynb, packages: [nump]}\n")
     with pytest.raises(InputError, match="package 'nump' is not installed"):
         Pipeline.from_yaml(tmp_path / "bad.yaml")
+
+
+def test_runs_in_threads_of_one_dask_worker_stay_apart(tmp_path):
+    "Four stages at once in one worker process with four threads: each kernel gets its own run id, store and folder."
+    from distributed import LocalCluster
+
+    stages = []
+    for i in range(4):
+        (tmp_path / f"s{i}").mkdir()
+        write_notebook(tmp_path / f"s{i}" / "who.ipynb", "import os, time\nfrom workbench.runs import record",
+                       "time.sleep(2)  # the four overlap\nrecord('run_id', os.environ['WORKBENCH_RUN_ID'])\n"
+                       "record('cwd', os.getcwd())")
+        stages.append(f"  s{i}: {{notebook: s{i}/who.ipynb}}\n")
+    (tmp_path / "p.yaml").write_text("stages:\n" + "".join(stages))
+    with LocalCluster(n_workers=1, threads_per_worker=4, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
+        result = Pipeline.from_yaml(tmp_path / "p.yaml").run(
+            out_dir=tmp_path / "out", workers=4, executor="dask", scheduler=cluster.scheduler_address, html=False,
+            verbose=False)
+    assert result.ok, result
+    for name, run in result.runs.items():
+        assert run.metrics["run_id"] == run.id, (name, run.metrics)
+        assert run.metrics["cwd"] == str((tmp_path / name).resolve()), (name, run.metrics)
+    starts = sorted(r.duration for r in result.runs.values())
+    assert result.duration < sum(starts), "the stages did not overlap"

@@ -140,23 +140,12 @@ class Run:
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-@contextmanager
-def _run_env(run_id: str, store_path: Path, threads: int | None = None):
-    "The kernel's environment: unwatched (widgets render statically), told its run id and store, its threads capped."
+def _run_env(run_id: str, store_path: Path, threads: int | None = None) -> dict:
+    "What the kernel's environment adds: unwatched (widgets render statically), its run id and store, its threads capped."
     values = {"WORKBENCH_DISPLAY": "headless", "WORKBENCH_RUN_ID": run_id, "WORKBENCH_RUNS_DB": str(store_path.resolve())}
     if threads:  # a cap the user set themselves is kept
         values.update({k: str(threads) for k in _THREAD_VARS if k not in os.environ})
-    saved = {k: os.environ.get(k) for k in [*values, "JPY_SESSION_NAME"]}
-    os.environ.update(values)
-    os.environ.pop("JPY_SESSION_NAME", None)  # set when started from inside JupyterLab
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return values
 
 
 def _error(exc) -> dict:
@@ -348,8 +337,8 @@ def _never_started(exc, executed_nb) -> bool:
     return type(exc) is RuntimeError and not isinstance(exc, DeadKernelError) and not ran
 
 # %% ../nbs/13_run.ipynb #7f0c44d3
-def _tracking_manager(started: list, log=None):
-    "A kernel manager class for nbclient: it adds each kernel it starts to `started`, and sends the kernel's stderr to `log`."
+def _tracking_manager(started: list, log=None, env: dict | None = None, cwd=None):
+    "A kernel manager class for nbclient: it tracks each kernel in `started`, its stderr to `log`, `env` added, in `cwd`."
     import tempfile
 
     from jupyter_client.manager import AsyncKernelManager
@@ -374,6 +363,10 @@ def _tracking_manager(started: list, log=None):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             if log is not None:  # its own log lines (a ZMQ traceback after a timeout) are not the user's output
                 kw["stderr"] = log
+            # given to the kernel alone, never set on this process: runs in threads of one Dask worker stay apart
+            kw["env"] = {k: v for k, v in {**kw.get("env", os.environ), **(env or {})}.items() if k != "JPY_SESSION_NAME"}
+            if cwd is not None:
+                kw["cwd"] = cwd
             return await super()._async_launch_kernel(kernel_cmd, **kw)
 
         async def _async_interrupt_kernel(self):
@@ -468,29 +461,29 @@ def _check_limits(timeout, retries):
         raise InputError(f"retries must be a whole number >= 0, not {retries!r}")
 
 
-def _papermill(notebook: Path, output: Path, values: dict, kernel, timeout, kernels: list, log):
+def _papermill(notebook: Path, output: Path, values: dict, kernel, timeout, kernels: list, log, env: dict):
     "One papermill execution of `notebook` into `output`, on a kernel that `kernels` tracks; the executed notebook."
     import papermill as pm
 
-    return pm.execute_notebook(
-        str(notebook), str(output), parameters=values, kernel_name=kernel,
-        cwd=str(notebook.parent.resolve()), execution_timeout=timeout, progress_bar=False,
+    return pm.execute_notebook(  # no cwd=: papermill would chdir this whole process; the kernel starts there instead
+        str(notebook.resolve()), str(output.resolve()), parameters=values, kernel_name=kernel,
+        execution_timeout=timeout, progress_bar=False,
         extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the TCP warning on every start
-        kernel_manager_class=_tracking_manager(kernels, log),
+        kernel_manager_class=_tracking_manager(kernels, log, env, str(notebook.parent.resolve())),
         # a cell past its timeout is interrupted, so its traceback names the line it was on
         interrupt_on_timeout=True, error_on_timeout=_timeout_error(timeout),
     )
 
 # %% ../nbs/13_run.ipynb #00bdc2bd
 def _execute(notebook: Path, output: Path, source, values: dict, kernel, timeout, retries: int, kernels: list, log,
-             stopper) -> tuple:
+             stopper, env: dict) -> tuple:
     "Run the notebook: a kernel that never started is started again, infrastructure failures retried; (error, exited, interrupt)."
     import nbformat
 
     retried, restarts = 0, 0
     while True:
         try:
-            executed = _papermill(notebook, output, values, kernel, timeout, kernels, log)
+            executed = _papermill(notebook, output, values, kernel, timeout, kernels, log, env)
             exited = _exited_early(executed)
             if exited is None and _unanswered(executed) is not None:  # papermill can miss a kernel killed between cells
                 from nbclient.exceptions import DeadKernelError
@@ -563,8 +556,10 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
         store.start(run_id, str(notebook), values, hashlib.sha256(notebook.read_bytes()).hexdigest(),
                     _git_commit(notebook.parent.resolve()), pipeline)
         try:
-            with store.beating(run_id), _run_env(run_id, store.path, threads), _Stopper(stop_file, kernels) as stopper, quiet as log:
-                error, exited, interrupt = _execute(notebook, output, source, values, kernel, timeout, retries, kernels, log, stopper)
+            env = _run_env(run_id, store.path, threads)
+            with store.beating(run_id), _Stopper(stop_file, kernels) as stopper, quiet as log:
+                error, exited, interrupt = _execute(notebook, output, source, values, kernel, timeout, retries, kernels, log,
+                                                    stopper, env)
                 duration = time.perf_counter() - start
                 status = "interrupted" if error and (interrupt or stopper.fired) else "failed" if error else "ok"
                 if status == "interrupted":

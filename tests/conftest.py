@@ -49,3 +49,15 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def pipeline_folder(root: Path) -> Path:
+    "A project as a user keeps it: two notebooks that are a pipeline's stages, one that stands alone, and the YAML."
+    write_notebook(root / "prepare.ipynb", "from pathlib import Path", "Path(run_dir, 'n.txt').write_text(str(n))",
+                   parameters="run_dir = '.'\nn = 2")
+    write_notebook(root / "use.ipynb", "from pathlib import Path\nfrom workbench.runs import record",
+                   "record('twice', 2 * int(Path(data).read_text()))", parameters="data = ''")
+    write_notebook(root / "alone.ipynb", "x = 1")
+    (root / "flow.yaml").write_text("stages:\n  prepare: {notebook: prepare.ipynb, outputs: {data: n.txt}}\n"
+                                    "  use: {notebook: use.ipynb, params: {data: '${prepare.outputs.data}'}}\n")
+    return root

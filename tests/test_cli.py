@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import alive, start_until, workbench, write_notebook
+from conftest import alive, pipeline_folder, start_until, workbench, write_notebook
 
 
 def test_help_is_fast_and_lists_commands():
@@ -77,21 +77,10 @@ def test_runs_lists_recorded_runs(tmp_path):
     assert out.returncode == 0 and "score.ipynb" in out.stdout and "value.score" in out.stdout and " ok " in out.stdout
 
 
-def _folder_with_a_pipeline(root):
-    "A project as a user keeps it: two notebooks that are a pipeline's stages, one that stands alone, and the YAML."
-    write_notebook(root / "prepare.ipynb", "from pathlib import Path", "Path(run_dir, 'n.txt').write_text(str(n))",
-                   parameters="run_dir = '.'\nn = 2")
-    write_notebook(root / "use.ipynb", "from pathlib import Path\nfrom workbench.runs import record",
-                   "record('twice', 2 * int(Path(data).read_text()))", parameters="data = ''")
-    write_notebook(root / "alone.ipynb", "x = 1")
-    (root / "flow.yaml").write_text("stages:\n  prepare: {notebook: prepare.ipynb, outputs: {data: n.txt}}\n"
-                                    "  use: {notebook: use.ipynb, params: {data: '${prepare.outputs.data}'}}\n")
-
-
 def test_test_runs_a_folder_with_a_pipeline_as_that_pipeline_and_writes_nothing_there(tmp_path, monkeypatch):
     project = tmp_path / "project"
     project.mkdir()
-    _folder_with_a_pipeline(project)
+    pipeline_folder(project)
     before = sorted(p.name for p in project.iterdir())
     monkeypatch.delenv("WORKBENCH_RUNS_DB")  # the default store: under the output folder, not the project
     out = workbench("test", ".", "-p", "n=3", "-p", "smoke=true", "--junit-xml", tmp_path / "junit.xml", cwd=project)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WORKBENCH, alive, start_until, workbench, write_notebook
+from conftest import WORKBENCH, alive, pipeline_folder, start_until, workbench, write_notebook
 
 from workbench.core import InputError
 from workbench.pipeline import Pipeline
@@ -165,30 +165,24 @@ def test_references_in_pipeline_params_and_inside_lists_add_their_dependency(tmp
 def test_cache_ignores_a_resave_and_follows_code_and_outputs(tmp_path):
     import nbformat
 
-    write_notebook(tmp_path / "make.ipynb", "from pathlib import Path", "Path(run_dir, 'data.txt').write_text('ab' * n)",
-                   parameters="run_dir = '.'\nn = 2")
-    write_notebook(tmp_path / "use.ipynb", "from pathlib import Path\nfrom workbench.runs import record",
-                   "record('size', len(Path(data).read_text()))", parameters="data = ''")
-    write_notebook(tmp_path / "side.ipynb", "x = 1")
-    (tmp_path / "p.yaml").write_text("stages:\n  make: {notebook: make.ipynb, outputs: {data: data.txt}}\n"
-                                     "  use: {notebook: use.ipynb, params: {data: '${make.outputs.data}'}}\n"
-                                     "  side: {notebook: side.ipynb}\n")
+    pipeline_folder(tmp_path)  # prepare writes n.txt, use reads it; alone stands apart
+    (tmp_path / "p.yaml").write_text((tmp_path / "flow.yaml").read_text() + "  alone: {notebook: alone.ipynb}\n")
 
     def run():
         result = Pipeline.from_yaml(tmp_path / "p.yaml").run(out_dir=tmp_path / "out", html=False, verbose=False)
         return {name: r.status for name, r in result.runs.items()}
 
-    assert run() == {"make": "ok", "use": "ok", "side": "ok"}
-    nb = nbformat.read(tmp_path / "make.ipynb", as_version=4)  # saved again in JupyterLab: outputs, counts, metadata
+    assert run() == {"prepare": "ok", "use": "ok", "alone": "ok"}
+    nb = nbformat.read(tmp_path / "prepare.ipynb", as_version=4)  # saved again in JupyterLab: outputs, counts, metadata
     nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="done\n")]
     nb.cells[2].execution_count, nb.metadata["widgets"] = 3, {"state": {}}
-    nbformat.write(nb, tmp_path / "make.ipynb")
-    assert run() == {"make": "cached", "use": "cached", "side": "cached"}
-    nb.cells[2].source = "Path(run_dir, 'data.txt').write_text('abc' * n)"  # its code: it and its reader run again
-    nbformat.write(nb, tmp_path / "make.ipynb")
-    assert run() == {"make": "ok", "use": "ok", "side": "cached"}
-    (tmp_path / "out" / "data.txt").unlink()  # a deleted output: its stage runs again, its reader sees the same bytes
-    assert run() == {"make": "ok", "use": "cached", "side": "cached"}
+    nbformat.write(nb, tmp_path / "prepare.ipynb")
+    assert run() == {"prepare": "cached", "use": "cached", "alone": "cached"}
+    nb.cells[2].source = "Path(run_dir, 'n.txt').write_text(str(n + 1))"  # its code: it and its reader run again
+    nbformat.write(nb, tmp_path / "prepare.ipynb")
+    assert run() == {"prepare": "ok", "use": "ok", "alone": "cached"}
+    (tmp_path / "out" / "n.txt").unlink()  # a deleted output: its stage runs again, its reader sees the same bytes
+    assert run() == {"prepare": "ok", "use": "cached", "alone": "cached"}
 
 
 @pytest.mark.parametrize("group", [False, True], ids=["runner", "process-group"])

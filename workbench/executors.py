@@ -10,7 +10,7 @@ import os
 from .core import InputError
 
 # %% auto #0
-__all__ = ['LocalExecutor', 'DaskExecutor', 'executor_for']
+__all__ = ['STOP_SECONDS', 'LocalExecutor', 'DaskExecutor', 'executor_for', 'stop_and_wait']
 
 # %% ../nbs/14_executors.ipynb #135810fd
 def _ignore_stop_signals():
@@ -111,3 +111,16 @@ def _threads(executor, workers: int, scheduler) -> int | None:
     "The thread cap for each kernel when `workers` of them share this machine's cores; None when nothing to cap."
     local = executor == "local" or (executor == "dask" and not scheduler)
     return max(1, (os.cpu_count() or 1) // workers) if local and workers > 1 else None
+
+# %% ../nbs/14_executors.ipynb #665e2ecb
+STOP_SECONDS = 30  # how long a stopped run has to finish before it is reported as not stopping
+
+
+def stop_and_wait(stop_file, pending: dict, collect):
+    "Write `stop_file`, then call `collect(timeout)` until `pending` is empty or STOP_SECONDS have passed."
+    import time
+
+    stop_file.touch()
+    deadline = time.monotonic() + STOP_SECONDS
+    while pending and time.monotonic() < deadline:
+        collect(timeout=max(0.1, deadline - time.monotonic()))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .cache import Digests, inputs_digest, matches, recalled, remember, stage_key, versions
 from .core import InputError, patch, read_yaml
-from .executors import _check_executor, _threads, executor_for
+from .executors import _check_executor, _threads, executor_for, stop_and_wait
 from .references import check_reference, has_reference, references, substitute, upstream
 from .run import Run, _check_limits, _detail, _error, check_params, params, run_notebook, summary
 
@@ -132,7 +132,7 @@ class Pipeline:
 @patch
 def _check(self: Pipeline) -> dict:
     "Check stages, references and parameters; return what each stage's notebook declares."
-    declared, folders, writers = {}, {}, {}
+    declared, values, folders, writers = {}, {}, {}, {}
     for s in self.stages.values():
         try:
             declared[s.name] = params(s.notebook)
@@ -151,7 +151,8 @@ def _check(self: Pipeline) -> dict:
         for dep in s.depends_on:
             if dep not in self.stages:
                 raise InputError(f"stage {s.name!r} depends on {dep!r}, which is not a stage ({', '.join(self.stages)})")
-        for param, *ref in _references(s.name, self._values(s, {}, Path("runs"), declared[s.name])):  # pipeline params too
+        values[s.name] = self._values(s, {}, Path("runs"), declared[s.name])
+        for param, *ref in _references(s.name, values[s.name]):  # the pipeline's params too
             check_reference(f"stage {s.name!r}, parameter {param!r}", ref, {n: t.outputs for n, t in self.stages.items()})
             if (up := ref[0]) not in s.depends_on:
                 s.depends_on.append(up)
@@ -159,7 +160,7 @@ def _check(self: Pipeline) -> dict:
         raise InputError(f"pipeline {self.name!r}: no stage declares {unused}")
     self.order()  # a cycle is an error now, before anything runs
     for s in self.stages.values():
-        self._checked(s, self._values(s, {}, Path("runs"), declared[s.name]))
+        self._checked(s, values[s.name])
     return declared
 
 # %% ../nbs/17_pipeline.ipynb #b95a402e
@@ -325,11 +326,8 @@ def _ready(self: Pipeline, name: str, values: dict, runs: dict, out: Path, diges
 
 @patch
 def _stop(self: Pipeline, stop: Path, running: dict, collect, done, runs: dict):
-    "Ctrl-C: each running stage interrupts its kernel (run_notebook's stop_file) within 30 s; the rest is marked."
-    stop.touch()
-    deadline = time.monotonic() + 30
-    while running and time.monotonic() < deadline:
-        collect(timeout=max(0.1, deadline - time.monotonic()))
+    "Ctrl-C: each running stage interrupts its kernel (run_notebook's stop_file); the rest is marked."
+    stop_and_wait(stop, running, collect)
     for name, _ in running.values():
         done(name, Run("", str(self.stages[name].notebook), "interrupted", {}, stage=name, reason="did not stop within 30 s"))
     for name in self.order():

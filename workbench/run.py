@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import InputError, atomic_write
-from .runs import recorded
+from .core import InputError, atomic_write, file_sha256
+from .runs import _alive, recorded
 
 # %% auto #0
 __all__ = ['make_notebook', 'params', 'check_params', 'Run', 'summary', 'run_notebook']
@@ -286,12 +286,11 @@ def _exclusive(output: Path):
         except FileExistsError:
             try:
                 pid = int(lock.read_text() or 0)
-                os.kill(pid, 0)  # raises if that process is gone
-            except (ValueError, ProcessLookupError, FileNotFoundError):
+            except (ValueError, FileNotFoundError):
+                pid = 0
+            if not pid or not _alive(pid):
                 lock.unlink(missing_ok=True)  # left by a run that died: take it over
                 continue
-            except PermissionError:
-                pass
             raise InputError(f"another run (process {pid}) is writing {output}; wait for it or choose another out_dir")
     else:
         raise InputError(f"could not lock {output}; remove {lock} if no run is writing there")
@@ -533,8 +532,6 @@ def _keep(output: Path, source, exited, run_id: str, values: dict, status: str, 
 def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None, html=True, retries=0,
                  max_output=1_000_000, store=None, pipeline=None, stop_file=None, threads=None) -> Run:
     "Execute `notebook` with `params` under papermill; keep the executed notebook (and HTML) in `out_dir`; return a Run."
-    import hashlib
-
     from workbench.runs import RunStore
 
     source = _read(notebook)
@@ -553,7 +550,7 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
     start, kernels = time.perf_counter(), []
     quiet = _quiet(output.with_name(f"{output.stem}.kernel.log"))
     with _exclusive(output):  # a refused run is never recorded
-        store.start(run_id, str(notebook), values, hashlib.sha256(notebook.read_bytes()).hexdigest(),
+        store.start(run_id, str(notebook), values, file_sha256(notebook),
                     _git_commit(notebook.parent.resolve()), pipeline)
         try:
             env = _run_env(run_id, store.path, threads)

@@ -6,11 +6,10 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from .core import InputError, atomic_write, read_yaml
-from .executors import _check_executor, _threads, executor_for
+from .executors import _check_executor, _threads, executor_for, stop_and_wait
 from .pipeline import Pipeline, PipelineInterrupted
 from .run import Run, _error, _read, params, run_notebook
 
@@ -122,11 +121,8 @@ def _collect(pool, pending: dict, results: dict, on_done, timeout=None):
 
 
 def _stop(stop: Path, pool, pending: dict, results: dict, on_done):
-    "Ctrl-C: running notebooks interrupt their kernels (the stop file), the others never start; wait up to 30 s."
-    stop.touch()
-    deadline = time.monotonic() + 30
-    while pending and time.monotonic() < deadline:
-        _collect(pool, pending, results, on_done, timeout=max(0.1, deadline - time.monotonic()))
+    "Ctrl-C: running notebooks interrupt their kernels (the stop file), the others never start; the rest is marked."
+    stop_and_wait(stop, pending, lambda timeout: _collect(pool, pending, results, on_done, timeout))
     for nb in pending.values():
         results[nb] = Run("", str(nb.resolve()), "interrupted", {}, reason="did not stop within 30 s")
 

@@ -52,7 +52,7 @@ def test_readme_test_command_on_nbs():
 def test_demo_pipeline():
     out = RESULTS / "demo"
     shutil.rmtree(out, ignore_errors=True)
-    result = DEMO.run({"smoke": True}, out_dir=out, workers=2, verbose=False)
+    result = DEMO.run({"smoke": True}, out_dir=out, workers=2, verbose=False, lock=False)
     if not result.ok:
         pytest.fail(result.failed[0].describe_error(), pytrace=False)
     runs = result.runs
@@ -66,7 +66,7 @@ def test_demo_pipeline():
     assert "Overview" in page and "Images per class" in page and page.count("data:image/png;base64") >= 60
 
     recorded = len(runs_table())
-    again = DEMO.run({"smoke": True}, out_dir=out, workers=2, verbose=False)
+    again = DEMO.run({"smoke": True}, out_dir=out, workers=2, verbose=False, lock=False)
     assert [r.status for r in again.runs.values()] == ["cached"] * 5, again
     assert len(runs_table()) == recorded  # no notebook ran again
     assert again.runs["evaluate"].metrics == runs["evaluate"].metrics

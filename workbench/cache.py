@@ -5,17 +5,22 @@
 # %% ../nbs/16_cache.ipynb #ab18e316
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import json
 import os
 import platform
+import reprlib
+import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .core import InputError, atomic_write, file_sha256
 
 # %% auto #0
-__all__ = ['digest', 'Digests', 'notebook_digest', 'matches', 'inputs_digest', 'versions', 'stage_key', 'remember', 'recalled']
+__all__ = ['digest', 'Digests', 'notebook_digest', 'project_modules', 'matches', 'inputs_digest', 'versions', 'key_parts',
+           'stage_key', 'changes', 'remember', 'recall', 'read_record', 'set_aside', 'put_back', 'discard']
 
 # %% ../nbs/16_cache.ipynb #006c280a
 def digest(path, file_digest=file_sha256) -> str | None:
@@ -74,6 +79,99 @@ def notebook_digest(path) -> str:
     blob = json.dumps({"kernel": nb.metadata.get("kernelspec", {}).get("name"), "cells": cells})
     return hashlib.sha256(blob.encode()).hexdigest()
 
+# %% ../nbs/16_cache.ipynb #cec82955
+def _code(cell: str) -> str:
+    "The Python a notebook cell runs: IPython's magics and shell escapes (`%time`, `!ls`) turned into calls."
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    if cell.lstrip().startswith("%%"):  # a cell magic: %%time's body is Python (%%bash's will not parse, and is left out)
+        cell = cell.lstrip().partition("\n")[2]
+    return TransformerManager().transform_cell(cell)
+
+
+def _imported(source: str, package: str = "") -> set[str]:
+    "The modules `source` imports, as absolute names (`from a import b`: `a`, and `a.b` in case b is a module)."
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # the kernel reports it when the cell runs
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative to the importing module's package
+                parts = package.split(".") if package else []
+                if node.level - 1 >= len(parts):
+                    continue
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names if a.name != "*")
+    return names
+
+# %% ../nbs/16_cache.ipynb #11ce3307
+def _is_project(path: Path) -> bool:
+    "Is `path` the project's own source (or an editable install's), rather than Python's library or an installed package?"
+    import sysconfig
+
+    library = [Path(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")]
+    return not {"site-packages", "dist-packages"} & set(path.parts) and not any(path.is_relative_to(p) for p in library)
+
+
+def _installed(module: str):
+    "The spec of top-level `module` as installed (editable installs too); finding a top-level name imports nothing."
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module)
+    except (ImportError, ValueError):
+        return None
+
+
+def _module_files(name: str, folder: Path) -> dict:
+    "Module `name` and its parent packages -> their source files, found as a kernel started in `folder` would; nothing imported."
+    from importlib.machinery import SOURCE_SUFFIXES, FileFinder, SourceFileLoader
+
+    found, parts, locations = {}, name.split("."), [str(folder)]
+    for depth in range(1, len(parts) + 1):
+        module = ".".join(parts[:depth])  # each folder's own finder: a namespace package is a portion, never imported
+        specs = [s for p in locations if (s := FileFinder(p, (SourceFileLoader, SOURCE_SUFFIXES)).find_spec(module))]
+        specs = specs or ([s] if depth == 1 and (s := _installed(module)) else [])
+        if not specs:
+            break
+        if regular := next((s for s in specs if s.loader is not None), None):
+            if (regular.origin or "").endswith(".py"):
+                found[module] = Path(regular.origin)
+            specs = [regular]
+        if not (locations := [p for s in specs for p in (s.submodule_search_locations or [])]):
+            break
+    return found
+
+# %% ../nbs/16_cache.ipynb #63b0ac4b
+@functools.lru_cache(maxsize=4096)
+def _file_imports(path: Path, stamp: tuple, package: str) -> frozenset:
+    "`_imported` of a source file, read again only when its size or modification time (`stamp`) changes."
+    return frozenset(_imported(path.read_text(errors="replace"), package))
+
+
+def project_modules(notebook) -> dict:
+    "The project's own modules `notebook` imports, directly or through one another: module name -> source file."
+    import nbformat
+
+    folder = Path(notebook).resolve().parent
+    cells = [c.source for c in nbformat.read(str(notebook), as_version=4).cells if c.cell_type == "code"]
+    todo, found = [n for cell in cells for n in _imported(_code(cell))], {}
+    while todo:
+        for module, path in _module_files(todo.pop(), folder).items():
+            if module in found or not _is_project(path):
+                continue  # Python's library and installed packages are keyed by version
+            found[module] = path
+            st = path.stat()
+            package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+            todo += _file_imports(path, (st.st_size, st.st_mtime_ns), package)
+    return dict(sorted(found.items()))
+
 # %% ../nbs/16_cache.ipynb #15e24a21
 def matches(pattern) -> list[Path]:
     "The paths an input names: the file or folder itself, or what a glob (`data/*.csv`, `**`) matches, sorted."
@@ -101,28 +199,105 @@ def versions(packages=()) -> dict:
     return found
 
 # %% ../nbs/16_cache.ipynb #d875fc74
-def stage_key(notebook, values: dict, upstream: dict, inputs: dict | None = None, versions: dict | None = None) -> str:
-    "One sha256 of what a stage's result depends on: what its notebook runs, its values, upstream outputs, inputs, versions."
-    blob = json.dumps({"notebook": notebook_digest(notebook), "params": values, "upstream": upstream,
-                       **({"inputs": inputs} if inputs else {}), "versions": versions}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+def key_parts(notebook, params: dict, upstream: dict, inputs, digests: Digests, packages=(), modules: bool = True) -> dict:
+    "What a stage's result depends on, each part by content; `modules=False` leaves the project's modules out."
+    return {"notebook": notebook_digest(notebook), "params": params, "upstream": upstream,
+            "inputs": inputs_digest(inputs, digests, Path(notebook).parent),
+            "modules": {m: digests[p] for m, p in project_modules(notebook).items()} if modules else {},
+            "versions": versions(packages)}
 
 
-def remember(record, key: str, run, outputs: dict, digests: Digests):
+def stage_key(parts: dict) -> str:
+    "One sha256 of what a stage's result depends on (`parts`: notebook, params, upstream, inputs, modules, versions)."
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _labelled(parts: dict) -> dict:
+    "`parts` flattened to what a person reads: 'parameter lr' -> 0.1, 'input data/a.csv' -> digest, ..."
+    flat = {"the notebook's code": parts.get("notebook")}
+    flat.update({f"parameter {k}": v for k, v in parts.get("params", {}).items()})
+    flat.update({f"input {p}": d for files in parts.get("inputs", {}).values() for p, d in files.items()})
+    flat.update({f"input {p} (matches nothing)": None for p, files in parts.get("inputs", {}).items() if not files})
+    flat.update({f"module {m}": d for m, d in parts.get("modules", {}).items()})
+    flat.update({f"output {o} of {s}": d for s, outs in parts.get("upstream", {}).items() for o, d in outs.items()})
+    flat.update({f"{name} version": v for name, v in parts.get("versions", {}).items()})
+    return flat
+
+
+def changes(old: dict, new: dict) -> list[str]:
+    "What differs between two stages' key `parts`, in words: ['parameter lr: 0.1 -> 0.2', 'module helpers changed']."
+    was, now, said = _labelled(old), _labelled(new), []
+    for label in [*now, *(k for k in was if k not in now)]:
+        if label not in was or label not in now:
+            said.append(f"{label}: {'new' if label not in was else 'gone'}")
+        elif was[label] != now[label]:
+            plain = label.startswith("parameter") or label.endswith("version")
+            said.append(f"{label}: {reprlib.repr(was[label])} -> {reprlib.repr(now[label])}" if plain else f"{label} changed")
+    return said
+
+# %% ../nbs/16_cache.ipynb #775b6a8f
+def remember(record, parts: dict, run, outputs: dict, digests: Digests) -> dict:
     "Write the record of a successful `run` to `record`, with the digests of its `outputs` (name -> path) as written now."
     for path in outputs.values():
-        digests.refresh(path)  # the stage has just written them
+        digests.refresh(path)  # the stage has just written them: hashed once, here
+    entry = {"key": stage_key(parts), "parts": parts, "run_id": run.id, "metrics": run.metrics, "output": run.output,
+             "html": run.html, "outputs": {k: digests[p] for k, p in outputs.items()}}
     with atomic_write(record) as f:
-        json.dump({"key": key, "run_id": run.id, "params": run.params, "metrics": run.metrics, "output": run.output,
-                   "html": run.html, "outputs": {k: digests[p] for k, p in outputs.items()}}, f, indent=1, default=str)
+        json.dump(entry, f, indent=1, default=str)
+    return entry
 
 
-def recalled(record, key: str, outputs: dict, digests: Digests) -> dict | None:
-    "The record at `record` when it was written with `key` and its `outputs` still hash the same; else None."
+def recall(last: dict | None, parts: dict, outputs: dict, digests: Digests) -> list[str]:
+    "Why the recorded success `last` does not hold for `parts` and the `outputs` now on disk; [] when it does."
+    if not last:
+        return ["no successful run recorded"]
+    if last.get("key") != stage_key(parts):
+        return changes(last.get("parts", {}), parts) or ["its key changed"]
+    missing = [k for k, p in outputs.items() if digests[p] is None]
+    changed = [k for k, p in outputs.items() if k not in missing and digests[p] != last["outputs"].get(k)]
+    return [f"output {k} is missing" for k in missing] + [f"output {k} changed since it was written" for k in changed]
+
+
+def read_record(record) -> dict | None:
+    "The record of a success written at `record`, or None (none there, or one cut short)."
     try:
-        last = json.loads(Path(record).read_text())
+        return json.loads(Path(record).read_text())
     except (OSError, ValueError):
         return None
-    if last.get("key") != key or any(digests[p] != last["outputs"].get(k) for k, p in outputs.items()):
-        return None
-    return last
+
+# %% ../nbs/16_cache.ipynb #45835f6e
+def _remove(path: Path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def set_aside(paths, root: Path, aside: Path) -> list:
+    "Move each of `paths` (under `root`) to the same place under `aside` before its stage runs; the (path, place) pairs."
+    moved = []
+    for path in map(Path, paths):
+        place = aside / path.relative_to(root)
+        if place.exists():  # left by a run that was killed: that is the last good one, what is at `path` is partial
+            _remove(path)
+        elif path.exists():
+            place.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(place)  # the same filesystem: instant, whatever the size
+        else:
+            continue
+        moved.append((path, place))
+    return moved
+
+
+def put_back(moved: list):
+    "The stage failed or was stopped: what it left at each path goes, and the previous output comes back."
+    for path, place in moved:
+        _remove(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        place.rename(path)
+
+
+def discard(moved: list):
+    "The stage succeeded: the previous outputs are not needed any more."
+    for _, place in moved:
+        _remove(place)

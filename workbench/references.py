@@ -28,14 +28,14 @@ def _walk(value):
             yield from _walk(v)
 
 
-def references(values: dict) -> list[tuple]:
+def references(values: dict, where: str = "") -> list[tuple]:
     "(parameter, stage, 'outputs' or 'metrics', name) for each reference in `values`, inside lists and dicts too."
     found = []
     for param, value in values.items():
         for text in (t for s in _walk(value) for t in _REF.findall(s)):
             parts = text.strip().split(".")
             if len(parts) != 3 or parts[1] not in ("outputs", "metrics") or not all(parts):
-                raise InputError(f"parameter {param!r}: cannot read ${{{text}}}; write ${{stage.outputs.name}} or "
+                raise InputError(f"{where}parameter {param!r}: cannot read ${{{text}}}; write ${{stage.outputs.name}} or "
                                  "${stage.metrics.name}")
             found.append((param, *parts))
     return found

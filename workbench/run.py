@@ -20,7 +20,7 @@ from .core import InputError, atomic_write, file_sha256
 from .runs import _alive, recorded
 
 # %% auto #0
-__all__ = ['make_notebook', 'params', 'check_params', 'Run', 'summary', 'run_notebook']
+__all__ = ['RETRY_ON', 'make_notebook', 'params', 'check_params', 'Run', 'summary', 'run_notebook']
 
 # %% ../nbs/13_run.ipynb #c27959a5
 def make_notebook(*sources, params_cell=None):
@@ -401,7 +401,7 @@ class _Stopper:
         import threading
 
         self.stop_file, self.kernels, self.fired = Path(stop_file) if stop_file else None, kernels, False
-        self._done = threading.Event()
+        self._done, self._stopped = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def _watch(self):
@@ -410,11 +410,16 @@ class _Stopper:
         while not self._done.wait(0.2):
             if self.stop_file.exists():
                 self.fired = True
+                self._stopped.set()
                 _signal_kernels(self.kernels, signal.SIGINT)
                 if self._done.wait(5):
                     return
                 while not self._done.wait(0.2):  # also any kernel started after the stop
                     _signal_kernels(self.kernels, signal.SIGKILL)
+
+    def wait(self, seconds: float) -> bool:
+        "Wait `seconds`, or less if the run is stopped meanwhile; was it?"
+        return self._stopped.wait(seconds)
 
     def __enter__(self):
         if self.stop_file:
@@ -453,11 +458,26 @@ def _timeout_error(timeout) -> dict:
             "traceback": []}
 
 # %% ../nbs/13_run.ipynb #e3dd8710
-def _check_limits(timeout, retries):
+RETRY_ON = ("dead_kernel", "timeout")  # what may go wrong with a run that running it again can mend
+
+
+def _check_limits(timeout, retries, retry_on=("dead_kernel",)):
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
         raise InputError(f"timeout must be a positive number of seconds per cell, not {timeout!r}")
-    if not isinstance(retries, int) or retries < 0:
+    if type(retries) is not int or retries < 0:
         raise InputError(f"retries must be a whole number >= 0, not {retries!r}")
+    if isinstance(retry_on, str) or set(retry_on) - set(RETRY_ON):
+        raise InputError(f"retry_on must list some of {', '.join(RETRY_ON)}, not {retry_on!r}")
+
+
+def _backoff(attempt: int) -> float:
+    "Seconds before running again after failure number `attempt`: 1, 2, 4 ... 60, each times 0.5 to 1 (runs that failed together do not retry together)."
+    return min(60.0, 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+def _mendable(exc, error: dict) -> str | None:
+    "What went wrong, when running again may mend it: 'dead_kernel', 'timeout'; None when a cell raised."
+    return "dead_kernel" if _infrastructure(exc) else "timeout" if error["ename"] == "CellTimeoutError" else None
 
 
 def _papermill(notebook: Path, output: Path, values: dict, kernel, timeout, kernels: list, log, env: dict):
@@ -474,12 +494,12 @@ def _papermill(notebook: Path, output: Path, values: dict, kernel, timeout, kern
     )
 
 # %% ../nbs/13_run.ipynb #00bdc2bd
-def _execute(notebook: Path, output: Path, source, values: dict, kernel, timeout, retries: int, kernels: list, log,
+def _execute(notebook: Path, output: Path, source, values: dict, kernel, timeout, retries: tuple, kernels: list, log,
              stopper, env: dict) -> tuple:
-    "Run the notebook: a kernel that never started is started again, infrastructure failures retried; (error, exited, interrupt)."
+    "Run the notebook: a kernel that never started is started again, `retries` (times, on, done) honoured; (error, exited, interrupt)."
     import nbformat
 
-    retried, restarts = 0, 0
+    (times, retry_on, retried), restarts = retries, 0
     while True:
         try:
             executed = _papermill(notebook, output, values, kernel, timeout, kernels, log, env)
@@ -499,8 +519,10 @@ def _execute(notebook: Path, output: Path, source, values: dict, kernel, timeout
             if _never_started(exc, executed) and restarts < 3:
                 restarts += 1
                 time.sleep(0.2 + random.random())
-            elif _infrastructure(exc) and retried < retries:
-                retried += 1
+            elif _mendable(exc, error) in retry_on and len(retried) < times:
+                retried.append(_mendable(exc, error).replace("_", " "))
+                if stopper.wait(_backoff(len(retried))):  # Ctrl-C while it waits: no new kernel
+                    return error, None, None
             else:
                 return error, None, None
         except KeyboardInterrupt as exc:  # Ctrl-C here, in the process that runs the kernel
@@ -530,7 +552,8 @@ def _keep(output: Path, source, exited, run_id: str, values: dict, status: str, 
 
 # %% ../nbs/13_run.ipynb #f0c2290a
 def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None, html=True, retries=0,
-                 max_output=1_000_000, store=None, pipeline=None, stop_file=None, threads=None) -> Run:
+                 max_output=1_000_000, store=None, pipeline=None, stop_file=None, threads=None,
+                 retry_on=("dead_kernel",)) -> Run:
     "Execute `notebook` with `params` under papermill; keep the executed notebook (and HTML) in `out_dir`; return a Run."
     from workbench.runs import RunStore
 
@@ -538,7 +561,7 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
     values = check_params(notebook, params)
     if kernel is None and not source.metadata.get("kernelspec", {}).get("name"):
         kernel = "python3"  # no kernelspec (VS Code saves notebooks so): this interpreter's own kernel
-    _check_limits(timeout, retries)
+    _check_limits(timeout, retries, retry_on)
     notebook = Path(notebook)
     run_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{notebook.stem}-{secrets.token_hex(3)}"
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / run_id
@@ -547,7 +570,7 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
     if output.resolve() == notebook.resolve():
         raise InputError(f"out_dir {out_dir} would overwrite the source notebook; choose another folder")
     store = store if isinstance(store, RunStore) else RunStore(store)
-    start, kernels = time.perf_counter(), []
+    start, kernels, retried = time.perf_counter(), [], []
     quiet = _quiet(output.with_name(f"{output.stem}.kernel.log"))
     with _exclusive(output):  # a refused run is never recorded
         store.start(run_id, str(notebook), values, file_sha256(notebook),
@@ -555,8 +578,8 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
         try:
             env = _run_env(run_id, store.path, threads)
             with store.beating(run_id), _Stopper(stop_file, kernels) as stopper, quiet as log:
-                error, exited, interrupt = _execute(notebook, output, source, values, kernel, timeout, retries, kernels, log,
-                                                    stopper, env)
+                error, exited, interrupt = _execute(notebook, output, source, values, kernel, timeout,
+                                                    (retries, tuple(retry_on), retried), kernels, log, stopper, env)
                 duration = time.perf_counter() - start
                 status = "interrupted" if error and (interrupt or stopper.fired) else "failed" if error else "ok"
                 if status == "interrupted":
@@ -572,4 +595,5 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
         raise interrupt
     return Run(id=run_id, notebook=str(notebook), status=status, params=values,
                metrics=executed.metadata["workbench"]["records"] if executed is not None else {}, duration=duration,
-               output=kept, html=str(html_path) if html_path else None, error=error, reason=note)
+               output=kept, html=str(html_path) if html_path else None, error=error,
+               reason="; ".join(filter(None, [note, retried and f"run again after: {', '.join(retried)}"])) or None)

@@ -217,7 +217,6 @@ def _labelled(parts: dict) -> dict:
     flat = {"the notebook's code": parts.get("notebook")}
     flat.update({f"parameter {k}": v for k, v in parts.get("params", {}).items()})
     flat.update({f"input {p}": d for files in parts.get("inputs", {}).values() for p, d in files.items()})
-    flat.update({f"input {p} (matches nothing)": None for p, files in parts.get("inputs", {}).items() if not files})
     flat.update({f"module {m}": d for m, d in parts.get("modules", {}).items()})
     flat.update({f"output {o} of {s}": d for s, outs in parts.get("upstream", {}).items() for o, d in outs.items()})
     flat.update({f"{name} version": v for name, v in parts.get("versions", {}).items()})

@@ -14,7 +14,6 @@ from pathlib import Path
 import yaml
 
 from .core import InputError, atomic_write, read_yaml
-from .run import RETRY_ON
 
 # %% auto #0
 __all__ = ['Stage', 'read_pipeline', 'lock_path', 'read_lock', 'write_lock', 'dag_text', 'dag_plot']
@@ -61,21 +60,17 @@ def _stage(name: str, body, folder: Path, where: str) -> Stage:
         raise InputError(f"{where}: unknown key {unknown}; a stage has {', '.join(_STAGE_KEYS)}")
     deps, inputs, packages, persist, retry_on = (_strings(where, k, body.get(k))
                                                  for k in ("depends_on", "inputs", "packages", "persist", "retry_on"))
-    outputs, values, retries = body.get("outputs") or {}, body.get("params") or {}, body.get("retries")
+    outputs, values = body.get("outputs") or {}, body.get("params") or {}
     if not isinstance(outputs, dict) or not all(isinstance(v, str) for v in outputs.values()):
         raise InputError(f"{where}: outputs must map names to paths, e.g. `outputs: {{checkpoint: cnn/last.ckpt}}`")
     if not isinstance(values, dict):
         raise InputError(f"{where}: params must map parameter names to values")
     if unknown := [p for p in persist if p not in outputs]:
         raise InputError(f"{where}: persist names {unknown[0]!r}, which is not one of its outputs ({', '.join(outputs) or 'none'})")
-    if retries is not None and (type(retries) is not int or retries < 0):
-        raise InputError(f"{where}: retries must be a whole number >= 0, not {retries!r}")
-    if unknown := sorted(set(retry_on) - set(RETRY_ON)):
-        raise InputError(f"{where}: retry_on {unknown} is not one of {', '.join(RETRY_ON)}")
     if not isinstance(track := body.get("track_imports", True), bool):
         raise InputError(f"{where}: track_imports must be true or false, not {track!r}")
     return Stage(str(name), folder / str(body["notebook"]), values, deps, outputs, [str(folder / i) for i in inputs],
-                 packages, persist, retries, retry_on or ["dead_kernel"], track)
+                 packages, persist, body.get("retries"), retry_on or ["dead_kernel"], track)  # retries: checked as runs' are
 
 # %% ../nbs/17_stages.ipynb #758bea91
 def read_pipeline(path) -> tuple[str, dict, list]:

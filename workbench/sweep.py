@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .core import InputError, patch, png_bytes
-from .pipeline import Pipeline, PipelineRun, Stage
+from .pipeline import Pipeline, PipelineRun
+from .stages import Stage
 from .run import params
 from .runs import RunComparison
 

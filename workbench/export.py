@@ -206,6 +206,15 @@ def _outputs_spec(answer: dict, sklearn: bool, classifier: bool) -> list:
     return [{"name": names[k], "shape": ["batch", *v.shape[1:]], "dtype": str(_savable(v).dtype)} for k, v in answer.items()]
 
 
+def _allows_nan(model) -> bool:
+    "Whether a scikit-learn model takes missing values (NaN) as input, by its tags (a pipeline: its first step's)."
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils import get_tags
+
+    first = model.steps[0][1] if isinstance(model, Pipeline) else model
+    return bool(get_tags(first).input_tags.allow_nan) if hasattr(first, "fit") else False
+
+
 def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics, atol, rtol, files, failures) -> dict:
     from sklearn.base import is_classifier
 
@@ -222,6 +231,8 @@ def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics
         "outputs": _outputs_spec(answer, sklearn, classifier),
         "classes": None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes],
         "task": "classification" if classifier else None,
+        "allow_nan": _allows_nan(model) if sklearn else False,
+        "features": [str(f) for f in model.feature_names_in_] if hasattr(model, "feature_names_in_") else None,
         "metrics": metrics,
         "tolerance": {"atol": atol, "rtol": rtol},
         "files": files,
@@ -358,8 +369,8 @@ def _verified(path) -> dict:
     return meta
 
 # %% ../nbs/12_export.ipynb #1d856c7b
-def load(path, backend: str | None = None, model=None, trusted=None) -> Predictor:
-    "Load a bundle for prediction after checking its files' hashes; never unpickles. Default backend: ONNX Runtime."
+def load(path, backend: str | None = None, model=None, trusted=None, threads: int | None = None) -> Predictor:
+    "Load a bundle for prediction after checking its files' hashes; never unpickles. Default backend: ONNX Runtime (`threads`: its threads per call)."
     path = Path(path)
     meta = _verified(path)
     files = {f["format"]: path / name for name, f in meta["files"].items()}
@@ -369,7 +380,7 @@ def load(path, backend: str | None = None, model=None, trusted=None) -> Predicto
     if backend not in files and not (backend == "torch" and "safetensors" in files):
         raise InputError(f"this bundle has no {backend!r} file; it has {sorted(files)}")
     if backend == "onnx":
-        run = _onnx_runner(files["onnx"], meta)
+        run = _onnx_runner(files["onnx"], meta, threads)
     elif backend == "pt2":
         import torch
 

@@ -235,10 +235,14 @@ def _write_skops(model, sample, folder: Path):
 _SK_WRITERS = {"onnx": _write_onnx_sklearn, "skops": _write_skops}
 
 # %% ../nbs/11_formats.ipynb #4a14fae4
-def _onnx_runner(file: Path, meta: dict):
+def _onnx_runner(file: Path, meta: dict, threads: int | None = None):
+    "Run the ONNX file; `threads` caps ONNX Runtime's threads per call (a server with several workers shares the cores)."
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
     if meta["kind"] == "sklearn":
         outputs = meta["outputs"]
         return _onnx_sklearn_runner(session, any(o["name"] == "probabilities" for o in outputs), len(outputs[0]["shape"]))

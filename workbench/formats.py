@@ -176,6 +176,10 @@ def _to_onnx(model, sample: np.ndarray):
 # %% ../nbs/11_formats.ipynb #66ab45b5
 def _sklearn_outputs(model, x) -> dict:
     "What a scikit-learn model answers: `predict`, and `predict_proba` where it has one."
+    if hasattr(model, "feature_names_in_") and isinstance(x, np.ndarray):  # fitted on a frame: rows as the frame it knows
+        import pandas as pd
+
+        x = pd.DataFrame(x, columns=model.feature_names_in_)
     out = {"predict": np.asarray(model.predict(x))}
     if hasattr(model, "predict_proba"):
         out["predict_proba"] = np.asarray(model.predict_proba(x))

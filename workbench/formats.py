@@ -240,12 +240,13 @@ _SK_WRITERS = {"onnx": _write_onnx_sklearn, "skops": _write_skops}
 
 # %% ../nbs/11_formats.ipynb #4a14fae4
 def _onnx_runner(file: Path, meta: dict, threads: int | None = None):
-    "Run the ONNX file; `threads` caps ONNX Runtime's threads per call (a server with several workers shares the cores)."
+    "Run the ONNX file; `threads` sets ONNX Runtime's threads per call, which then sleep rather than spin between calls (a server shares its cores)."
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # a spinning thread would take the event loop's core
     session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
     if meta["kind"] == "sklearn":
         outputs = meta["outputs"]

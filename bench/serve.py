@@ -1,0 +1,210 @@
+"""Serving: `workbench serve` against a plain FastAPI + uvicorn handler, measured with wrk in the same run.
+
+Three models built in code (no weight downloads): an MLP on 32 features, the small CNN on 1x28x28 images (conv 1->16
+and 16->32, 3x3, max-pool, global average pool, linear to 10 classes) and a ResNet-18-sized CNN on 3x64x64 images.
+Each is exported to a bundle and served three ways, one worker process each:
+
+- plain: the reference, a FastAPI app written below that parses the body, calls ONNX Runtime once per request and
+  returns the outputs as JSON (what a data scientist writes by hand);
+- workbench: `workbench serve BUNDLE` as it starts by default (batching up to 32 rows, access log on);
+- unbatched: `workbench serve BUNDLE --max-batch 1`.
+
+wrk (Debian's package) sends batch-1 requests, JSON bodies and .npy bodies, at 32 connections and at 1 connection,
+for a few seconds each. Printed: requests/s, p50, p99, and ratios to the plain handler in the same run. The small
+CNN's headline (JSON, 32 connections) runs three times, servers alternating, and the medians are compared.
+Targets: small CNN at 32 connections >= 2x the plain handler's requests/s with p99 no worse; at 1 connection p50
+within 1.1x of the plain handler's; ResNet-18 with batching >= 2x without. Then the cold start of the serverless
+handler (a new process: import + load), target < 1.5 s.
+Run: `make bench` or `.venv/bin/python bench/serve.py` (`--quick` for shorter runs).
+"""
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from export import resnet18  # noqa: E402  the ResNet-18-sized CNN of bench/export.py
+
+from workbench.deploy import deploy  # noqa: E402
+from workbench.export import export  # noqa: E402
+
+QUICK = "--quick" in sys.argv
+SECONDS = {32: 3 if QUICK else 6, 1: 2 if QUICK else 4}
+BIN = Path(sys.executable).parent
+
+PLAIN = '''
+import io, json, os
+import numpy as np
+import onnxruntime as ort
+from fastapi import FastAPI, Request
+
+session = ort.InferenceSession(os.environ["BUNDLE"] + "/model.onnx", providers=["CPUExecutionProvider"])
+name = session.get_inputs()[0].name
+app = FastAPI()
+
+@app.post("/predict")
+async def predict(request: Request):
+    body = await request.body()
+    if request.headers.get("content-type") == "application/x-npy":
+        x = np.load(io.BytesIO(body), allow_pickle=False)
+    else:
+        x = np.asarray(json.loads(body)["inputs"], dtype=np.float32)
+    return {"predictions": session.run(None, {name: x})[0].tolist()}
+'''
+
+MODELS = {
+    "mlp": (lambda: nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 2)), (32,)),
+    "small cnn 28x28": (lambda: nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                                              nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)), (1, 28, 28)),
+    "resnet-18 size": (resnet18, (3, 64, 64)),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(kind: str, bundle: Path, tmp: Path) -> tuple:
+    "Start one server; (process, url) once it answers."
+    port = free_port()
+    if kind == "plain":
+        (tmp / "plain_app.py").write_text(PLAIN)
+        command = [BIN / "uvicorn", "plain_app:app", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+        env = {**os.environ, "BUNDLE": str(bundle), "PYTHONPATH": str(tmp)}
+    else:
+        command = [BIN / "workbench", "serve", bundle, "--port", str(port), *(["--max-batch", "1"] if kind == "unbatched" else [])]
+        env = dict(os.environ)
+    process = subprocess.Popen(list(map(str, command)), env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            request = urllib.request.Request(url + "/predict", data=(tmp / "body.json").read_bytes(), headers={"content-type": "application/json"})
+            urllib.request.urlopen(request, timeout=2)
+            return process, url
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    sys.exit(f"{kind} server did not start")
+
+
+def wrk(url: str, body: Path, content_type: str, connections: int) -> dict:
+    script = body.with_suffix(".lua")
+    script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "{content_type}"\n'
+                      f'local f = io.open("{body}", "rb"); wrk.body = f:read("*a"); f:close()\n')
+    out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{SECONDS[connections]}s", "--latency",
+                          "-s", str(script), url + "/predict"], capture_output=True, text=True).stdout
+
+    def ms(label):
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out).groups()
+        return float(value) * {"us": 1e-3, "ms": 1, "s": 1e3}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": ms("50%"), "p99": ms("99%"),
+            "errors": int(errors.group(1)) if errors else 0}
+
+
+def measure(kind, bundle, tmp, bodies, connections) -> dict:
+    process, url = start(kind, bundle, tmp)
+    try:
+        return {(fmt, c): wrk(url, path, ctype, c) for fmt, (path, ctype) in bodies.items() for c in connections}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+
+def line(label, r, ref=None) -> str:
+    text = f"    {label:<11} {r['rps']:9,.0f} req/s  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms"
+    if r["errors"]:
+        text += f"  ({r['errors']} non-2xx)"
+    if ref:
+        text += f"  | req/s {r['rps'] / ref['rps']:.2f}x  p50 {r['p50'] / ref['p50']:.2f}x  p99 {r['p99'] / ref['p99']:.2f}x of plain"
+    return text
+
+
+def serve_models(tmp: Path) -> dict:
+    torch.manual_seed(0)
+    results = {}
+    for name, (make, shape) in MODELS.items():
+        bundle = export(make().eval(), torch.randn(4, *shape), tmp / name.replace(" ", "-"), formats=["onnx"])
+        x = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
+        (tmp / "body.json").write_text(json.dumps({"inputs": x.round(4).tolist()}))
+        buffer = io.BytesIO()
+        np.save(buffer, x)
+        (tmp / "body.npy").write_bytes(buffer.getvalue())
+        bodies = {"json": (tmp / "body.json", "application/json"), "npy": (tmp / "body.npy", "application/x-npy")}
+        print(f"{name}: input {list(shape)}, JSON body {(tmp / 'body.json').stat().st_size:,} bytes", flush=True)
+        runs = {kind: measure(kind, bundle.path, tmp, bodies, (32, 1)) for kind in ("plain", "workbench", "unbatched")}
+        for fmt in bodies:
+            for c in (32, 1):
+                print(f"  {fmt}, {c} connection{'s' * (c > 1)}:")
+                for kind in runs:
+                    print(line(kind, runs[kind][fmt, c], None if kind == "plain" else runs["plain"][fmt, c]))
+        results[name] = (bundle.path, runs)
+    return results
+
+
+def headline(bundle: Path, tmp: Path) -> dict:
+    "The small CNN, JSON, 32 connections: plain and workbench alternately, three rounds; the medians."
+    x = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
+    (tmp / "body.json").write_text(json.dumps({"inputs": x.round(4).tolist()}))
+    bodies = {"json": (tmp / "body.json", "application/json")}
+    rounds = {"plain": [], "workbench": []}
+    for _ in range(3):
+        for kind in rounds:
+            rounds[kind].append(measure(kind, bundle, tmp, bodies, (32,))["json", 32])
+    return {kind: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99", "errors")} for kind, runs in rounds.items()}
+
+
+def cold_start(bundle: Path, tmp: Path) -> float:
+    "Seconds for a new process to import the serverless handler (which loads the bundle); the median of five."
+    out = tmp / "function"
+    deploy([bundle], target="lambda", out=out)
+    code = "import time; start = time.perf_counter(); import handler; print(time.perf_counter() - start)"
+    env = {**os.environ, "PYTHONPATH": str(out)}
+    return statistics.median(float(subprocess.run([sys.executable, "-c", code], cwd=out, env=env, capture_output=True, text=True,
+                                                  check=True).stdout) for _ in range(5))
+
+
+def main():
+    if not shutil.which("wrk"):
+        sys.exit("bench/serve.py needs wrk: apt-get install wrk (make bench installs it)")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    try:
+        results = serve_models(tmp)
+        cnn, runs = results["small cnn 28x28"]
+        best = headline(cnn, tmp)
+        resnet = results["resnet-18 size"][1]
+        print("\nTargets (same run, same machine):")
+        print(line("plain", best["plain"]))
+        print(line("workbench", best["workbench"], best["plain"]))
+        ratio, p99 = best["workbench"]["rps"] / best["plain"]["rps"], best["workbench"]["p99"] / best["plain"]["p99"]
+        print(f"  small CNN, 32 connections, median of 3: {ratio:.2f}x the plain handler's req/s (target >= 2x), p99 {p99:.2f}x (target <= 1x)")
+        for name, (_, r) in results.items():
+            one = r["workbench"]["json", 1]["p50"] / r["plain"]["json", 1]["p50"]
+            print(f"  {name}, 1 connection: p50 {one:.2f}x the plain handler's (target <= 1.1x)")
+        gain = resnet["workbench"]["json", 32]["rps"] / resnet["unbatched"]["json", 32]["rps"]
+        gain_npy = resnet["workbench"]["npy", 32]["rps"] / resnet["unbatched"]["npy", 32]["rps"]
+        print(f"  resnet-18 size, 32 connections: batching {gain:.2f}x (JSON), {gain_npy:.2f}x (npy) the req/s without (target >= 2x)")
+        print(f"  serverless handler cold start (import + load, small CNN): {cold_start(cnn, tmp):.2f} s (target < 1.5 s)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

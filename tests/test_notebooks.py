@@ -56,10 +56,12 @@ def test_demo_pipeline():
     if not result.ok:
         pytest.fail(result.failed[0].describe_error(), pytrace=False)
     runs = result.runs
-    assert set(runs) == {"explore", "cnn", "baseline", "export", "evaluate"}
+    assert set(runs) == {"explore", "cnn", "baseline", "export", "evaluate", "serve"}
     assert runs["explore"].metrics["rows"] == 1797 and runs["explore"].metrics["classes"] == 10
     assert runs["evaluate"].metrics["reloaded_accuracy"] == runs["cnn"].metrics["accuracy"]
     assert runs["evaluate"].metrics["baseline_reloaded_accuracy"] == runs["baseline"].metrics["accuracy"]
+    assert runs["serve"].metrics["served_accuracy"] == runs["cnn"].metrics["accuracy"]  # over HTTP, from the bundle
+    assert runs["serve"].metrics["baseline_served_accuracy"] == runs["baseline"].metrics["accuracy"]
     assert (out / "cnn-bundle" / "metadata.json").exists() and (out / "baseline-bundle" / "model.skops").exists()
     assert all(Path(r.html).exists() for r in runs.values())
     page = Path(runs["explore"].html).read_text()  # the executed explore stage shows the static report
@@ -67,6 +69,6 @@ def test_demo_pipeline():
 
     recorded = len(runs_table())
     again = DEMO.run({"smoke": True}, out_dir=out, workers=2, verbose=False, lock=False)
-    assert [r.status for r in again.runs.values()] == ["cached"] * 5, again
+    assert [r.status for r in again.runs.values()] == ["cached"] * 6, again
     assert len(runs_table()) == recorded  # no notebook ran again
     assert again.runs["evaluate"].metrics == runs["evaluate"].metrics

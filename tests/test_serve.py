@@ -186,6 +186,7 @@ def test_every_model_answers_as_its_bundle(server, models, name):
 
     status, _, meta = call(url, f"/v2/models/{name}")
     assert status == 200 and meta["inputs"][0]["shape"] == [-1, *X_new.shape[1:]] and meta["platform"] == "onnxruntime_onnx"
+    assert [(o["name"], o["datatype"]) for o in meta["outputs"]] == [(o["name"], o["datatype"]) for o in v2["outputs"]]  # as described
 
 
 @pytest.mark.parametrize("path, body, content_type, status, message", [

@@ -202,7 +202,7 @@ def _savable(a: np.ndarray) -> np.ndarray:
 # %% ../nbs/12_export.ipynb #55441d92
 def _outputs_spec(answer: dict, sklearn: bool, classifier: bool) -> list:
     "The bundle's output signature, from what the reference model answered on the sample."
-    names = {"predict": "label" if classifier else ("value" if sklearn else "output"), "predict_proba": "probabilities"}
+    names = {"predict": ("label" if classifier else "value") if sklearn else "output", "predict_proba": "probabilities"}  # a torch model's are its outputs (logits)
     return [{"name": names[k], "shape": ["batch", *v.shape[1:]], "dtype": str(_savable(v).dtype)} for k, v in answer.items()]
 
 

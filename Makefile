@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 README_DIR ?= .
 
-.PHONY: venv browser test demo lab bench readme _readme sync clean
+.PHONY: venv browser wrk test demo lab bench readme _readme sync clean
 
 # torch first, pinned: the CPU wheel lies on local disk here, while an unpinned torch would pull a multi-GB CUDA
 # build. The package itself asks only for torch>=2.2, so a GPU user's own build is kept.
@@ -45,7 +45,17 @@ demo: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=nbs
 
-bench: $(STAMP)
+# bench/serve.py loads servers with wrk (Debian's package): Python load clients saturate before the server does.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null 2>&1 || { echo "make bench: bench/serve.py needs wrk; install it with your system's packages"; exit 1; }; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "make bench: installing Debian's wrk (once)"; \
+	  $$SUDO apt-get install -y -q wrk >/dev/null 2>&1 || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q wrk >/dev/null; } || \
+	    { echo "make bench: installing wrk failed; install it by hand"; exit 1; }; \
+	}
+
+bench: $(STAMP) wrk
 	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 # README.md is nbs/index.ipynb rendered to markdown (nbdev_readme needs quarto, which cannot be installed here);

@@ -129,7 +129,7 @@ def _deploy(args) -> int:
 # %% ../nbs/26_cli.ipynb #c37964e9
 def _parser() -> argparse.ArgumentParser:
     "The command line: each command, its arguments and their help."
-    p = argparse.ArgumentParser(prog="workbench", description="Run notebooks as parameterized, recorded steps.")
+    p = argparse.ArgumentParser(prog="workbench", description="Run notebooks as parameterized, recorded steps and pipelines; serve and deploy exported bundles.")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = _command(sub, "run", "run a pipeline (.yaml), or notebooks in order, with parameters")

@@ -466,3 +466,33 @@ def test_serve_from_python_returns_a_handle(models):
         status, _, answer = call(server.url, "/predict", {"inputs": models["cnn"][1][:2].tolist()})
         assert status == 200 and len(answer["predictions"]) == 2 and "running" in repr(server)
     assert server.process.returncode == 0 and "stopped (0)" in repr(server)
+
+
+def test_the_readme_curl_examples_work_as_printed(tmp_path):
+    "The README's curl lines, against bundles of the demo's names and shapes (a CNN on 8x8 digits, a baseline on 64 pixels)."
+    import re
+    import shutil
+
+    from sklearn.linear_model import LogisticRegression
+
+    images, labels = _digits()
+    export(_cnn(), torch.from_numpy(images[:8]), tmp_path / "cnn-bundle", name="digits-cnn", classes=list(range(10)), formats=["onnx"])
+    pixels = images.reshape(len(images), -1).astype(np.float64)
+    export(LogisticRegression(max_iter=500).fit(pixels, labels), pixels[:16], tmp_path / "baseline-bundle", name="digits-baseline")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    command = re.search(r"^workbench serve (runs/demo/\S+) (runs/demo/\S+)", readme, re.M)
+    assert command, "the README's serve command"
+    process, url, _ = _start([tmp_path / Path(command.group(1)).name, tmp_path / Path(command.group(2)).name], "--no-access-log")
+    try:
+        block = readme.split("From another terminal:", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+        lines = block.replace("\\\n", " ").replace("localhost:8080", url.removeprefix("http://")).splitlines()
+        assert len(lines) == 5 and shutil.which("curl")
+        for line in lines:
+            out = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=30)
+            assert out.returncode == 0 and out.stdout, (line, out.stderr)
+            if "/metrics" not in line:
+                answer = json.loads(out.stdout)
+                assert "error" not in answer, answer
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)

@@ -186,3 +186,33 @@ def test_executed_demo_notebook_shows_report_without_running(lab, browser):
     finally:
         shot(page, "executed-explore")
         page.close()
+
+
+def test_evaluate_widget_switches_groups(lab, browser):
+    page = open_and_run(lab, browser, "evaluate.ipynb",
+                        "import numpy as np, pandas as pd\nfrom sklearn.datasets import load_breast_cancer\n"
+                        "from sklearn.linear_model import LogisticRegression\nfrom workbench.evaluate import evaluate\n"
+                        "X, y = load_breast_cancer(return_X_y=True, as_frame=True)\n"
+                        "groups = pd.DataFrame({'size': np.where(X['mean radius'] > 14, 'large', 'small'),\n"
+                        "                       'texture': np.where(X['mean texture'] > 19, 'rough', 'smooth')})\n"
+                        "evaluate(LogisticRegression(max_iter=5000).fit(X, y), X, y, groups=groups, resamples=100)")
+    try:
+        tabs = page.locator(".jupyter-widgets .lm-TabBar-tab")
+        tabs.first.wait_for(timeout=60_000)
+        titles = [t.strip() for t in tabs.all_inner_texts()]
+        assert titles[:5] == ["Summary", "Plots", "Per class", "Groups", "Worst"], titles
+        assert "accuracy" in page.locator(".jupyter-widgets .wb-report").first.inner_text()
+        tabs.nth(3).click()
+        groups = page.locator(".jupyter-widgets .wb-report", has_text="within the rules").or_(
+            page.locator(".jupyter-widgets .wb-report", has_text="unequal across groups")).first
+        groups.wait_for(timeout=30_000)
+        assert "rough" in groups.inner_text() and "large" in groups.inner_text()  # both columns: their intersection
+        from playwright.sync_api import expect
+
+        page.locator(".jupyter-widgets select").first.select_option("size")
+        expect(page.locator(".jupyter-widgets .wb-report", has_text="rough")).to_have_count(0, timeout=30_000)  # redrawn
+        redrawn = page.locator(".jupyter-widgets .wb-report", has_text="accuracy_difference").first.inner_text()
+        assert "large" in redrawn and "small" in redrawn
+    finally:
+        shot(page, "evaluate-groups")
+        page.close()

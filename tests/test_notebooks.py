@@ -60,6 +60,9 @@ def test_demo_pipeline():
     assert runs["explore"].metrics["rows"] == 1797 and runs["explore"].metrics["classes"] == 10
     assert runs["evaluate"].metrics["reloaded_accuracy"] == runs["cnn"].metrics["accuracy"]
     assert runs["evaluate"].metrics["baseline_reloaded_accuracy"] == runs["baseline"].metrics["accuracy"]
+    assert abs(runs["evaluate"].metrics["cnn_accuracy"] - runs["cnn"].metrics["accuracy"]) < 1e-4  # evaluate() on the bundle
+    assert runs["evaluate"].metrics["cnn_accuracy_low"] < runs["evaluate"].metrics["cnn_accuracy"] < runs["evaluate"].metrics["cnn_accuracy_high"]
+    assert "cnn_accuracy_difference" in runs["evaluate"].metrics and isinstance(runs["evaluate"].metrics["cnn_fair"], bool)
     assert runs["serve"].metrics["served_accuracy"] == runs["cnn"].metrics["accuracy"]  # over HTTP, from the bundle
     assert runs["serve"].metrics["baseline_served_accuracy"] == runs["baseline"].metrics["accuracy"]
     assert (out / "cnn-bundle" / "metadata.json").exists() and (out / "baseline-bundle" / "model.skops").exists()

@@ -5,6 +5,9 @@ A million rows of a 10-class problem (probabilities from noisy logits), with two
 Measured: `evaluate(y=..., y_pred=..., y_proba=..., groups=...)` (every metric, 1,000 bootstrap resamples, the group
 report), then its plots and its static HTML report. Both sides run once untimed first, so imports are not counted.
 Each is timed three times; the medians are compared. Target: <= 3x.
+
+Then `monitor(reference, current)` on a 1,000,000-row reference and a 100,000-row current frame of 20 columns (15
+numeric, 5 categorical; 3 of them shifted), against `explore.compare` on the same frames. Target: <= 2x.
 Run: `make bench` or `.venv/bin/python bench/evaluate.py`.
 """
 import statistics
@@ -15,6 +18,8 @@ import pandas as pd
 from sklearn.metrics import classification_report, roc_auc_score
 
 from workbench.evaluate import evaluate
+from workbench.explore import compare
+from workbench.monitor import monitor
 
 
 def data(n: int, classes: int = 10, seed: int = 0):
@@ -62,5 +67,26 @@ def main():
           f"accuracy difference between groups {result.groups.gaps['accuracy_difference']:.4f}")
 
 
+def frames(seed: int = 0):
+    rng = np.random.default_rng(seed)
+
+    def frame(n, shift):
+        numeric = {f"n{j}": rng.normal(shift if j < 3 else 0, 1, n) for j in range(15)}
+        return pd.DataFrame(numeric | {f"c{j}": rng.choice(list("abcdef"), n) for j in range(5)})
+
+    return frame(1_000_000, 0.0), frame(100_000, 0.6)
+
+
+def drift():
+    reference, current = frames()
+    monitor(reference.head(1000), current.head(1000))  # imports and first-call set-up
+    ref = statistics.median(timed(compare, reference, current) for _ in range(3))
+    mine = statistics.median(timed(monitor, reference, current) for _ in range(3))
+    print("1,000,000 reference x 100,000 current rows, 20 columns; medians of 3")
+    print(f"  explore.compare: {ref:6.2f} s")
+    print(f"  monitor:         {mine:6.2f} s   ratio {mine / ref:.2f}x (target <= 2x); {monitor(reference, current).verdict}")
+
+
 if __name__ == "__main__":
     main()
+    drift()

@@ -63,6 +63,7 @@ def test_demo_pipeline():
     assert abs(runs["evaluate"].metrics["cnn_accuracy"] - runs["cnn"].metrics["accuracy"]) < 1e-4  # evaluate() on the bundle
     assert runs["evaluate"].metrics["cnn_accuracy_low"] < runs["evaluate"].metrics["cnn_accuracy"] < runs["evaluate"].metrics["cnn_accuracy_high"]
     assert "cnn_accuracy_difference" in runs["evaluate"].metrics and isinstance(runs["evaluate"].metrics["cnn_fair"], bool)
+    assert runs["evaluate"].metrics["test_drift"] is False and runs["evaluate"].metrics["faded_drift"] is True  # monitor()
     assert runs["serve"].metrics["served_accuracy"] == runs["cnn"].metrics["accuracy"]  # over HTTP, from the bundle
     assert runs["serve"].metrics["baseline_served_accuracy"] == runs["baseline"].metrics["accuracy"]
     assert (out / "cnn-bundle" / "metadata.json").exists() and (out / "baseline-bundle" / "model.skops").exists()

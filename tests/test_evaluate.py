@@ -191,3 +191,15 @@ def test_recorded_values_reach_the_run_and_a_pipeline_can_read_them(tmp_path):
     assert run.status == "ok", run.error
     assert {"accuracy", "accuracy_low", "accuracy_high", "demographic_parity_difference", "fair"} <= set(run.metrics)
     assert 0.85 < run.metrics["accuracy"] < 0.95 and isinstance(run.metrics["fair"], bool)
+
+
+def test_a_trainer_is_evaluated_through_its_model():
+    from workbench.train import Trainer, synth_classification, synth_mlp
+
+    train_dl, valid_dl = synth_classification(n=1024, seed=0)
+    trainer = Trainer(synth_mlp(seed=0), train_dl, valid_dl, metrics=["accuracy"], seed=0, progress=False)
+    trainer.fit(2)
+    X, y = valid_dl.dataset.tensors
+    result = evaluate(trainer, X, y)
+    assert result.task == "classification" and result.name == "Trainer"
+    assert abs(result.metrics["accuracy"] - trainer.last_metrics()["accuracy"]) < 1e-6  # the Trainer's own validation accuracy

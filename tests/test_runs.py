@@ -205,3 +205,57 @@ def test_odd_notebooks(tmp_path):
     (tmp_path / "zero.ipynb").write_bytes(b"")
     with pytest.raises(InputError, match="is an empty file, not a notebook"):
         run_notebook(tmp_path / "zero.ipynb", out_dir=tmp_path / "o5")
+
+
+def test_a_trainer_inside_a_run_records_each_epoch(tmp_path):
+    nb = write_notebook(tmp_path / "fit.ipynb",
+                        "from workbench.train import Trainer, synth_classification, synth_mlp\n"
+                        "Trainer(synth_mlp(), *synth_classification(n=256), metrics=['accuracy'], progress=False, seed=0).fit(3)")
+    run = run_notebook(nb, out_dir=tmp_path / "out", html=False)
+    assert run.ok, run.describe_error()
+    store = RunStore()
+    history = store.history(run.id, "valid_loss")
+    assert history["step"].tolist() == [1, 2, 3, 3]  # one value per epoch, and the final value once more at the end
+    assert store.records(run.id)["valid_loss"] == history["value"].iloc[-1] == run.metrics["valid_loss"]
+
+
+def _old_store(path: Path):
+    "A store as the first workbench wrote it: no host, no steps, no latest values."
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, notebook TEXT NOT NULL, status TEXT NOT NULL, started REAL, "
+                   "finished REAL, duration REAL, params TEXT, error TEXT, output TEXT, html TEXT, notebook_hash TEXT, "
+                   "git_commit TEXT, pipeline TEXT)")
+        db.execute("CREATE TABLE records (run_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT, kind TEXT NOT NULL, at REAL NOT NULL)")
+        db.executemany("INSERT INTO runs (id, notebook, status, started, params) VALUES (?, 'a.ipynb', 'ok', ?, '{}')",
+                       [(f"r{i}", float(i)) for i in range(50)])
+        db.executemany("INSERT INTO records VALUES (?, 'loss', ?, 'metric', ?)", [(f"r{i % 50}", str(i), float(i)) for i in range(500)])
+
+
+def test_a_migration_killed_halfway_leaves_the_store_usable(tmp_path):
+    "SIGKILL inside the step that adds metric histories: the step is rolled back whole and done at the next opening."
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    _old_store(tmp_path / "runs.db")
+    code = textwrap.dedent(f"""
+        import os, signal
+        from workbench import runs
+        real = runs._add_history
+        def dying(db):
+            real(db)  # the column added and the latest values copied, not yet committed
+            os.kill(os.getpid(), signal.SIGKILL)
+        runs._MIGRATIONS = (runs._add_columns, dying)
+        runs.RunStore({str(tmp_path / "runs.db")!r})
+    """)
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -signal.SIGKILL
+    store = RunStore(tmp_path / "runs.db")  # opens, and finishes the migration
+    table = store.runs()
+    assert len(table) == 50 and table.set_index("id").loc["r7", "value.loss"] == 457  # the last of r7's ten values
+    assert store.history("r7", "loss")["value"].tolist() == list(range(7, 500, 50))
+    store.record("r7", "loss", 1.0, step=9)
+    assert store.records("r7") == {"loss": 1.0}

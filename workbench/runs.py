@@ -18,14 +18,15 @@ from pathlib import Path
 from .core import InputError, environment, patch, png_bytes
 
 # %% auto #0
-__all__ = ['DEFAULT_STORE', 'BUSY_SECONDS', 'HEARTBEAT_SECONDS', 'STALE_SECONDS', 'RECORD_MIME', 'RunStore', 'current_run',
-           'record', 'recorded', 'runs', 'RunComparison', 'compare_runs']
+__all__ = ['DEFAULT_STORE', 'BUSY_SECONDS', 'HEARTBEAT_SECONDS', 'STALE_SECONDS', 'SCHEMA_VERSION', 'RECORD_MIME', 'RunStore',
+           'current_run', 'record', 'recorded', 'runs', 'RunComparison', 'compare_runs']
 
 # %% ../nbs/04_runs.ipynb #54610a60
 DEFAULT_STORE = "runs/runs.db"
 BUSY_SECONDS = 60  # how long a writer waits for another before giving up
 HEARTBEAT_SECONDS = 30  # how often a running run says it is alive
 STALE_SECONDS = 300  # a run not heard of for this long is taken for dead (its machine stopped, say)
+SCHEMA_VERSION = 2  # PRAGMA user_version of a store brought up to date: see _MIGRATIONS
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -34,9 +35,23 @@ CREATE TABLE IF NOT EXISTS runs (
     host TEXT, pid INTEGER, heartbeat REAL
 );
 CREATE TABLE IF NOT EXISTS records (
-    run_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT, kind TEXT NOT NULL, at REAL NOT NULL
+    run_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT, kind TEXT NOT NULL, at REAL NOT NULL, step INTEGER
 );
 CREATE INDEX IF NOT EXISTS records_run ON records (run_id);
+CREATE TABLE IF NOT EXISTS latest (
+    run_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT, kind TEXT NOT NULL, PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT NOT NULL, version INTEGER NOT NULL, path TEXT NOT NULL, digest TEXT NOT NULL, run_id TEXT,
+    created REAL NOT NULL, source TEXT, metrics TEXT, tags TEXT, PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL, at REAL NOT NULL, PRIMARY KEY (name, alias)
+);
+CREATE TABLE IF NOT EXISTS alias_history (
+    name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL, previous INTEGER, at REAL NOT NULL, host TEXT, pid INTEGER
+);
 """
 
 
@@ -61,8 +76,7 @@ def _create(path: Path):
             with closing(sqlite3.connect(path, timeout=BUSY_SECONDS)) as db:
                 if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
-                _add_columns(db)
+                _migrate(db)
             return
         except sqlite3.OperationalError as e:
             if not ("locked" in str(e) or "busy" in str(e)) or time.monotonic() > deadline:
@@ -71,15 +85,37 @@ def _create(path: Path):
 
 # %% ../nbs/04_runs.ipynb #e8c361fe
 def _add_columns(db):
-    "Add the columns a store made by an older workbench lacks (who runs each run, and when it last said so)."
+    "Step 1: who runs each run, and when it last said so."
     have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
     for column, kind in (("host", "TEXT"), ("pid", "INTEGER"), ("heartbeat", "REAL")):
         if column not in have:
-            try:
-                db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
-            except sqlite3.OperationalError as e:
-                if "duplicate column" not in str(e):  # another process added it first: fine
-                    raise
+            db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+
+
+def _add_history(db):
+    "Step 2: each recorded value's step, and the latest value of each name kept apart for listings."
+    if "step" not in {row[1] for row in db.execute("PRAGMA table_info(records)")}:
+        db.execute("ALTER TABLE records ADD COLUMN step INTEGER")
+    db.execute("INSERT OR REPLACE INTO latest (run_id, name, value, kind) SELECT run_id, name, value, kind FROM records ORDER BY rowid")
+
+
+_MIGRATIONS = (_add_columns, _add_history)
+
+
+def _migrate(db):
+    "Create what is missing, then bring the store to SCHEMA_VERSION, one step per transaction."
+    db.executescript(_SCHEMA)
+    db.isolation_level = None  # transactions by hand: BEGIN IMMEDIATE ... COMMIT
+    for version, step in enumerate(_MIGRATIONS, start=1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] < version:
+                step(db)
+                db.execute(f"PRAGMA user_version = {version}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
 # %% ../nbs/04_runs.ipynb #59426bb8
 class RunStore:
@@ -130,18 +166,37 @@ def finish(self: RunStore, run_id: str, status: str, duration: float, error: dic
 
 
 @patch
-def record(self: RunStore, run_id: str, name: str, value, kind: str = "metric"):
-    "Store a recorded value (a metric, or an artifact's path) of a run."
-    self._write("INSERT INTO records (run_id, name, value, kind, at) VALUES (?, ?, ?, ?, ?)",
-                (run_id, name, json.dumps(value), kind, time.time()))
+def record(self: RunStore, run_id: str, name: str, value, kind: str = "metric", step: int | None = None):
+    "Store a recorded value (a metric, or an artifact's path) of a run, at `step` of a series when given."
+    text = json.dumps(value)
+    try:
+        with closing(self._connect()) as db, db:  # one transaction: the history and the latest value agree
+            db.execute("INSERT INTO records (run_id, name, value, kind, at, step) VALUES (?, ?, ?, ?, ?, ?)",
+                       (run_id, name, text, kind, time.time(), step))
+            db.execute("INSERT OR REPLACE INTO latest (run_id, name, value, kind) VALUES (?, ?, ?, ?)", (run_id, name, text, kind))
+    except sqlite3.Error as e:
+        raise _store_error(self.path, e) from e
 
 
 @patch
 def records(self: RunStore, run_id: str) -> dict:
     "The values a run recorded; the last of a name wins."
     with closing(self._connect()) as db:
-        rows = db.execute("SELECT name, value FROM records WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
+        rows = db.execute("SELECT name, value FROM latest WHERE run_id=?", (run_id,)).fetchall()
     return {name: json.loads(value) for name, value in rows}
+
+
+@patch
+def history(self: RunStore, run_id: str, name: str):
+    "Every value `name` took in a run, in order: a frame of step (the order when none was given), value and time."
+    import pandas as pd
+
+    with closing(self._connect()) as db:
+        rows = db.execute("SELECT step, value, at FROM records WHERE run_id=? AND name=? ORDER BY rowid", (run_id, name)).fetchall()
+    frame = pd.DataFrame([(s, json.loads(v), a) for s, v, a in rows], columns=["step", "value", "at"])
+    frame["step"] = frame["step"].where(frame["step"].notna(), pd.Series(range(len(frame)))).astype(int)
+    frame["at"] = pd.to_datetime(frame["at"], unit="s")
+    return frame
 
 # %% ../nbs/04_runs.ipynb #3007708f
 @patch
@@ -209,7 +264,9 @@ def runs(self: RunStore, last: int | None = None, ids=None):
     with closing(self._connect()) as db:
         db.row_factory = sqlite3.Row
         rows = [dict(r) for r in db.execute(query, args)]
-        recs = db.execute("SELECT run_id, name, value FROM records ORDER BY rowid").fetchall()
+        shown = [r["id"] for r in rows]
+        recs = [rec for i in range(0, len(shown), 900) for rec in db.execute(  # only the runs shown, 900 ids a query
+            f"SELECT run_id, name, value FROM latest WHERE run_id IN ({','.join('?' * len(shown[i:i + 900]))})", shown[i:i + 900])]
     values = {}
     for run_id, name, value in recs:
         values.setdefault(run_id, {})[name] = json.loads(value)
@@ -248,15 +305,17 @@ def current_run() -> str | None:
     return os.environ.get("WORKBENCH_RUN_ID") or None
 
 # %% ../nbs/04_runs.ipynb #cd413680
-def record(name: str, value):
-    "Record `value` under `name` in the current notebook (and run store, inside a run); return `value`."
+def record(name: str, value, step: int | None = None):
+    "Record `value` under `name` (at `step` of a series) in the run store inside a run, and in the notebook; return `value`."
     if not isinstance(name, str) or not name.isidentifier():
         raise InputError(f"record name must be an identifier such as 'accuracy', not {name!r}")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        raise InputError(f"step is a whole number (an epoch, a batch), not {step!r}")
     data = _jsonable(name, value)
     kind = "artifact" if isinstance(value, Path) else "metric"
     if current_run():
-        RunStore(os.environ.get("WORKBENCH_RUNS_DB")).record(current_run(), name, data, kind)
-    if environment() != "terminal":
+        RunStore(os.environ.get("WORKBENCH_RUNS_DB")).record(current_run(), name, data, kind, step)
+    if environment() != "terminal" and step is None:  # a series goes to the store only: a line per epoch is noise
         from IPython.display import display
 
         payload = {"name": name, "value": data, "kind": kind}

@@ -95,15 +95,21 @@ def synth_mlp(features: int = 8, classes: int = 3, hidden: int = 32, dropout: fl
 
 # %% ../nbs/09_train.ipynb #7153279a
 class _RecordRun(Callback):
-    "At the end of a fit inside a recorded run, record the final values (train_loss, valid_loss, metrics)."
+    "Inside a recorded run: each epoch's values as a series (step = epochs done), and the final values at the end."
     order = 100
 
-    def after_fit(self, t: Trainer):
+    def _record(self, t: Trainer, step=None):
         from workbench.runs import current_run, record
 
         if current_run() and is_main_process():
             for name, value in t.last_metrics().items():
-                record(name, round(float(value), 6))
+                record(name, round(float(value), 6), step=step)
+
+    def after_epoch(self, t: Trainer):
+        self._record(t, step=t.epoch)
+
+    def after_fit(self, t: Trainer):
+        self._record(t)
 
 # %% ../nbs/09_train.ipynb #28da49d2
 _PRECISIONS = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

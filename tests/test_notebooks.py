@@ -65,6 +65,12 @@ def test_demo_pipeline():
     assert "cnn_accuracy_difference" in runs["evaluate"].metrics and isinstance(runs["evaluate"].metrics["cnn_fair"], bool)
     assert runs["evaluate"].metrics["test_drift"] is False and runs["evaluate"].metrics["faded_drift"] is True  # monitor()
     assert runs["serve"].metrics["served_accuracy"] == runs["cnn"].metrics["accuracy"]  # over HTTP, from the bundle
+    from workbench.registry import lineage, models
+
+    registered = models()  # the export stage registered both bundles, with the run that made them
+    assert set(registered["name"]) == {"digits-cnn", "digits-baseline"} and set(registered["run_id"]) == {runs["export"].id}
+    steps = lineage("digits-cnn", runs["export"].metrics["cnn_version"]).steps
+    assert [s["stage"] for s in steps[:3]] == ["export", "cnn", "explore"] and len(steps[2]["data"]["data_fingerprint"]) == 64
     assert runs["serve"].metrics["baseline_served_accuracy"] == runs["baseline"].metrics["accuracy"]
     assert (out / "cnn-bundle" / "metadata.json").exists() and (out / "baseline-bundle" / "model.skops").exists()
     assert all(Path(r.html).exists() for r in runs.values())

@@ -17,7 +17,7 @@ import pandas as pd
 from .core import InputError
 
 # %% auto #0
-__all__ = ['TABLE_SUFFIXES', 'IMAGE_SUFFIXES', 'Data', 'synth_frame', 'read_table', 'read_image_folder', 'as_data']
+__all__ = ['TABLE_SUFFIXES', 'IMAGE_SUFFIXES', 'Data', 'synth_frame', 'read_table', 'read_image_folder', 'as_data', 'fingerprint']
 
 # %% ../nbs/01_data.ipynb #811eefa5
 @dataclass
@@ -280,3 +280,21 @@ def as_data(data, y=None, target: str | None = None, per_class: int = 8) -> Data
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise InputError(f"the data is empty ({frame.shape[0]} rows x {frame.shape[1]} columns); nothing to explore")
     return Data(frame, target, result.samples, notes, sorted(set(result.objects) | set(objects), key=list(frame.columns).index))
+
+# %% ../nbs/01_data.ipynb #8e28ac09
+def fingerprint(data) -> str:
+    "A sha256 digest of a dataset's content: a file's or folder's bytes, or the table `as_data` makes of it."
+    import hashlib
+
+    from workbench.core import file_sha256
+
+    if isinstance(data, (str, Path)) and Path(data).exists():
+        path = Path(data)
+        if path.is_file():
+            return file_sha256(path)
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return hashlib.sha256("".join(f"{p.relative_to(path)}:{file_sha256(p)}\n" for p in files).encode()).hexdigest()
+    frame = as_data(data).frame
+    digest = hashlib.sha256(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()

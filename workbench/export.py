@@ -51,9 +51,10 @@ def _unwrap(model):
 # %% ../nbs/12_export.ipynb #7622024c
 @dataclass
 class Bundle:
-    "An exported model folder: its path and metadata."
+    "An exported model folder: its path and metadata (and its version in the registry, when exported inside a run)."
     path: Path
     metadata: dict
+    version: int | None = None
 
     @property
     def files(self) -> dict:
@@ -240,6 +241,18 @@ def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics
     }
 
 # %% ../nbs/12_export.ipynb #14f22af3
+def _register_in_run(path: Path, meta: dict) -> int | None:
+    "Inside a recorded run, the bundle becomes the next version of its model in the run store's registry; the number."
+    from workbench.runs import RunStore, current_run, git_state
+
+    if not current_run():
+        return None
+    store = RunStore(os.environ.get("WORKBENCH_RUNS_DB"))
+    source = {"versions": meta["versions"], **git_state()}
+    return store.add_version(meta["name"], str(path.resolve()), file_sha256(path / "metadata.json"), run_id=current_run(),
+                             source=source, metrics=meta["metrics"])
+
+
 def _place(tmp: Path, path: Path):
     "Rename the finished bundle into place; an existing one (overwrite=True) is swapped out, then removed."
     if path.exists():
@@ -299,7 +312,7 @@ def export(model, sample, path, formats=None, name: str | None = None, metrics: 
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return Bundle(path, meta)
+    return Bundle(path, meta, _register_in_run(path, meta))
 
 # %% ../nbs/12_export.ipynb #6c5e9535
 _EXPECTED = {"predict": "expected.npy", "predict_proba": "expected_proba.npy"}  # the reference's answers on the sample
@@ -369,9 +382,25 @@ def _verified(path) -> dict:
     return meta
 
 # %% ../nbs/12_export.ipynb #1d856c7b
+def _resolve(uri: str) -> Path:
+    "The folder of the model version a `models:/NAME/REF` URI names, checked against the digest it was registered with."
+    from workbench.runs import RunStore
+
+    parts = uri[len("models:/"):].strip("/").split("/")
+    if len(parts) != 2 or not all(parts):
+        raise InputError(f"{uri!r}: a model URI is models:/NAME/VERSION, models:/NAME/ALIAS or models:/NAME/latest")
+    row = RunStore(os.environ.get("WORKBENCH_RUNS_DB")).version(*parts)
+    path, meta = Path(row["path"]), Path(row["path"]) / "metadata.json"
+    if not meta.is_file():
+        raise ExportError(f"{uri} is version {row['version']} at {path}, which is no longer a bundle (no metadata.json)")
+    if file_sha256(meta) != row["digest"]:
+        raise ExportError(f"{meta} changed after {row['name']} version {row['version']} was registered: restore the bundle, or register it again")
+    return path
+
+# %% ../nbs/12_export.ipynb #eb7cf98a
 def load(path, backend: str | None = None, model=None, trusted=None, threads: int | None = None) -> Predictor:
-    "Load a bundle for prediction after checking its files' hashes; never unpickles. Default backend: ONNX Runtime (`threads`: its threads per call)."
-    path = Path(path)
+    "Load a bundle (a folder, or models:/NAME/VERSION|ALIAS) after checking its files' hashes; never unpickles. Default backend: ONNX Runtime."
+    path = _resolve(path) if str(path).startswith("models:/") else Path(path)
     meta = _verified(path)
     files = {f["format"]: path / name for name, f in meta["files"].items()}
     backend = backend or next((b for b in ("onnx", "pt2", "skops") if b in files), "torch")

@@ -19,7 +19,7 @@ from .core import InputError, environment, patch, png_bytes
 
 # %% auto #0
 __all__ = ['DEFAULT_STORE', 'BUSY_SECONDS', 'HEARTBEAT_SECONDS', 'STALE_SECONDS', 'SCHEMA_VERSION', 'RECORD_MIME', 'RunStore',
-           'current_run', 'record', 'recorded', 'runs', 'RunComparison', 'compare_runs']
+           'current_run', 'record', 'recorded', 'runs', 'RunComparison', 'compare_runs', 'git_state']
 
 # %% ../nbs/04_runs.ipynb #54610a60
 DEFAULT_STORE = "runs/runs.db"
@@ -393,3 +393,129 @@ def compare_runs(ids, store=None) -> RunComparison:
     if unknown:
         raise InputError(f"no run with id {unknown} in {store.path}; `workbench runs` lists them")
     return RunComparison(table.set_index("id").loc[ids].reset_index())
+
+# %% ../nbs/04_runs.ipynb #288ed96c
+def _transaction(self: RunStore, work):
+    "Run `work(db)` in one BEGIN IMMEDIATE transaction (writers take turns); its result."
+    try:
+        with closing(self._connect()) as db:
+            db.isolation_level = None
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(db)
+                db.execute("COMMIT")
+                return result
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+    except sqlite3.Error as e:
+        raise _store_error(self.path, e) from e
+
+
+def _add_version(self: RunStore, name: str, path: str, digest: str, run_id=None, source=None, metrics=None, tags=None) -> int:
+    "Add a version of model `name`: one more than its last; the number."
+    def add(db):
+        version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name=?", (name,)).fetchone()[0]
+        db.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (name, version, str(path), digest, run_id, time.time(),
+                   json.dumps(source or {}, default=str), json.dumps(metrics or {}, default=str), json.dumps(tags or {}, default=str)))
+        return version
+
+    return self._transaction(add)
+
+
+RunStore._transaction, RunStore.add_version = _transaction, _add_version
+
+# %% ../nbs/04_runs.ipynb #5d6d8223
+def _versions_of(db, name: str) -> list:
+    return [r[0] for r in db.execute("SELECT version FROM models WHERE name=? ORDER BY version", (name,))]
+
+
+def _version(self: RunStore, name: str, ref) -> dict:
+    "The version of model `name` that `ref` names: a number, an alias, or 'latest'; an InputError says what there is."
+    with closing(self._connect()) as db:
+        db.row_factory = sqlite3.Row
+        numbers = _versions_of(db, name)
+        if not numbers:
+            names = [r[0] for r in db.execute("SELECT DISTINCT name FROM models ORDER BY name")]
+            raise InputError(f"no model named {name!r} in {self.path}; there are: {', '.join(names) or 'none yet'}")
+        aliases = dict(db.execute("SELECT alias, version FROM aliases WHERE name=?", (name,)).fetchall())
+        text = str(ref)
+        number = numbers[-1] if text == "latest" else int(text) if text.isdigit() else aliases.get(text)
+        if number not in numbers:
+            raise InputError(f"model {name!r} has no version {text!r}: versions {numbers[0]}..{numbers[-1]}"
+                             + (f", aliases {', '.join(f'{a} -> {v}' for a, v in sorted(aliases.items()))}" if aliases else ""))
+        row = dict(db.execute("SELECT * FROM models WHERE name=? AND version=?", (name, number)).fetchone())
+    row.update({k: json.loads(row[k]) for k in ("source", "metrics", "tags")})
+    row["aliases"] = sorted(a for a, v in aliases.items() if v == number)
+    return row
+
+
+def _set_alias(self: RunStore, name: str, alias: str, version: int) -> int | None:
+    "Point `alias` of model `name` at `version`, keeping the move in the alias history; the version it pointed at before."
+    if not isinstance(alias, str) or not alias.isidentifier() or alias == "latest" or alias.isdigit():
+        raise InputError(f"an alias is a name such as production or staging, not {alias!r}")
+
+    def move(db):
+        if version not in _versions_of(db, name):
+            raise InputError(f"model {name!r} has no version {version}: versions {_versions_of(db, name) or 'none'}")
+        previous = (db.execute("SELECT version FROM aliases WHERE name=? AND alias=?", (name, alias)).fetchone() or [None])[0]
+        now = time.time()
+        db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?, ?)", (name, alias, version, now))
+        db.execute("INSERT INTO alias_history VALUES (?, ?, ?, ?, ?, ?, ?)", (name, alias, version, previous, now, socket.gethostname(), os.getpid()))
+        return previous
+
+    return self._transaction(move)
+
+
+RunStore.version, RunStore.set_alias = _version, _set_alias
+
+# %% ../nbs/04_runs.ipynb #8a4e7140
+def _models(self: RunStore, name: str | None = None):
+    "Model versions as a frame, newest first: name, version, aliases, created, run, path, digest, metrics, tags."
+    import pandas as pd
+
+    with closing(self._connect()) as db:
+        rows = db.execute("SELECT name, version, path, digest, run_id, created, metrics, tags FROM models"
+                          + (" WHERE name=?" if name else "") + " ORDER BY name, version DESC", (name,) if name else ()).fetchall()
+        aliases = db.execute("SELECT name, alias, version FROM aliases").fetchall()
+    pointed = {}
+    for model, alias, version in aliases:
+        pointed.setdefault((model, version), []).append(alias)
+    table = pd.DataFrame(rows, columns=["name", "version", "path", "digest", "run_id", "created", "metrics", "tags"])
+    table["aliases"] = [", ".join(sorted(pointed.get((n, v), []))) for n, v in zip(table["name"], table["version"])]
+    table["created"] = pd.to_datetime(table["created"], unit="s")
+    for column in ("metrics", "tags"):
+        table[column] = table[column].map(json.loads)
+    return table[["name", "version", "aliases", "created", "run_id", "path", "digest", "metrics", "tags"]]
+
+
+def _alias_history(self: RunStore, name: str):
+    "Every move of every alias of model `name`, oldest first."
+    import pandas as pd
+
+    with closing(self._connect()) as db:
+        rows = db.execute("SELECT alias, version, previous, at, host, pid FROM alias_history WHERE name=? ORDER BY rowid", (name,)).fetchall()
+    table = pd.DataFrame(rows, columns=["alias", "version", "previous", "at", "host", "pid"])
+    table["at"] = pd.to_datetime(table["at"], unit="s")
+    return table
+
+
+RunStore.models, RunStore.alias_history = _models, _alias_history
+
+# %% ../nbs/04_runs.ipynb #6a5219bc
+def git_state(folder=".") -> dict:
+    "The git commit of `folder`'s repository and whether it has uncommitted changes; {} outside a repository."
+    import subprocess
+
+    def git(*args):
+        try:
+            out = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit.strip(), "git_dirty": bool(status and status.strip())}

@@ -1,0 +1,97 @@
+"""The registry as a team uses it: bundles exported inside runs become versions, aliases move, load goes through it."""
+import json
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import workbench, write_notebook
+from workbench.core import InputError
+from workbench.export import ExportError, export, load
+from workbench.registry import lineage, model_version, models, promote, register
+from workbench.run import run_notebook
+from workbench.runs import RunStore
+
+
+def _bundle(path, seed=0, name="scorer"):
+    torch.manual_seed(seed)
+    return export(nn.Sequential(nn.Linear(4, 2)).eval(), torch.randn(4, 4), path, name=name, formats=["onnx"])
+
+
+def test_an_export_inside_a_run_is_registered_with_its_run(tmp_path):
+    nb = write_notebook(tmp_path / "make.ipynb",
+                        "import torch\nfrom torch import nn\nfrom workbench.export import export\nfrom workbench.runs import record\n"
+                        "b = export(nn.Sequential(nn.Linear(4, 2)).eval(), torch.randn(4, 4), 'bundle', name='scorer', formats=['onnx'], overwrite=True)\n"
+                        "record('version', b.version)", parameters="lr = 0.1")
+    first = run_notebook(nb, {"lr": 0.5}, out_dir=tmp_path / "out", html=False)
+    second = run_notebook(nb, out_dir=tmp_path / "out2", html=False)
+    assert first.ok and second.ok and (first.metrics["version"], second.metrics["version"]) == (1, 2)
+    v1 = model_version("scorer", 1)
+    assert v1.run_id == first.id and v1.path == str((tmp_path / "bundle").resolve()) and "workbench" in v1.source["versions"]
+    steps = lineage("scorer", 1).steps
+    assert steps[0]["run_id"] == first.id and steps[0]["params"] == {"lr": 0.5} and steps[0]["notebook"].endswith("make.ipynb")
+
+
+def test_the_command_lists_promotes_and_walks_lineage(tmp_path):
+    register(_bundle(tmp_path / "a").path)
+    register(_bundle(tmp_path / "b", seed=1).path, tags={"data": "november"})
+    out = workbench("models", "promote", "scorer", "2", "production")
+    assert out.returncode == 0 and "models:/scorer/2 (production)" in out.stdout, out.stderr
+    listed = workbench("models")
+    assert listed.returncode == 0 and listed.stdout.splitlines()[1].split()[:3] == ["scorer", "2", "production"], listed.stdout
+    walked = workbench("models", "lineage", "scorer", "production")
+    assert walked.returncode == 0 and walked.stdout.startswith("models:/scorer/2 (production)")
+    for args, message in [(["promote", "scorer", "9", "production"], "has no version '9'"), (["lineage", "nobody"], "no model named 'nobody'"),
+                          (["promote", "scorer"], "workbench models [NAME]"), (["promote", "scorer", "1", "2"], "an alias is a name")]:
+        bad = workbench("models", *args)
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_a_bundle_changed_after_registration_is_refused_by_name(tmp_path):
+    register(_bundle(tmp_path / "a").path)
+    (tmp_path / "a" / "model.onnx").write_bytes(b"not the model")
+    with pytest.raises(ExportError, match=r"model.onnx was changed after export"):
+        load("models:/scorer/1")
+
+
+def test_a_replaced_bundle_is_not_the_registered_version(tmp_path):
+    register(_bundle(tmp_path / "a").path)
+    torch.manual_seed(5)
+    export(nn.Sequential(nn.Linear(4, 2)).eval(), torch.randn(4, 4), tmp_path / "a", name="scorer", formats=["onnx"], overwrite=True)
+    with pytest.raises(ExportError, match="metadata.json changed after scorer version 1 was registered"):
+        load("models:/scorer/1")
+
+
+@pytest.mark.parametrize("uri, message", [("models:/", "a model URI is"), ("models:/scorer/1/2", "a model URI is"),
+                                          ("models:/nobody/1", "no model named 'nobody'"), ("models:/scorer/7", "has no version '7'"),
+                                          ("models:/scorer/staging", "has no version 'staging'")])
+def test_unknown_model_uris_say_what_there_is(tmp_path, uri, message):
+    register(_bundle(tmp_path / "a").path)
+    with pytest.raises(InputError, match=message):
+        load(uri)
+
+
+def test_what_is_not_a_bundle_is_not_registered(tmp_path):
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(InputError, match="is not a workbench bundle"):
+        register(tmp_path / "folder")
+    with pytest.raises(InputError, match="there is no bundle at"):
+        register(tmp_path / "missing")
+    assert models().empty
+
+
+def _promote(args):
+    store, version = args
+    return promote("scorer", version, "production", store=store).version
+
+
+def test_two_processes_promoting_at_once_both_recorded_one_wins(tmp_path):
+    store = tmp_path / "runs.db"
+    for i in range(2):
+        register(_bundle(tmp_path / f"v{i}", seed=i).path, store=store)
+    with ProcessPoolExecutor(2) as pool:
+        assert sorted(pool.map(_promote, [(str(store), 1), (str(store), 2)] * 10)) == [1] * 10 + [2] * 10
+    history = RunStore(store).alias_history("scorer")
+    assert len(history) == 20 and model_version("scorer", "production", store).version == history["version"].iloc[-1]
+    assert history["previous"].iloc[1:].tolist() == history["version"].iloc[:-1].tolist()  # each move saw the one before

@@ -19,7 +19,7 @@ from .core import InputError, environment, patch, png_bytes
 
 # %% auto #0
 __all__ = ['DEFAULT_STORE', 'BUSY_SECONDS', 'HEARTBEAT_SECONDS', 'STALE_SECONDS', 'SCHEMA_VERSION', 'RECORD_MIME', 'RunStore',
-           'current_run', 'record', 'recorded', 'runs', 'RunComparison', 'compare_runs', 'git_state']
+           'current_run', 'record', 'recorded', 'runs', 'RunComparison', 'git_state']
 
 # %% ../nbs/04_runs.ipynb #54610a60
 DEFAULT_STORE = "runs/runs.db"
@@ -382,17 +382,6 @@ class RunComparison:
             view = w.VBox([w.HTML(self.table.to_html(index=False)), w.Image(value=self.plot(), format="png")])
             return view._repr_mimebundle_(include=include, exclude=exclude)
         return {"text/plain": repr(self), **({"text/html": self.to_html()} if env == "headless" else {})}
-
-# %% ../nbs/04_runs.ipynb #868a78ec
-def compare_runs(ids, store=None) -> RunComparison:
-    "Compare runs by id: their parameters and recorded values side by side."
-    store = store if isinstance(store, RunStore) else RunStore(store)
-    ids = [ids] if isinstance(ids, str) else list(ids)
-    table = store.runs(ids=ids)
-    unknown = sorted(set(ids) - set(table["id"] if len(table) else []))
-    if unknown:
-        raise InputError(f"no run with id {unknown} in {store.path}; `workbench runs` lists them")
-    return RunComparison(table.set_index("id").loc[ids].reset_index())
 
 # %% ../nbs/04_runs.ipynb #288ed96c
 def _transaction(self: RunStore, work):

@@ -1,0 +1,80 @@
+"""Comparing runs, collecting old runs' files and the runs page, from the command line as a user runs them."""
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import WORKBENCH, workbench
+from workbench.run import make_notebook, run_notebook
+from workbench.runs import RunStore
+
+
+def _runs(folder: Path, lrs=(0.1, 0.3, 0.2)):
+    "Runs of one notebook that records a loss per epoch and an accuracy."
+    code = ("from workbench.runs import record\nfor epoch in range(1, 4):\n    record('loss', round(1 / (epoch * lr * 10), 4), step=epoch)\n"
+            "record('accuracy', round(1 - 0.1 / (lr * 10), 4))")
+    nbformat.write(make_notebook(code, params_cell="lr = 0.1"), folder / "fit.ipynb")
+    return [run_notebook(folder / "fit.ipynb", {"lr": lr}, out_dir=folder / f"out{i}") for i, lr in enumerate(lrs)]
+
+
+def test_compare_from_the_command_line(tmp_path):
+    runs = _runs(tmp_path)
+    out = workbench("runs", "--compare", *[r.id for r in runs], "--metric", "accuracy", "--html", tmp_path / "compare.html")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == f"runs {runs[1].id}, {runs[2].id}, {runs[0].id}, best accuracy first"
+    page = (tmp_path / "compare.html").read_text()
+    assert "parallel coordinates" in page and "histories" in page and "background:#fff3b0" in page  # lr differs: marked
+    bad = workbench("runs", "--compare", runs[0].id, "nope")
+    assert bad.returncode == 2 and "no run with id ['nope']" in bad.stderr
+
+
+def test_gc_keeps_the_newest_and_what_an_alias_needs(tmp_path):
+    import torch
+    from torch import nn
+
+    from workbench.export import export
+    from workbench.registry import promote, register
+
+    runs = _runs(tmp_path)
+    bundle = export(nn.Linear(2, 1), torch.randn(4, 2), tmp_path / "bundle", formats=["onnx"])
+    register(bundle.path)
+    promote("bundle", 1, "production")
+    dry = workbench("runs", "gc", "--keep-last", "1", "--dry-run")
+    assert dry.returncode == 0 and "4 files and folders would be deleted" in dry.stdout, dry.stdout
+    assert all(Path(r.output).exists() for r in runs)
+    done = workbench("runs", "gc", "--keep-last", "1")
+    assert done.returncode == 0 and not Path(runs[0].output).exists() and not Path(runs[0].html).exists()
+    assert Path(runs[2].output).exists() and (tmp_path / "bundle" / "model.onnx").exists()  # the newest run, the aliased bundle
+    assert len(RunStore().runs()) == 3 and RunStore().records(runs[0].id)["accuracy"] == 0.9  # rows and values stay
+
+
+def test_the_runs_page_serves_runs_models_and_notebooks(tmp_path):
+    runs = _runs(tmp_path)
+    port = 18765 + os.getpid() % 1000
+    server = subprocess.Popen([WORKBENCH, "ui", "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        first = server.stdout.readline()
+        assert first.startswith(f"workbench ui: http://127.0.0.1:{port}/") and "this machine only" in first
+        base = f"http://127.0.0.1:{port}"
+        page = urllib.request.urlopen(f"{base}/?q={runs[1].id}").read().decode()
+        assert runs[1].id in page and runs[0].id not in page
+        run_page = urllib.request.urlopen(f"{base}/runs/{runs[1].id}").read().decode()
+        assert 'alt="loss"' in run_page and "the executed notebook" in run_page
+        assert urllib.request.urlopen(f"{base}/runs/{runs[1].id}/notebook").read().decode().startswith("<!DOCTYPE html>")
+        assert "no model registered yet" in urllib.request.urlopen(f"{base}/models").read().decode()
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"{base}/runs/nope")
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(10) == 0
+    busy = subprocess.Popen([WORKBENCH, "ui", "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    taken = workbench("ui", "--port", port)
+    busy.send_signal(signal.SIGINT)
+    busy.wait(10)
+    assert taken.returncode == 2 and "choose another --port" in taken.stderr

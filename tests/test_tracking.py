@@ -78,3 +78,27 @@ def test_the_runs_page_serves_runs_models_and_notebooks(tmp_path):
     busy.send_signal(signal.SIGINT)
     busy.wait(10)
     assert taken.returncode == 2 and "choose another --port" in taken.stderr
+
+
+def test_runs_and_models_copied_to_mlflow(tmp_path, monkeypatch):
+    import torch
+    from torch import nn
+
+    from workbench.export import export
+    from workbench.registry import promote, register
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's file store, for the test; a team's server in use
+    runs = _runs(tmp_path)
+    register(export(nn.Linear(2, 1), torch.randn(4, 2), tmp_path / "bundle", formats=["onnx"]).path)
+    promote("bundle", 1, "production")
+    uri = "file://" + str(tmp_path / "mlruns")
+    out = workbench("runs", "export", "--mlflow", uri)
+    assert out.returncode == 0 and "3 runs and 1 model versions copied" in out.stdout, out.stderr
+    assert "0 runs" in workbench("runs", "export", "--mlflow", uri).stdout  # nothing twice
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert int(client.get_model_version_by_alias("bundle", "production").version) == 1
+    copied = client.search_runs([client.get_experiment_by_name("workbench").experiment_id])
+    assert sorted(r.data.tags["workbench.run_id"] for r in copied) == sorted(r.id for r in runs)
+    assert workbench("runs", "export").returncode == 2

@@ -176,7 +176,8 @@ def _monitor(args) -> int:
 def _tracking_commands(sub):
     "`runs` (list, compare, gc) and `ui`: the commands that read the run store."
     runs = _command(sub, "runs", "list recorded runs, newest first; compare some; or collect old runs' files (gc)")
-    runs.add_argument("action", nargs="?", choices=["gc"], help="gc: delete the files of all but the newest runs")
+    runs.add_argument("action", nargs="?", choices=["gc", "export"], help="gc: delete the files of all but the newest runs; export: copy them (--mlflow URI)")
+    runs.add_argument("--mlflow", metavar="URI", help="export: the MLflow tracking store to copy runs and models to")
     runs.add_argument("--last", type=int, default=20, help="how many (default: 20)")
     runs.add_argument("--compare", nargs="+", metavar="ID", help="these runs side by side: parameters, values, histories, code")
     runs.add_argument("--metric", help="with --compare: sort by this recorded value, and plot the parameters against it")
@@ -321,6 +322,14 @@ def _params(args) -> int:
     return 0
 
 
+def _check(args) -> int:
+    from workbench.export import check
+
+    for fmt, parity in check(args.bundle).items():
+        print(f"{fmt}: ok (max abs diff {parity['max_abs']:.2e})")
+    return 0
+
+# %% ../nbs/31_cli.ipynb #cc2a1d25
 def _runs(args) -> int:
     from workbench.runs import runs
     from workbench.tracking import compare_runs, gc
@@ -328,6 +337,14 @@ def _runs(args) -> int:
     if args.action == "gc":
         gone = gc(args.keep_last, args.keep_aliased, store=args.store, dry_run=args.dry_run)
         print("\n".join(gone) + ("\n" if gone else "") + f"{len(gone)} files and folders {'would be ' if args.dry_run else ''}deleted")
+        return 0
+    if args.action == "export":
+        from workbench.tracking import export_mlflow
+
+        if not args.mlflow:
+            raise WorkbenchError("workbench runs export --mlflow URI: say where (an MLflow server's http:// address, or a database URI)")
+        counts = export_mlflow(args.mlflow, store=args.store)
+        print(f"{counts['runs']} runs and {counts['model_versions']} model versions copied to {args.mlflow}")
         return 0
     if args.compare:
         comparison = compare_runs(args.compare, store=args.store, metric=args.metric)
@@ -346,13 +363,6 @@ def _runs(args) -> int:
     print(table.drop(columns=["started"]).astype(object).fillna("").to_string(index=False))
     return 0
 
-
-def _check(args) -> int:
-    from workbench.export import check
-
-    for fmt, parity in check(args.bundle).items():
-        print(f"{fmt}: ok (max abs diff {parity['max_abs']:.2e})")
-    return 0
 
 # %% ../nbs/31_cli.ipynb #68c570de
 def _pipeline(args) -> int:

@@ -33,6 +33,8 @@ CLASSIFIERS = {
     "k-neighbours": (make_pipeline(StandardScaler(), neighbors.KNeighborsClassifier()), load_iris),
     "gaussian-nb": (naive_bayes.GaussianNB(), load_wine),
     "mlp": (make_pipeline(StandardScaler(), neural_network.MLPClassifier((16,), max_iter=300, random_state=0)), load_iris),
+    "xgboost": (__import__("xgboost").XGBClassifier(n_estimators=30), load_wine),
+    "lightgbm": (__import__("lightgbm").LGBMClassifier(n_estimators=30, verbose=-1), load_breast_cancer),
 }
 REGRESSORS = {
     "ridge": linear_model.Ridge(),

@@ -67,6 +67,8 @@ SKLEARN = {  # name: (estimator, data, how the rows are changed)
     "gradient-boosting-regressor": (ensemble.GradientBoostingRegressor(n_estimators=30, random_state=0), "diabetes", None),
     "svr": (make_pipeline(StandardScaler(), svm.SVR()), "diabetes", None),
     "imputer-ridge": (make_pipeline(SimpleImputer(), linear_model.Ridge()), "diabetes", None),
+    "xgboost": (__import__("xgboost").XGBClassifier(n_estimators=30), "cancer", None),
+    "lightgbm-regressor": (__import__("lightgbm").LGBMRegressor(n_estimators=30, verbose=-1), "diabetes", None),
 }
 
 

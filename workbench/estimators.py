@@ -60,9 +60,39 @@ def _xy(X, y):
         raise InputError(f"X has {len(X)} rows but y has {len(y)} values")
     return X, y
 
+# %% ../nbs/10_estimators.ipynb #177a8d81
+def _boosting(model) -> str | None:
+    module = type(model).__module__.split(".")[0]
+    return module if module in ("xgboost", "lightgbm") else None
+
+
+def _fit_boosting(model, X_train, y_train, X_valid, y_valid, patience: int) -> pd.DataFrame:
+    "Fit an XGBoost or LightGBM estimator watching the validation set (early stopping); one row per round."
+    sets = [(X_train, y_train), (X_valid, y_valid)]
+    if _boosting(model) == "xgboost":
+        model.set_params(early_stopping_rounds=patience)
+        model.fit(X_train, y_train, eval_set=sets, verbose=False)
+        curves = dict(zip(("train", "valid"), model.evals_result().values()))
+    else:
+        import lightgbm
+
+        curves = {}
+        model.fit(X_train, y_train, eval_set=sets, eval_names=["train", "valid"],
+                  callbacks=[lightgbm.early_stopping(patience, verbose=False), lightgbm.record_evaluation(curves)])
+    columns = {f"{split}_{metric}": values for split, by_metric in curves.items() for metric, values in by_metric.items()}
+    history = pd.DataFrame({"round": np.arange(1, len(next(iter(columns.values()))) + 1), **columns})
+    from workbench.runs import current_run, record
+
+    if current_run():
+        for row in history.to_dict("records"):
+            for name, value in row.items():
+                if name != "round":
+                    record(name, round(float(value), 6), step=int(row["round"]))
+    return history
+
 # %% ../nbs/10_estimators.ipynb #805636ae
-def fit_estimator(estimator, X, y=None, cv: int | None = None, metrics=None, valid=None, seed: int = 0) -> FitResult:
-    "Fit a scikit-learn estimator and score it (cross-validation, a given validation set, or a 20% hold-out)."
+def fit_estimator(estimator, X, y=None, cv: int | None = None, metrics=None, valid=None, seed: int = 0, patience: int = 20) -> FitResult:
+    "Fit a scikit-learn estimator and score it (cross-validation, a given validation set, or a 20% hold-out; boosting stops early)."
     from sklearn.base import clone, is_classifier
     from sklearn.model_selection import StratifiedKFold, KFold, cross_validate, train_test_split
 
@@ -91,11 +121,14 @@ def fit_estimator(estimator, X, y=None, cv: int | None = None, metrics=None, val
             else:
                 X_train, X_valid, y_train, y_valid = train_test_split(
                     X, y, test_size=0.2, random_state=seed, stratify=y if classifier else None)
-            start = time.perf_counter()
-            model = clone(estimator).fit(X_train, y_train)
+            start, model, rounds = time.perf_counter(), clone(estimator), None
+            if _boosting(model):  # round by round, watching the validation set
+                rounds = _fit_boosting(model, X_train, y_train, X_valid, y_valid, patience)
+            else:
+                model.fit(X_train, y_train)
             seconds = time.perf_counter() - start
             train, result = _score(scorers, model, X_train, y_train), _score(scorers, model, X_valid, y_valid)
-            history = pd.DataFrame([{"fold": "hold-out", "fit_seconds": seconds,
+            history = rounds if rounds is not None else pd.DataFrame([{"fold": "hold-out", "fit_seconds": seconds,
                                      **{f"train_{k}": v for k, v in train.items()}, **{f"valid_{k}": v for k, v in result.items()}}])
     except ValueError as e:
         hint = " Impute the missing values (sklearn.impute) or use HistGradientBoosting*, which accepts NaN." if "NaN" in str(e) else ""

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .core import InputError, WorkbenchError, atomic_write, environment, file_sha256, patch
-from .formats import (_SK_WRITERS, _WRITERS, _numpy, _onnx_runner, _parity, _quiet_exporters, _sklearn_outputs,
-                               _skops_runner, _torch_runner)
+from .formats import (_SK_WRITERS, _WRITERS, _boosting, _native_runner, _numpy, _onnx_runner, _parity, _quiet_exporters,
+                               _sklearn_outputs, _skops_runner, _torch_runner)
 
 # %% auto #0
 __all__ = ['TORCH_FORMATS', 'SKLEARN_FORMATS', 'ExportError', 'Bundle', 'export', 'Predictor', 'load', 'check', 'ExportButton']
@@ -32,6 +32,14 @@ class ExportError(WorkbenchError):
 
 TORCH_FORMATS = ("safetensors", "onnx", "pt2")
 SKLEARN_FORMATS = ("onnx", "skops")
+
+
+def _formats_for(model, sklearn: bool) -> tuple:
+    "The formats a model can be written in: a bare XGBoost or LightGBM estimator's own file instead of skops."
+    if not sklearn:
+        return TORCH_FORMATS
+    library = _boosting(model)
+    return ("onnx", library) if library and not hasattr(model, "steps") else SKLEARN_FORMATS
 
 
 def _is_sklearn(model) -> bool:
@@ -118,8 +126,9 @@ def _check_model(model, formats) -> tuple[bool, list]:
 
     sklearn = _is_sklearn(model)
     if not sklearn and not isinstance(model, torch.nn.Module):
-        raise InputError(f"cannot export a {type(model).__name__}: pass a torch nn.Module, a Trainer or a scikit-learn estimator")
-    available = SKLEARN_FORMATS if sklearn else TORCH_FORMATS
+        hint = " (train XGBoost and LightGBM through their scikit-learn classes, XGBClassifier, LGBMRegressor ...)" if type(model).__module__.split(".")[0] in ("xgboost", "lightgbm") else ""
+        raise InputError(f"cannot export a {type(model).__name__}: pass a torch nn.Module, a Trainer or a scikit-learn estimator{hint}")
+    available = _formats_for(model, sklearn)
     formats = list(formats or available)
     unknown = [f for f in formats if f not in available]
     if unknown or not formats:
@@ -403,9 +412,9 @@ def load(path, backend: str | None = None, model=None, trusted=None, threads: in
     path = _resolve(path) if str(path).startswith("models:/") else Path(path)
     meta = _verified(path)
     files = {f["format"]: path / name for name, f in meta["files"].items()}
-    backend = backend or next((b for b in ("onnx", "pt2", "skops") if b in files), "torch")
-    if backend not in ("onnx", "pt2", "torch", "skops"):
-        raise InputError(f"unknown backend {backend!r}; use 'onnx', 'pt2', 'torch' or 'skops'")
+    backend = backend or next((b for b in ("onnx", "pt2", "skops", "xgboost", "lightgbm") if b in files), "torch")
+    if backend not in ("onnx", "pt2", "torch", "skops", "xgboost", "lightgbm"):
+        raise InputError(f"unknown backend {backend!r}; use 'onnx', 'pt2', 'torch', 'skops', 'xgboost' or 'lightgbm'")
     if backend not in files and not (backend == "torch" and "safetensors" in files):
         raise InputError(f"this bundle has no {backend!r} file; it has {sorted(files)}")
     if backend == "onnx":
@@ -423,8 +432,10 @@ def load(path, backend: str | None = None, model=None, trusted=None, threads: in
         module = copy.deepcopy(model).cpu().eval()
         load_model(module, str(files["safetensors"]))
         run = _torch_runner(module)
-    else:
+    elif backend == "skops":
         run = _skops_runner(files["skops"], trusted)
+    else:
+        run = _native_runner(files[backend], backend, meta)
     return Predictor(path, meta, backend, run)
 
 # %% ../nbs/12_export.ipynb #54473837
@@ -451,7 +462,7 @@ class ExportButton:
     def __init__(self, model, sample, path="artifacts/model", formats=None, **kwargs):
         self.model, self.sample, self.kwargs = model, sample, kwargs
         inner, _, _ = _unwrap(model)
-        self.available = SKLEARN_FORMATS if _is_sklearn(inner) else TORCH_FORMATS
+        self.available = _formats_for(inner, _is_sklearn(inner))
         self.path, self.formats = str(path), list(formats or self.available)
         self.bundle = self.error = None
         if environment() != "widgets":

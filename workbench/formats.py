@@ -139,6 +139,39 @@ def _bool_attributes_as_ints(converter):
     convert.__name__ = f"ints_{getattr(converter, '__name__', 'converter')}"  # skl2onnx names converters by function
     return convert
 
+# %% ../nbs/11_formats.ipynb #7ee57bb9
+def _boosting(model) -> str | None:
+    "'xgboost' or 'lightgbm' when `model` is, or a pipeline ends in, one of their estimators."
+    steps = getattr(model, "steps", None)
+    last = steps[-1][1] if steps else model
+    module = type(last).__module__.split(".")[0]
+    return module if module in ("xgboost", "lightgbm") else None
+
+
+def _register_boosting():
+    "Register onnxmltools' XGBoost and LightGBM converters with skl2onnx, for the libraries installed."
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes as classifier
+    from skl2onnx.common.shape_calculator import calculate_linear_regressor_output_shapes as regressor
+
+    options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+    try:
+        import xgboost
+        from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+
+        update_registered_converter(xgboost.XGBClassifier, "XGBoostXGBClassifier", classifier, convert_xgboost, options=options)
+        update_registered_converter(xgboost.XGBRegressor, "XGBoostXGBRegressor", regressor, convert_xgboost)
+    except ImportError:
+        pass
+    try:
+        import lightgbm
+        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+
+        update_registered_converter(lightgbm.LGBMClassifier, "LightGbmLGBMClassifier", classifier, convert_lightgbm, options={**options, "split": None})
+        update_registered_converter(lightgbm.LGBMRegressor, "LightGbmLGBMRegressor", regressor, convert_lightgbm, options={"split": None})
+    except ImportError:
+        pass
+
 # %% ../nbs/11_formats.ipynb #263257ce
 @functools.cache
 def _register_converters():
@@ -157,6 +190,7 @@ def _register_converters():
             options.setdefault("zipmap", [True, False, "columns"])
         update_registered_converter(cls, alias, get_shape_calculator(alias), _bool_attributes_as_ints(converter),
                                     options=options)
+    _register_boosting()
 
 # %% ../nbs/11_formats.ipynb #d718ef46
 def _to_onnx(model, sample: np.ndarray):
@@ -165,13 +199,14 @@ def _to_onnx(model, sample: np.ndarray):
     from sklearn.base import is_classifier
 
     _register_converters()
+    opset = {"": 17, "ai.onnx.ml": 3} if _boosting(model) else None  # onnxmltools' tree converters stop at ai.onnx.ml 3
     if is_classifier(model):
         try:
-            return to_onnx(model, sample[:1], options={"zipmap": False})
+            return to_onnx(model, sample[:1], options={"zipmap": False}, target_opset=opset)
         except NameError as e:  # a classifier without probabilities (LinearSVC) takes no zipmap option
             if "zipmap" not in str(e):
                 raise
-    return to_onnx(model, sample[:1])
+    return to_onnx(model, sample[:1], target_opset=opset)
 
 # %% ../nbs/11_formats.ipynb #66ab45b5
 def _sklearn_outputs(model, x) -> dict:
@@ -236,7 +271,18 @@ def _write_skops(model, sample, folder: Path):
     return path, lambda x: _sklearn_outputs(loaded, x)
 
 
-_SK_WRITERS = {"onnx": _write_onnx_sklearn, "skops": _write_skops}
+def _write_native(model, sample, folder: Path):
+    "XGBoost's JSON model file, or LightGBM's text one: the libraries' own formats, never a pickle."
+    library = _boosting(model)
+    path = folder / ("model.xgb.json" if library == "xgboost" else "model.lgb.txt")
+    if library == "xgboost":
+        model.save_model(path)
+    else:
+        model.booster_.save_model(path)
+    return path, _native_runner(path, library, {"classes": getattr(model, "classes_", None)})
+
+
+_SK_WRITERS = {"onnx": _write_onnx_sklearn, "skops": _write_skops, "xgboost": _write_native, "lightgbm": _write_native}
 
 # %% ../nbs/11_formats.ipynb #4a14fae4
 def _onnx_runner(file: Path, meta: dict, threads: int | None = None):
@@ -274,3 +320,26 @@ def _skops_runner(file: Path, trusted):
                          f"pass trusted={missing}")
     estimator = sio.load(file, trusted=list(trusted or []))
     return lambda x: _sklearn_outputs(estimator, x)
+
+
+def _native_runner(file: Path, library: str, meta: dict):
+    "Run an XGBoost JSON or LightGBM text model file: labels (from the bundle's classes) and probabilities, or values."
+    classes = meta.get("classes")
+    if library == "xgboost":
+        import xgboost
+
+        model = xgboost.XGBClassifier() if classes is not None else xgboost.XGBRegressor()
+        model.load_model(file)
+        return lambda x: _sklearn_outputs(model, x)
+    import lightgbm
+
+    booster = lightgbm.Booster(model_file=str(file))
+
+    def run(x):
+        out = np.asarray(booster.predict(x))
+        if classes is None:
+            return {"predict": out}
+        proba = np.column_stack([1 - out, out]) if out.ndim == 1 else out
+        return {"predict": np.asarray(classes)[proba.argmax(1)], "predict_proba": proba}
+
+    return run

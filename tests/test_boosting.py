@@ -1,0 +1,94 @@
+"""XGBoost and LightGBM through the same doors as scikit-learn: fit, export (ONNX and their own files), load, serve, evaluate."""
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
+from sklearn.pipeline import make_pipeline
+from sklearn.impute import SimpleImputer
+
+from workbench.core import InputError
+from workbench.estimators import fit_estimator
+from workbench.evaluate import evaluate
+from workbench.export import ExportError, check, export, load
+
+xgboost = pytest.importorskip("xgboost")
+lightgbm = pytest.importorskip("lightgbm")
+
+MODELS = {
+    "xgb-binary": (lambda: xgboost.XGBClassifier(n_estimators=30), load_breast_cancer, "xgboost"),
+    "xgb-multiclass": (lambda: xgboost.XGBClassifier(n_estimators=30), load_wine, "xgboost"),
+    "xgb-regressor": (lambda: xgboost.XGBRegressor(n_estimators=30), load_diabetes, "xgboost"),
+    "lgbm-binary": (lambda: lightgbm.LGBMClassifier(n_estimators=30, verbose=-1), load_breast_cancer, "lightgbm"),
+    "lgbm-multiclass": (lambda: lightgbm.LGBMClassifier(n_estimators=30, verbose=-1), load_iris, "lightgbm"),
+    "lgbm-regressor": (lambda: lightgbm.LGBMRegressor(n_estimators=30, verbose=-1), load_diabetes, "lightgbm"),
+    "imputer-xgb-pipeline": (lambda: make_pipeline(SimpleImputer(), xgboost.XGBClassifier(n_estimators=20)), load_iris, "skops"),
+}
+
+
+def _split(loader, frame=False):
+    X, y = loader(return_X_y=True, as_frame=frame)
+    X = X.astype(np.float32)
+    return X[30:], y[30:], X[:30]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_file_of_the_bundle_answers_as_the_model(name, tmp_path):
+    make, loader, native = MODELS[name]
+    X, y, X_new = _split(loader)
+    model = make().fit(X, y)
+    bundle = export(model, X[:16], tmp_path / name)
+    assert set(f["format"] for f in bundle.files.values()) == {"onnx", native}, bundle
+    want = model.predict(X_new)
+    for backend in ("onnx", native):
+        trusted = ["xgboost.core.Booster", "xgboost.sklearn.XGBClassifier", "sklearn.impute._base.SimpleImputer", "numpy.dtype"]
+        got = load(tmp_path / name, backend=backend, trusted=trusted).predict(X_new)
+        if want.dtype.kind in "iub":
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    if hasattr(model, "predict_proba"):
+        np.testing.assert_allclose(load(tmp_path / name).predict_proba(X_new), model.predict_proba(X_new), atol=1e-5)
+    assert set(check(tmp_path / name)) == {"onnx"}
+    result = evaluate(tmp_path / name, X_new, loader(return_X_y=True)[1][:30], resamples=100)  # evaluated from the bundle
+    assert result.task == ("regression" if "regressor" in name else "classification")
+
+
+def test_lightgbm_with_text_labels_and_a_frame(tmp_path):
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    labels = np.where(y == 1, "benign", "malignant")
+    model = lightgbm.LGBMClassifier(n_estimators=20, verbose=-1).fit(X.astype("float32"), labels)
+    export(model, X.astype("float32").to_numpy()[:16], tmp_path / "b")  # a sample without the frame's names
+    predictor = load(tmp_path / "b")
+    assert list(predictor.predict(X.to_numpy("float32")[:5])) == list(model.predict(X.astype("float32")[:5]))
+    assert predictor.metadata["features"][:2] == ["mean_radius", "mean_texture"]  # LightGBM's own names for the columns
+
+
+def test_missing_values_reach_the_trees(tmp_path):
+    X, y, X_new = _split(load_breast_cancer)
+    X, X_new = X.copy(), X_new.copy()
+    X[::4, 0], X_new[::3, 0] = np.nan, np.nan
+    for make in (lambda: xgboost.XGBClassifier(n_estimators=20), lambda: lightgbm.LGBMClassifier(n_estimators=20, verbose=-1)):
+        model = make().fit(X, y)
+        bundle = export(model, X[:16], tmp_path / type(model).__name__)
+        assert bundle.metadata["allow_nan"] is True  # the server will pass NaN through to it
+        np.testing.assert_array_equal(load(bundle.path).predict(X_new), model.predict(X_new))
+
+
+def test_early_stopping_and_the_curve_per_round():
+    X, y = load_breast_cancer(return_X_y=True)
+    for model, column in ((xgboost.XGBClassifier(n_estimators=400, learning_rate=0.5), "valid_logloss"),
+                          (lightgbm.LGBMClassifier(n_estimators=400, learning_rate=0.5, verbose=-1), "valid_binary_logloss")):
+        result = fit_estimator(model, X, y, patience=5)
+        assert len(result.history) < 400 and result.history[column].notna().all() and result.metrics["accuracy"] > 0.9
+
+
+def test_what_these_libraries_cannot_export_is_said(tmp_path):
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X = X.astype("float32").assign(site=pd.Categorical(np.where(np.arange(len(X)) % 2, "a", "b")))
+    model = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(X, y)  # LightGBM takes the category itself
+    with pytest.raises(InputError, match="must be numeric"):
+        export(model, X.head(16), tmp_path / "categorical")
+    booster = xgboost.train({"objective": "binary:logistic"}, xgboost.DMatrix(X.drop(columns="site"), label=y), num_boost_round=5)
+    with pytest.raises(InputError, match="cannot export a Booster"):
+        export(booster, X.drop(columns="site").head(16), tmp_path / "booster")
+    assert not (tmp_path / "categorical").exists() and not (tmp_path / "booster").exists()

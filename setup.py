@@ -24,6 +24,7 @@ dev_requirements = cfg.get("dev_requirements", "").split()
 serve_requirements = cfg.get("serve_requirements", "").split()
 mlflow_requirements = cfg.get("mlflow_requirements", "").split()
 boosting_requirements = cfg.get("boosting_requirements", "").split()
+transformers_requirements = cfg.get("transformers_requirements", "").split()
 console_scripts = cfg.get("console_scripts", "").split()
 
 setuptools.setup(
@@ -41,8 +42,9 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg["lib_path"], cfg["lib_path"] + ".*"]),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={"dev": dev_requirements + serve_requirements + mlflow_requirements + boosting_requirements,
-                    "serve": serve_requirements, "mlflow": mlflow_requirements, "boosting": boosting_requirements},
+    extras_require={"dev": dev_requirements + serve_requirements + mlflow_requirements + boosting_requirements + transformers_requirements,
+                    "serve": serve_requirements, "mlflow": mlflow_requirements, "boosting": boosting_requirements,
+                    "transformers": transformers_requirements},
     python_requires=">=" + min_python,
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

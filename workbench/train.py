@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .batches import forward, logits_of, loss_of, rows_of, split
 from .callbacks import (EVENTS, Callback, Checkpoint, EarlyStopping, NaNGuard, StopTraining,  # noqa: F401
                                  TrainingError)  # (also importable from here)
 from .core import InputError, WorkbenchError, atomic_write, get_device, patch, png_bytes
@@ -120,7 +121,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, train_dl, valid_dl=None, loss_fn=None, opt=torch.optim.AdamW, lr: float = 1e-3,
                  metrics=(), callbacks=(), precision: str = "32", compile: bool = False, accumulate: int = 1,
-                 clip: float | None = None, device=None, scheduler="onecycle", seed: int = 0, progress: bool = True):
+                 clip: float | None = None, device=None, scheduler="onecycle", seed: int = 0, progress: bool = True,
+                 n_inputs: int | None = None, step=None):
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         for name, dl in (("train_dl", train_dl), ("valid_dl", valid_dl)):
@@ -134,6 +136,8 @@ class Trainer:
             raise InputError(f"accumulate must be a whole number >= 1, not {accumulate!r}")
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise InputError(f"lr must be a positive number, not {lr!r}")
+        if step is not None and not callable(step):
+            raise InputError(f"step must be a function of (trainer, batch) returning the loss, not {type(step).__name__}")
         self.device = get_device(device)
         if _distributed() and not torch.distributed.is_initialized():
             backend = "nccl" if self.device.type == "cuda" else "gloo"
@@ -148,7 +152,7 @@ class Trainer:
         if compile:
             self.model = torch.compile(self.model)
         self.train_dl, self.valid_dl = train_dl, valid_dl
-        self.loss_fn = loss_fn or nn.functional.cross_entropy
+        self.loss_fn, self.n_inputs, self.step_fn, self._targets = loss_fn or nn.functional.cross_entropy, n_inputs, step, None
         self.lr, self.seed, self.accumulate, self.clip = lr, seed, accumulate, clip
         self.opt = opt(self._module.parameters(), lr=lr) if callable(opt) and not isinstance(opt, torch.optim.Optimizer) else opt
         self.scheduler_spec, self.scheduler, self._planned = scheduler, None, None
@@ -223,23 +227,17 @@ def _to_device(self: Trainer, batch):
 
 
 @patch
-def _forward(self: Trainer, x):
-    if isinstance(x, dict):
-        return self.model(**x)
-    if isinstance(x, (list, tuple)):
-        return self.model(*x)
-    return self.model(x)
-
-
-@patch
 def _compute_loss(self: Trainer, batch):
-    if not (isinstance(batch, (list, tuple)) and len(batch) == 2):
-        raise InputError(f"a batch must be (inputs, targets); the loader gave a {type(batch).__name__}"
-                         + (f" of {len(batch)} items" if isinstance(batch, (list, tuple)) else ""))
-    x, y = batch
+    "The output and loss of one batch (the output None from a step= function that returns the loss alone)."
     with self._autocast():
-        out = self._forward(x)
-        loss = self.loss_fn(out, y)
+        if self.step_fn is not None:
+            result, self._targets = self.step_fn(self, batch), None
+            out, loss = result if isinstance(result, tuple) else (None, result)
+        else:
+            inputs, self._targets = split(batch, self._module, self.n_inputs)
+            self._rows = rows_of(self._targets, inputs)
+            out = forward(self.model, inputs)
+            loss = loss_of(out, self._targets, inputs, self.loss_fn)
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise InputError(f"loss_fn returned {shape}, not a scalar tensor; reduce it (e.g. reduction='mean')")
@@ -270,7 +268,7 @@ def _step(self: Trainer, batch, window_end: bool):
         if self.scheduler is not None:
             self.scheduler.step()
         self._event("after_step")
-    n = batch[1].shape[0] if isinstance(batch[1], torch.Tensor) and batch[1].dim() else 1
+    n = self._rows if self.step_fn is None else 1  # the batch's rows weigh its loss (a step of one's own: each batch alike)
     self._loss_sum.add_(loss.detach().float(), alpha=n)  # stays on the device: no sync per step
     self._loss_count += n
     self.batch_in_epoch += 1
@@ -358,13 +356,12 @@ def validate(self: Trainer, dl=None) -> dict:
     total, count = torch.zeros((), device=self.device, dtype=torch.float64), 0
     with torch.no_grad():
         for batch in dl:
-            batch = self._to_device(batch)
-            out, loss = self._compute_loss(batch)
-            n = batch[1].shape[0] if batch[1].dim() else 1
+            out, loss = self._compute_loss(self._to_device(batch))
+            n = self._rows if self.step_fn is None else 1  # a step of one's own: the mean of its batches' losses
             total += loss.double() * n
             count += n
-            for m in self.metrics:
-                m.update(out.float(), batch[1])
+            for m in self.metrics if self._targets is not None and out is not None else ():
+                m.update(logits_of(out).float(), self._targets)
     self.model.train(was_training)
     count_t = _all_reduce(torch.tensor(float(count), dtype=torch.float64, device=self.device))
     result = {"valid_loss": float(_all_reduce(total) / count_t.clamp(min=1))}
@@ -380,9 +377,9 @@ def predict(self: Trainer, dl) -> torch.Tensor:
     self.model.eval()
     outs = []
     with torch.no_grad(), self._autocast():
-        for batch in dl:
-            x = batch[0] if isinstance(batch, (list, tuple)) and len(batch) == 2 else batch
-            outs.append(self._forward(self._to_device(x)).float().cpu())
+        for batch in dl:  # inputs alone, or batches as training reads them (their targets left out)
+            x = batch if isinstance(batch, torch.Tensor) else split(batch, self._module, self.n_inputs)[0]
+            outs.append(logits_of(forward(self.model, self._to_device(x))).float().cpu())
     return torch.cat(outs) if outs else torch.empty(0)
 
 # %% ../nbs/09_train.ipynb #29c18a15

@@ -21,10 +21,9 @@ lic = licenses.get(cfg["license"].lower(), (cfg["license"], None))
 min_python = cfg["min_python"]
 requirements = cfg.get("requirements", "").split()
 dev_requirements = cfg.get("dev_requirements", "").split()
-serve_requirements = cfg.get("serve_requirements", "").split()
-mlflow_requirements = cfg.get("mlflow_requirements", "").split()
-boosting_requirements = cfg.get("boosting_requirements", "").split()
-transformers_requirements = cfg.get("transformers_requirements", "").split()
+# each `NAME_requirements` line of settings.ini is the extra `workbench[NAME]`; [dev] holds them all
+extras = {key[: -len("_requirements")]: cfg[key].split() for key in cfg
+          if key.endswith("_requirements") and key not in ("requirements", "dev_requirements")}
 console_scripts = cfg.get("console_scripts", "").split()
 
 setuptools.setup(
@@ -42,9 +41,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg["lib_path"], cfg["lib_path"] + ".*"]),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={"dev": dev_requirements + serve_requirements + mlflow_requirements + boosting_requirements + transformers_requirements,
-                    "serve": serve_requirements, "mlflow": mlflow_requirements, "boosting": boosting_requirements,
-                    "transformers": transformers_requirements},
+    extras_require={"dev": dev_requirements + [r for extra in extras.values() for r in extra], **extras},
     python_requires=">=" + min_python,
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

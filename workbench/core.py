@@ -74,7 +74,7 @@ def get_device(device=None):
 
 # %% ../nbs/00_core.ipynb #930e9931
 def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
-    "Seed Python, NumPy, torch and every CUDA device with `seed`; return it."
+    "Seed Python, NumPy, torch, every CUDA device and Keras (where imported) with `seed`; return it."
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise InputError(f"seed must be an int in [0, 2**32), not {seed!r}")
     import numpy as np
@@ -84,11 +84,45 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds the CPU and every CUDA device
+    if "keras" in sys.modules:  # Keras draws its own seeds (dropout, initializers); never imported here
+        sys.modules["keras"].utils.set_random_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     return seed
+
+# %% ../nbs/00_core.ipynb #7c0d2b4e
+def _keras(model) -> bool:
+    "Whether `model` is a Keras layer or model (never imports keras)."
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(model, keras.Layer)
+
+# %% ../nbs/00_core.ipynb #b7d2f4a9
+def _parameters(module) -> list:
+    "What the optimizer updates: the module's parameters, or a Keras model's trainable variables in Keras's order."
+    if not _keras(module):
+        return list(module.parameters())
+    if not module.variables:
+        raise InputError("this Keras model has no weights yet: give it a keras.Input, or call it once on a batch")
+    return [v.value for v in module.trainable_variables]
+
+
+def _model_state(module) -> dict:
+    "The module's state_dict; a Keras model's variables keyed by position (then path, for a reader)."
+    if not _keras(module):
+        return module.state_dict()
+    return {f"{i:05d}:{v.path}": v.value.detach() for i, v in enumerate(module.variables)}
+
+
+def _load_model_state(module, state: dict):
+    if not _keras(module):
+        return module.load_state_dict(state)
+    variables, values = module.variables, [state[k] for k in sorted(state)]
+    if [tuple(v.shape) for v in variables] != [tuple(t.shape) for t in values]:
+        raise RuntimeError(f"the checkpoint holds {len(values)} Keras variables, this model {len(variables)} (or their shapes differ)")
+    for variable, value in zip(variables, values):
+        variable.assign(value)
 
 # %% ../nbs/00_core.ipynb #22d85ae8
 ENVIRONMENTS = ("widgets", "headless", "terminal")

@@ -74,10 +74,14 @@ def _fit_boosting(model, X_train, y_train, X_valid, y_valid, patience: int) -> p
         model.fit(X_train, y_train, eval_set=sets, verbose=False)
         curves = dict(zip(("train", "valid"), model.evals_result().values()))
     else:
+        import inspect
+
         import lightgbm
 
-        curves = {}
-        model.fit(X_train, y_train, eval_set=sets, eval_names=["train", "valid"],
+        curves = {}  # LightGBM 4.7 takes eval_X/eval_y and deprecates eval_set
+        watch = (dict(eval_X=(X_train, X_valid), eval_y=(y_train, y_valid)) if "eval_X" in inspect.signature(model.fit).parameters
+                 else dict(eval_set=sets))
+        model.fit(X_train, y_train, **watch, eval_names=["train", "valid"],
                   callbacks=[lightgbm.early_stopping(patience, verbose=False), lightgbm.record_evaluation(curves)])
     columns = {f"{split}_{metric}": values for split, by_metric in curves.items() for metric, values in by_metric.items()}
     history = pd.DataFrame({"round": np.arange(1, len(next(iter(columns.values()))) + 1), **columns})

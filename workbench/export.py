@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import InputError, WorkbenchError, atomic_write, environment, file_sha256, patch
-from .formats import (_SK_WRITERS, _WRITERS, _boosting, _native_runner, _numpy, _onnx_runner, _parity, _quiet_exporters,
+from .core import InputError, WorkbenchError, _keras, atomic_write, environment, file_sha256, patch
+from .formats import (_KERAS_WRITERS, _SK_WRITERS, _WRITERS, _boosting, _keras_module, _keras_runner,
+                               _keras_weights_runner, _native_runner, _numpy, _onnx_runner, _parity, _quiet_exporters,
                                _sklearn_outputs, _skops_runner, _torch_runner)
 
 # %% auto #0
-__all__ = ['TORCH_FORMATS', 'SKLEARN_FORMATS', 'ExportError', 'Bundle', 'export', 'Predictor', 'load', 'check', 'ExportButton']
+__all__ = ['TORCH_FORMATS', 'KERAS_FORMATS', 'SKLEARN_FORMATS', 'ExportError', 'Bundle', 'export', 'Predictor', 'load', 'check',
+           'ExportButton']
 
 # %% ../nbs/12_export.ipynb #819fb5ec
 class ExportError(WorkbenchError):
@@ -31,13 +33,14 @@ class ExportError(WorkbenchError):
 
 
 TORCH_FORMATS = ("safetensors", "onnx", "pt2")
+KERAS_FORMATS = ("safetensors", "onnx", "keras")
 SKLEARN_FORMATS = ("onnx", "skops")
 
 
 def _formats_for(model, sklearn: bool) -> tuple:
     "The formats a model can be written in: a bare XGBoost or LightGBM estimator's own file instead of skops."
     if not sklearn:
-        return TORCH_FORMATS
+        return KERAS_FORMATS if _keras(model) else TORCH_FORMATS
     library = _boosting(model)
     return ("onnx", library) if library and not hasattr(model, "steps") else SKLEARN_FORMATS
 
@@ -174,15 +177,18 @@ def _prepare(model, sample, sklearn: bool):
         raise InputError("the sample must be a non-empty batch (first dimension = batch)")
     if sample.is_floating_point():
         sample = sample.float()
-    reference = copy.deepcopy(model).cpu().eval()  # the user's model keeps its device, mode and grads
-    for p in reference.parameters():
-        p.requires_grad_(False)
+    if _keras(model):  # a thin torch module around it: the Keras model itself is neither copied nor changed
+        reference, writers = _keras_module(model).eval(), _KERAS_WRITERS
+    else:
+        reference, writers = copy.deepcopy(model).cpu().eval(), _WRITERS  # the user's model keeps its device, mode and grads
+        for p in reference.parameters():
+            p.requires_grad_(False)
 
     def answer(x):
         with torch.no_grad():
             return {"predict": _numpy(reference(x))}
 
-    return sample, reference, _WRITERS, answer
+    return sample, reference, writers, answer
 
 # %% ../nbs/12_export.ipynb #4b9f4770
 def _write_format(fmt, writer, reference, batches, expected, folder: Path, atol: float, rtol: float):
@@ -282,8 +288,8 @@ def export(model, sample, path, formats=None, name: str | None = None, metrics: 
         raise InputError("export needs a sample batch of inputs (e.g. one batch from the validation loader)")
     asked = formats is not None
     sklearn, formats = _check_model(model, formats)
-    if allow_partial is None:  # any scikit-learn model gives a loadable bundle: skops alone if ONNX cannot hold it
-        allow_partial = sklearn and not asked
+    if allow_partial is None:  # any scikit-learn model gives a loadable bundle: skops alone if ONNX cannot hold it (Keras: without .keras)
+        allow_partial = (sklearn or _keras(model)) and not asked
     path = Path(path)
     _check_path(path, overwrite)
     sample, reference, writers, answer = _prepare(model, sample, sklearn)
@@ -412,9 +418,9 @@ def load(path, backend: str | None = None, model=None, trusted=None, threads: in
     path = _resolve(path) if str(path).startswith("models:/") else Path(path)
     meta = _verified(path)
     files = {f["format"]: path / name for name, f in meta["files"].items()}
-    backend = backend or next((b for b in ("onnx", "pt2", "skops", "xgboost", "lightgbm") if b in files), "torch")
-    if backend not in ("onnx", "pt2", "torch", "skops", "xgboost", "lightgbm"):
-        raise InputError(f"unknown backend {backend!r}; use 'onnx', 'pt2', 'torch', 'skops', 'xgboost' or 'lightgbm'")
+    backend = backend or next((b for b in ("onnx", "pt2", "skops", "xgboost", "lightgbm", "keras") if b in files), "torch")
+    if backend not in ("onnx", "pt2", "torch", "skops", "xgboost", "lightgbm", "keras"):
+        raise InputError(f"unknown backend {backend!r}; use 'onnx', 'pt2', 'torch', 'skops', 'xgboost', 'lightgbm' or 'keras'")
     if backend not in files and not (backend == "torch" and "safetensors" in files):
         raise InputError(f"this bundle has no {backend!r} file; it has {sorted(files)}")
     if backend == "onnx":
@@ -429,11 +435,19 @@ def load(path, backend: str | None = None, model=None, trusted=None, threads: in
 
         if not isinstance(model, torch.nn.Module):
             raise InputError("backend='torch' needs the model's architecture: load(path, backend='torch', model=MyNet())")
-        module = copy.deepcopy(model).cpu().eval()
-        load_model(module, str(files["safetensors"]))
-        run = _torch_runner(module)
+        if _keras(model):  # a subclassed Keras model makes its weights on its first call
+            spec = meta["inputs"][0]
+            if not model.built:
+                model(np.zeros([1, *spec["shape"][1:]], spec["dtype"]))
+            run = _keras_weights_runner(model, files["safetensors"])
+        else:
+            module = copy.deepcopy(model).cpu().eval()
+            load_model(module, str(files["safetensors"]))
+            run = _torch_runner(module)
     elif backend == "skops":
         run = _skops_runner(files["skops"], trusted)
+    elif backend == "keras":
+        run = _keras_runner(files["keras"])
     else:
         run = _native_runner(files[backend], backend, meta)
     return Predictor(path, meta, backend, run)

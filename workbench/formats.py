@@ -117,6 +117,70 @@ def _write_pt2(model, sample, folder: Path):
 
 _WRITERS = {"safetensors": _write_safetensors, "onnx": _write_onnx_torch, "pt2": _write_pt2}
 
+# %% ../nbs/11_formats.ipynb #3473514c
+def _keras_module(model):
+    "A Keras model (torch backend) as a plain torch module whose forward calls it in inference mode."
+    import torch
+
+    class KerasModule(torch.nn.Module):
+        def __init__(self, keras_model):
+            super().__init__()
+            self.keras_model = keras_model
+
+        def forward(self, x):
+            return self.keras_model(x, training=False)
+
+    return KerasModule(model)
+
+
+def _keras_runner(file: Path):
+    import keras
+
+    loaded = keras.saving.load_model(file, safe_mode=True)  # a Lambda layer's bytecode is refused, never run
+    return lambda x: {"predict": np.asarray(keras.ops.convert_to_numpy(loaded(x, training=False)))}
+
+# %% ../nbs/11_formats.ipynb #06720bcf
+def _keras_weights_runner(keras_model, file: Path):
+    "`keras_model` (filled in place: Keras cannot copy every model) with the weights stored in `file`, in order."
+    import keras
+    from safetensors.numpy import load_file
+
+    stored = load_file(str(file))
+    keras_model.set_weights([stored[k] for k in sorted(stored)])
+    return lambda x: {"predict": np.asarray(keras.ops.convert_to_numpy(keras_model(x, training=False)))}
+
+
+def _write_keras_weights(model, sample, folder: Path):
+    "The Keras model's weights as safetensors, keyed by position and path; read back and compared array by array."
+    import keras
+    from safetensors.numpy import load_file, save_file
+
+    path, weights = folder / "model.safetensors", [keras.ops.convert_to_numpy(w) for w in model.keras_model.weights]
+    save_file({f"{i:04d}:{w.path}": a for i, (w, a) in enumerate(zip(model.keras_model.weights, weights))}, str(path))
+    stored = load_file(str(path))
+    if not all(np.array_equal(stored[k], a) for k, a in zip(sorted(stored), weights)):
+        raise ValueError("the weights read back differ from the model's")
+    # the same arrays, so the model's own answers are the file's
+    return path, lambda x: {"predict": np.asarray(keras.ops.convert_to_numpy(model.keras_model(x, training=False)))}
+
+
+def _write_keras(model, sample, folder: Path):
+    "Keras's own .keras file of the wrapped model, read back safely."
+    path = folder / "model.keras"
+    model.keras_model.save(path)
+    try:
+        return path, _keras_runner(path)
+    except ValueError as e:
+        if "Lambda" not in str(e):
+            raise
+        raise ValueError("a Lambda layer is stored as Python code, which loading refuses (safe_mode): make it a Layer subclass") from None
+    except TypeError as e:  # a class of one's own that Keras does not know by name
+        raise ValueError(f"{str(e).split('. ')[0]}: decorate it with @keras.saving.register_keras_serializable() "
+                         "and import it before loading") from None
+
+
+_KERAS_WRITERS = {"safetensors": _write_keras_weights, "onnx": _write_onnx_torch, "keras": _write_keras}
+
 # %% ../nbs/11_formats.ipynb #1fd4ccfe
 def _bool_attributes_as_ints(converter):
     "A skl2onnx converter whose boolean attribute lists reach onnx as ints (onnx refuses booleans in `ints`)."

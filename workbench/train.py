@@ -26,7 +26,8 @@ from torch import nn
 from .batches import forward, logits_of, loss_of, rows_of, split
 from .callbacks import (EVENTS, Callback, Checkpoint, EarlyStopping, NaNGuard, StopTraining,  # noqa: F401
                                  TrainingError)  # (also importable from here)
-from .core import InputError, WorkbenchError, atomic_write, get_device, patch, png_bytes
+from .core import (InputError, WorkbenchError, _load_model_state, _model_state, _parameters, atomic_write,
+                            get_device, patch, png_bytes)
 from .distributed import _all_reduce, _distributed, _epoch_loader, _world, is_main_process, launch  # noqa: F401
 from .metrics import _Metric
 
@@ -154,7 +155,7 @@ class Trainer:
         self.train_dl, self.valid_dl = train_dl, valid_dl
         self.loss_fn, self.n_inputs, self.step_fn, self._targets = loss_fn or nn.functional.cross_entropy, n_inputs, step, None
         self.lr, self.seed, self.accumulate, self.clip = lr, seed, accumulate, clip
-        self.opt = opt(self._module.parameters(), lr=lr) if callable(opt) and not isinstance(opt, torch.optim.Optimizer) else opt
+        self.opt = opt(_parameters(self._module), lr=lr) if callable(opt) and not isinstance(opt, torch.optim.Optimizer) else opt
         self.scheduler_spec, self.scheduler, self._planned = scheduler, None, None
         self.precision, self._dtype = precision, _PRECISIONS[precision]
         amp_device = self.device.type if self.device.type in ("cuda", "cpu") else "cpu"
@@ -475,7 +476,7 @@ def lr_find(self: Trainer, start: float = 1e-7, end: float = 10.0, steps: int = 
     "Sweep the learning rate from `start` to `end` over up to `steps` batches, then restore everything; return a suggestion."
     if not 0 < start < end:
         raise InputError(f"lr_find needs 0 < start < end, not start={start}, end={end}")
-    saved = {"model": copy.deepcopy(self._module.state_dict()), "opt": copy.deepcopy(self.opt.state_dict()), "rng": _rng_state()}
+    saved = {"model": copy.deepcopy(_model_state(self._module)), "opt": copy.deepcopy(self.opt.state_dict()), "rng": _rng_state()}
     lrs, losses, smooth, best = [], [], 0.0, float("inf")
     self.model.train()
     try:
@@ -503,7 +504,7 @@ def lr_find(self: Trainer, start: float = 1e-7, end: float = 10.0, steps: int = 
             if losses[-1] > 4 * best:  # diverged: the rest of the sweep says nothing
                 break
     finally:
-        self._module.load_state_dict(saved["model"])
+        _load_model_state(self._module, saved["model"])
         self.opt.load_state_dict(saved["opt"])
         _set_rng_state(saved["rng"])
         self.opt.zero_grad(set_to_none=True)
@@ -529,7 +530,7 @@ def state_dict(self: Trainer) -> dict:
     "Everything exact resume needs, as plain data."
     return {
         "format": "workbench.train/1",
-        "model": self._module.state_dict(),
+        "model": _model_state(self._module),
         "opt": self.opt.state_dict(),
         "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
         "planned_epochs": self._planned,
@@ -560,7 +561,7 @@ def load(self: Trainer, path_or_state):
     if state.get("format") != "workbench.train/1":
         raise InputError("not a workbench training checkpoint (no 'format': 'workbench.train/1')")
     try:
-        self._module.load_state_dict(state["model"])
+        _load_model_state(self._module, state["model"])
     except RuntimeError as e:
         raise InputError(f"the checkpoint does not fit this model: {str(e).splitlines()[0]}") from e
     self._planned = state["planned_epochs"]

@@ -1,0 +1,181 @@
+"""Keras 3 through the same doors as torch: many kinds of model exported and loaded back, Trainer and Keras's own fit
+recorded in a run, Ctrl-C, and the backend refused with what to do."""
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+os.environ["KERAS_BACKEND"] = "torch"  # before keras is first imported
+keras = pytest.importorskip("keras")
+
+from conftest import write_notebook  # noqa: E402
+from workbench.export import export, load  # noqa: E402
+from workbench.frameworks import keras_callback  # noqa: E402
+from workbench.run import run_notebook  # noqa: E402
+from workbench.runs import RunStore  # noqa: E402
+from workbench.train import Callback, Checkpoint, StopTraining, Trainer  # noqa: E402
+
+L = keras.layers
+
+
+class Unregistered(keras.Model):
+    "A subclassed model Keras cannot find by name when it loads a .keras file."
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden, self.out = L.Dense(8, activation="relu"), L.Dense(3)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class Registered(Unregistered):
+    pass
+
+
+def _attention():
+    x = keras.Input((5, 8))
+    h = L.LayerNormalization()(L.MultiHeadAttention(2, 4)(x, x) + x)
+    return keras.Model(x, L.Dense(2)(L.GlobalAveragePooling1D()(h)))
+
+
+def _functional():
+    x = keras.Input((6,))
+    return keras.Model(x, L.Dense(2, activation="softmax")(L.Dropout(0.2)(L.Dense(8, activation="gelu")(x))))
+
+
+# model, the shape of one row, the formats its bundle must hold
+MODELS = {
+    "dense-batchnorm": (lambda: keras.Sequential([keras.Input((6,)), L.Dense(8, activation="relu"), L.BatchNormalization(),
+                                                  L.Dense(3)]), (6,), {"safetensors", "onnx", "keras"}),
+    "functional-dropout": (_functional, (6,), {"safetensors", "onnx", "keras"}),
+    "conv2d": (lambda: keras.Sequential([keras.Input((16, 16, 3)), L.Conv2D(4, 3, activation="relu"), L.MaxPooling2D(),
+                                         L.GlobalAveragePooling2D(), L.Dense(2)]), (16, 16, 3), {"safetensors", "onnx", "keras"}),
+    "lstm": (lambda: keras.Sequential([keras.Input((10, 4)), L.LSTM(8), L.Dense(1)]), (10, 4), {"safetensors", "onnx", "keras"}),
+    "gru-sequences": (lambda: keras.Sequential([keras.Input((10, 4)), L.GRU(8, return_sequences=True), L.GlobalAveragePooling1D(),
+                                                L.Dense(1)]), (10, 4), {"safetensors", "onnx", "keras"}),
+    "attention": (_attention, (5, 8), {"safetensors", "onnx", "keras"}),
+    "normalization": (lambda: keras.Sequential([keras.Input((6,)), L.Normalization(mean=0.5, variance=2.0), L.Dense(3)]), (6,),
+                      {"safetensors", "onnx", "keras"}),
+    "subclassed-registered": (Registered, (6,), {"safetensors", "onnx", "keras"}),
+    "subclassed-unregistered": (Unregistered, (6,), {"safetensors", "onnx"}),
+    "lambda-layer": (lambda: keras.Sequential([keras.Input((6,)), L.Lambda(lambda v: v * 2), L.Dense(3)]), (6,),
+                     {"safetensors", "onnx"}),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_file_of_a_keras_bundle_answers_as_the_model(name, tmp_path):
+    make, shape, formats = MODELS[name]
+    keras.utils.set_random_seed(0)
+    model = make()
+    x, other = np.random.rand(4, *shape).astype("float32"), np.random.rand(7, *shape).astype("float32")
+    model(x)
+    bundle = export(model, x, tmp_path / name)
+    assert {f["format"] for f in bundle.files.values()} == formats, bundle.metadata.get("failed")
+    expected = keras.ops.convert_to_numpy(model(other, training=False))
+    for backend in formats - {"safetensors"} | {"torch"}:
+        fresh = make() if backend == "torch" else None  # the architecture; a subclassed one is built by load
+        got = load(bundle.path, backend=backend, model=fresh).predict(other)
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4, err_msg=backend)
+    if "keras" not in formats:  # why it is missing, with what to do
+        assert any(hint in bundle.metadata["failed"]["keras"] for hint in ("Layer subclass", "register_keras_serializable"))
+
+
+def test_export_leaves_the_keras_model_trainable(tmp_path):
+    model = MODELS["dense-batchnorm"][0]()
+    x, y = np.random.rand(32, 6).astype("float32"), np.random.rand(32, 3).astype("float32")
+    model.compile(optimizer="sgd", loss="mse")
+    export(model, x[:4], tmp_path / "b")
+    before = [w.copy() for w in model.get_weights()]
+    model.fit(x, y, epochs=1, verbose=0)
+    assert all(w.trainable for w in model.trainable_weights)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return (digits.images / 16.0).astype(np.float32), digits.target
+
+
+def _network():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((8, 8)), L.Flatten(), L.Dense(32, activation="relu"), L.Dropout(0.1), L.Dense(10)])
+
+
+def test_trainer_trains_a_keras_model_and_resumes_exactly(tmp_path):
+    images, labels = _digits()
+    data = torch.utils.data.TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
+
+    class StopAfterTwo(Callback):
+        def after_epoch(self, t):
+            if t.epoch == 2:
+                raise StopTraining
+
+    def trainer(*callbacks):
+        loaders = (torch.utils.data.DataLoader(torch.utils.data.Subset(data, range(1400)), batch_size=64, shuffle=True),
+                   torch.utils.data.DataLoader(torch.utils.data.Subset(data, range(1400, 1797)), batch_size=128))
+        return Trainer(_network(), *loaders, metrics=["accuracy"], lr=1e-2, progress=False, seed=0, callbacks=list(callbacks))
+
+    straight = trainer()
+    straight.fit(4)
+    trainer(Checkpoint(tmp_path), StopAfterTwo()).fit(4)  # stopped after two of four epochs, as a killed run would be
+    resumed = trainer()
+    resumed.fit(4, resume=tmp_path / "last.ckpt")
+    assert straight.history["valid_loss"].tolist() == resumed.history["valid_loss"].tolist()
+    assert straight.last_metrics()["accuracy"] > 0.85
+    for a, b in zip(straight.model.get_weights(), resumed.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_keras_fit_inside_a_run_records_each_epoch(tmp_path):
+    nb = write_notebook(
+        tmp_path / "keras.ipynb",
+        "import os\nos.environ['KERAS_BACKEND'] = 'torch'\nimport keras, numpy as np\n"
+        "from workbench.frameworks import keras_callback\n"
+        "x, y = np.random.rand(256, 6).astype('float32'), np.random.randint(0, 2, 256)\n"
+        "model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2)])\n"
+        "model.compile(optimizer='adam', loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=['accuracy'])\n"
+        "model.fit(x, y, validation_split=0.25, epochs=3, verbose=0, callbacks=[keras_callback()])")
+    run = run_notebook(nb, out_dir=tmp_path / "out", html=False)
+    assert run.ok, run.describe_error()
+    store = RunStore()
+    assert store.history(run.id, "valid_loss")["step"].tolist() == [1, 2, 3, 3]  # each epoch, then the last once more
+    assert {"train_loss", "valid_loss", "accuracy", "train_accuracy"} <= set(run.metrics)
+
+
+def test_ctrl_c_stops_keras_fit_at_a_batch_boundary():
+    images, labels = _digits()
+    model = _network()
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    press = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: batch == 3 and os.kill(os.getpid(), signal.SIGINT))
+    handler = signal.getsignal(signal.SIGINT)
+    history = model.fit(images, labels, batch_size=32, epochs=5, verbose=0, callbacks=[keras_callback(progress=False), press])
+    assert len(history.history["loss"]) == 1  # stopped in the first epoch, not by a KeyboardInterrupt
+    assert signal.getsignal(signal.SIGINT) is handler  # the previous handler is back
+    assert np.isfinite(keras.ops.convert_to_numpy(model(images[:4]))).all()
+
+
+def test_keras_progress_writes_a_line_per_epoch(capsys):
+    images, labels = _digits()
+    model = _network()
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(images[:512], labels[:512], validation_split=0.25, epochs=2, verbose=0, callbacks=[keras_callback()])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/2") and "valid_loss" in lines[0] and "accuracy" in lines[0]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax", "tensorflow"])
+def test_another_keras_backend_is_refused_with_what_to_do(backend):
+    code = (f"import os; os.environ['KERAS_BACKEND'] = {backend!r}\n"
+            "from workbench.frameworks import keras_callback\nkeras_callback()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "InputError" in out.stderr
+    assert "set KERAS_BACKEND=torch before keras is first imported" in out.stderr, out.stderr[-800:]

@@ -92,3 +92,18 @@ def test_what_these_libraries_cannot_export_is_said(tmp_path):
     with pytest.raises(InputError, match="cannot export a Booster"):
         export(booster, X.drop(columns="site").head(16), tmp_path / "booster")
     assert not (tmp_path / "categorical").exists() and not (tmp_path / "booster").exists()
+
+
+def test_a_frame_sample_is_matched_to_the_columns_the_model_was_fitted_on(tmp_path):
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X = X.astype("float32")
+    for model in (xgboost.XGBClassifier(n_estimators=10), lightgbm.LGBMClassifier(n_estimators=10, verbose=-1)):
+        model.fit(X, y)  # XGBoost keeps the names in its DMatrix, LightGBM with underscores for spaces
+        name = type(model).__name__
+        with pytest.raises(InputError, match="lacks 1 of the 30 columns the model was fitted on: mean.radius"):
+            export(model, X.drop(columns="mean radius").head(16), tmp_path / name)
+        with pytest.raises(InputError, match="lacks 30 of the 30 columns"):
+            export(model, X.head(16).rename(columns=str.upper), tmp_path / name)
+        assert not (tmp_path / name).exists()
+        export(model, X.head(16)[X.columns[::-1]], tmp_path / name)  # another order: matched by name
+        np.testing.assert_array_equal(load(tmp_path / name).predict(X.to_numpy()[:50]), model.predict(X[:50]))

@@ -165,11 +165,25 @@ def _sklearn_sample(sample) -> np.ndarray:
         raise InputError(f"the sample for a scikit-learn model must be a non-empty 2-D array, not of shape {sample.shape}")
     return sample
 
+# %% ../nbs/12_export.ipynb #27d2aff9
+def _in_model_order(sample, model):
+    "A frame sample's columns in the order the model was fitted on (by name), or an InputError naming what it lacks."
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is None or not hasattr(sample, "columns"):
+        return sample
+    spaced = {re.sub(r"\s", "_", str(c)): c for c in sample.columns}  # LightGBM's spelling of a name with spaces
+    columns = [c if c in sample.columns else spaced.get(str(c)) for c in fitted]
+    missing = [str(f) for f, c in zip(fitted, columns) if c is None]
+    if missing:
+        raise InputError(f"the sample lacks {len(missing)} of the {len(fitted)} columns the model was fitted on: "
+                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; pass rows of the frame it was fitted on")
+    return sample[columns]
+
 # %% ../nbs/12_export.ipynb #4dfd45ee
 def _prepare(model, sample, sklearn: bool):
     "The sample as the formats take it, the reference model, the writers, and how the reference answers."
     if sklearn:
-        return _sklearn_sample(sample), model, _SK_WRITERS, lambda x: _sklearn_outputs(model, x)
+        return _sklearn_sample(_in_model_order(sample, model)), model, _SK_WRITERS, lambda x: _sklearn_outputs(model, x)
     import torch
 
     sample = torch.as_tensor(sample).detach().cpu()

@@ -1,4 +1,7 @@
 """XGBoost and LightGBM through the same doors as scikit-learn: fit, export (ONNX and their own files), load, serve, evaluate."""
+import os
+import signal
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +13,8 @@ from workbench.core import InputError
 from workbench.estimators import fit_estimator
 from workbench.evaluate import evaluate
 from workbench.export import ExportError, check, export, load
+from workbench.run import run_notebook
+from workbench.runs import RunStore
 
 xgboost = pytest.importorskip("xgboost")
 lightgbm = pytest.importorskip("lightgbm")
@@ -107,3 +112,40 @@ def test_a_frame_sample_is_matched_to_the_columns_the_model_was_fitted_on(tmp_pa
         assert not (tmp_path / name).exists()
         export(model, X.head(16)[X.columns[::-1]], tmp_path / name)  # another order: matched by name
         np.testing.assert_array_equal(load(tmp_path / name).predict(X.to_numpy()[:50]), model.predict(X[:50]))
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_ctrl_c_stops_boosting_at_the_end_of_a_round(library, capsys, monkeypatch):
+    from workbench import estimators
+    from workbench.progress import TextProgress
+
+    class PressCtrlCAtRoundFive(TextProgress):  # the live view, with a person pressing Ctrl-C as round 5 shows
+        def after_epoch(self, t):
+            super().after_epoch(t)
+            if t.epoch == 5:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(estimators, "default_progress", PressCtrlCAtRoundFive)
+    X, y = load_breast_cancer(return_X_y=True)
+    model = (xgboost.XGBClassifier(n_estimators=300, learning_rate=0.3) if library == "xgboost"
+             else lightgbm.LGBMClassifier(n_estimators=300, learning_rate=0.3, verbose=-1))
+    handler = signal.getsignal(signal.SIGINT)
+    result = fit_estimator(model, X, y, patience=300)
+    assert result.interrupted and len(result.history) == 5  # no round after the one Ctrl-C came in
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert "stopped after round 5 (interrupted)" in capsys.readouterr().out
+    assert result.metrics["accuracy"] > 0.8  # the model as fitted so far, scored
+
+
+def test_boosting_rounds_are_recorded_as_they_come(tmp_path):
+    from conftest import write_notebook
+
+    nb = write_notebook(
+        tmp_path / "boost.ipynb",
+        "import xgboost\nfrom sklearn.datasets import load_breast_cancer\nfrom workbench.estimators import fit_estimator\n"
+        "X, y = load_breast_cancer(return_X_y=True)\n"
+        "result = fit_estimator(xgboost.XGBClassifier(n_estimators=8), X, y)")
+    run = run_notebook(nb, out_dir=tmp_path / "out", html=False)
+    assert run.ok, run.describe_error()
+    assert RunStore().history(run.id, "valid_logloss")["step"].tolist() == list(range(1, 9))
+    assert "accuracy" in run.metrics and "round 8/8" in (tmp_path / "out").joinpath("boost.ipynb").read_text()

@@ -151,14 +151,15 @@ def test_keras_fit_inside_a_run_records_each_epoch(tmp_path):
     assert {"train_loss", "valid_loss", "accuracy", "train_accuracy"} <= set(run.metrics)
 
 
-def test_ctrl_c_stops_keras_fit_at_a_batch_boundary():
+def test_ctrl_c_stops_keras_fit_at_a_batch_boundary(capsys):
     images, labels = _digits()
     model = _network()
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     press = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: batch == 3 and os.kill(os.getpid(), signal.SIGINT))
     handler = signal.getsignal(signal.SIGINT)
-    history = model.fit(images, labels, batch_size=32, epochs=5, verbose=0, callbacks=[keras_callback(progress=False), press])
+    history = model.fit(images, labels, batch_size=32, epochs=5, verbose=0, callbacks=[keras_callback(), press])
     assert len(history.history["loss"]) == 1  # stopped in the first epoch, not by a KeyboardInterrupt
+    assert "stopped after epoch 1 (interrupted)" in capsys.readouterr().out
     assert signal.getsignal(signal.SIGINT) is handler  # the previous handler is back
     assert np.isfinite(keras.ops.convert_to_numpy(model(images[:4]))).all()
 

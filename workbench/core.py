@@ -124,6 +124,23 @@ def _load_model_state(module, state: dict):
     for variable, value in zip(variables, values):
         variable.assign(value)
 
+# %% ../nbs/00_core.ipynb #e57303ba
+def _stop_on_ctrl_c(stop) -> callable:
+    "Until the returned function is called, the first Ctrl-C calls `stop()` and gives Ctrl-C back (a second one interrupts)."
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        return lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGINT, previous)
+        stop()
+
+    signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
+
 # %% ../nbs/00_core.ipynb #22d85ae8
 ENVIRONMENTS = ("widgets", "headless", "terminal")
 _HEADLESS_PARENTS = ("papermill", "nbconvert", "nbclient", "nbmake")

@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from .core import InputError
+from .core import InputError, _stop_on_ctrl_c
+from .progress import _FitState, default_progress
 from .train import FitResult
 
 # %% auto #0
@@ -66,36 +67,65 @@ def _boosting(model) -> str | None:
     return module if module in ("xgboost", "lightgbm") else None
 
 
-def _fit_boosting(model, X_train, y_train, X_valid, y_valid, patience: int) -> pd.DataFrame:
-    "Fit an XGBoost or LightGBM estimator watching the validation set (early stopping); one row per round."
-    sets = [(X_train, y_train), (X_valid, y_valid)]
-    if _boosting(model) == "xgboost":
-        model.set_params(early_stopping_rounds=patience)
-        model.fit(X_train, y_train, eval_set=sets, verbose=False)
-        curves = dict(zip(("train", "valid"), model.evals_result().values()))
-    else:
-        import inspect
+def _xgboost_rounds(model, sets: list, patience: int, round_done):
+    import xgboost
 
-        import lightgbm
+    class Rounds(xgboost.callback.TrainingCallback):
+        def after_iteration(self, booster, epoch, evals_log) -> bool:  # True stops the fit
+            splits = dict(zip(evals_log, ("train", "valid")))  # validation_0, validation_1
+            return round_done({f"{splits[s]}_{m}": v[-1] for s, by_metric in evals_log.items() for m, v in by_metric.items()})
 
-        curves = {}  # LightGBM 4.7 takes eval_X/eval_y and deprecates eval_set
-        watch = (dict(eval_X=(X_train, X_valid), eval_y=(y_train, y_valid)) if "eval_X" in inspect.signature(model.fit).parameters
-                 else dict(eval_set=sets))
-        model.fit(X_train, y_train, **watch, eval_names=["train", "valid"],
-                  callbacks=[lightgbm.early_stopping(patience, verbose=False), lightgbm.record_evaluation(curves)])
-    columns = {f"{split}_{metric}": values for split, by_metric in curves.items() for metric, values in by_metric.items()}
-    history = pd.DataFrame({"round": np.arange(1, len(next(iter(columns.values()))) + 1), **columns})
-    from workbench.runs import current_run, record
+    model.set_params(early_stopping_rounds=patience, callbacks=[Rounds()])
+    try:
+        model.fit(*sets[0], eval_set=sets, verbose=False)
+    finally:
+        model.set_params(callbacks=None)  # the fitted model keeps no function of ours
 
-    if current_run():
-        for row in history.to_dict("records"):
-            for name, value in row.items():
-                if name != "round":
-                    record(name, round(float(value), 6), step=int(row["round"]))
-    return history
+
+def _lightgbm_rounds(model, sets: list, patience: int, round_done):
+    import inspect
+
+    import lightgbm
+
+    def rounds(env):
+        if round_done({f"{split}_{metric}": value for split, metric, value, *_ in env.evaluation_result_list}):
+            raise lightgbm.callback.EarlyStopException(env.iteration, env.evaluation_result_list)  # how a callback stops it
+
+    rounds.order = 25  # before early stopping's (30), so the last round is shown too
+    (X_train, y_train), (X_valid, y_valid) = sets  # LightGBM 4.7 takes eval_X/eval_y and deprecates eval_set
+    watch = (dict(eval_X=(X_train, X_valid), eval_y=(y_train, y_valid)) if "eval_X" in inspect.signature(model.fit).parameters
+             else dict(eval_set=sets))
+    model.fit(X_train, y_train, **watch, eval_names=["train", "valid"],
+              callbacks=[lightgbm.early_stopping(patience, verbose=False), rounds])
+
+# %% ../nbs/10_estimators.ipynb #f89840ee
+def _fit_boosting(model, X_train, y_train, X_valid, y_valid, patience: int, progress: bool) -> tuple[pd.DataFrame, bool]:
+    "Fit an XGBoost or LightGBM estimator watching the validation set; a row per round, and whether Ctrl-C stopped it."
+    state = _FitState(model.get_params().get("n_estimators") or 100, unit="round")
+    view = default_progress() if progress else None
+
+    def round_done(values: dict) -> bool:
+        state.global_step += 1
+        state.add_row({"round": state.global_step, **values})
+        if view:
+            view.after_epoch(state)
+        return state.interrupted
+
+    fit = _xgboost_rounds if _boosting(model) == "xgboost" else _lightgbm_rounds
+    restore = _stop_on_ctrl_c(lambda: setattr(state, "interrupted", True))
+    try:
+        if view:
+            view.before_fit(state)
+        fit(model, [(X_train, y_train), (X_valid, y_valid)], patience, round_done)
+    finally:
+        restore()
+    if view:
+        view.after_fit(state)
+    return state.history.drop(columns="step"), state.interrupted
 
 # %% ../nbs/10_estimators.ipynb #805636ae
-def fit_estimator(estimator, X, y=None, cv: int | None = None, metrics=None, valid=None, seed: int = 0, patience: int = 20) -> FitResult:
+def fit_estimator(estimator, X, y=None, cv: int | None = None, metrics=None, valid=None, seed: int = 0, patience: int = 20,
+                  progress: bool = True) -> FitResult:
     "Fit a scikit-learn estimator and score it (cross-validation, a given validation set, or a 20% hold-out; boosting stops early)."
     from sklearn.base import clone, is_classifier
     from sklearn.model_selection import StratifiedKFold, KFold, cross_validate, train_test_split
@@ -104,7 +134,7 @@ def fit_estimator(estimator, X, y=None, cv: int | None = None, metrics=None, val
         raise InputError(f"estimator must be a scikit-learn estimator or pipeline, not {type(estimator).__name__}")
     X, y = _xy(X, y)
     scorers = _scorers(estimator, metrics)
-    classifier = is_classifier(estimator)
+    classifier, interrupted = is_classifier(estimator), False
     try:
         if cv is not None:
             if not isinstance(cv, int) or cv < 2:
@@ -127,7 +157,7 @@ def fit_estimator(estimator, X, y=None, cv: int | None = None, metrics=None, val
                     X, y, test_size=0.2, random_state=seed, stratify=y if classifier else None)
             start, model, rounds = time.perf_counter(), clone(estimator), None
             if _boosting(model):  # round by round, watching the validation set
-                rounds = _fit_boosting(model, X_train, y_train, X_valid, y_valid, patience)
+                rounds, interrupted = _fit_boosting(model, X_train, y_train, X_valid, y_valid, patience, progress)
             else:
                 model.fit(X_train, y_train)
             seconds = time.perf_counter() - start
@@ -142,4 +172,4 @@ def fit_estimator(estimator, X, y=None, cv: int | None = None, metrics=None, val
     if current_run():
         for name, value in result.items():
             record(name, round(float(value), 6))
-    return FitResult(model, {k: float(v) for k, v in result.items()}, history)
+    return FitResult(model, {k: float(v) for k, v in result.items()}, history, interrupted)

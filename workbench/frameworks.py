@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-import time
 
-from .core import InputError
+from .core import InputError, _stop_on_ctrl_c
+from .progress import _FitState, default_progress
 
 # %% auto #0
 __all__ = ['keras_callback']
@@ -31,85 +30,48 @@ def _keras():
     return keras
 
 # %% ../nbs/32_frameworks.ipynb #d3d34343
-class _KerasRun:
-    "What the progress views read of a Trainer, kept from Keras's callback events."
-
-    def __init__(self, epochs: int, steps: int):
-        self._planned, self.train_dl, self.rows = epochs, range(max(steps, 1)), []
-        self.global_step, self.epoch, self.interrupted, self._loss = 0, 0, False, float("nan")
-
-    def running_loss(self) -> float:
-        return self._loss
-
-    @property
-    def history(self):
-        import pandas as pd
-
-        return pd.DataFrame(self.rows)
-
-
-def _row(epoch: int, step: int, logs: dict, seconds: float) -> dict:
+def _row(epoch: int, logs: dict) -> dict:
     "An epoch's row as Trainer writes one: train_loss, valid_loss, then the other metrics (validation's first)."
-    row = {"epoch": epoch, "step": step, "train_loss": logs.get("loss")}
-    if "val_loss" in logs:
-        row["valid_loss"] = logs["val_loss"]
+    row = {"train_loss": logs.get("loss"), "valid_loss": logs.get("val_loss")}
     row.update({k[4:]: v for k, v in logs.items() if k.startswith("val_") and k != "val_loss"})
     row.update({f"train_{k}": v for k, v in logs.items() if not k.startswith("val_") and k != "loss"})
-    return {"epoch": epoch, "step": step, **{k: float(v) for k, v in row.items() if k not in ("epoch", "step") and v is not None},
-            "seconds": seconds}
+    return {"epoch": epoch, **{k: float(v) for k, v in row.items() if v is not None}}
 
 # %% ../nbs/32_frameworks.ipynb #dfe552d1
 def keras_callback(progress: bool = True):
     "A Keras callback for model.fit: live progress (widget or text), records per epoch inside a run, Ctrl-C at a batch boundary."
     keras = _keras()
-    from workbench.progress import default_progress
     from workbench.runs import current_run, record
 
     class WorkbenchCallback(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.run = _KerasRun(self.params.get("epochs", 1), self.params.get("steps") or 1)
-            self.view, self.started = (default_progress() if progress else None), time.perf_counter()
-            self.previous = signal.signal(signal.SIGINT, self._interrupt) if _main_thread() else None
+            self.state = _FitState(self.params.get("epochs", 1), self.params.get("steps") or 1)
+            self.view = default_progress() if progress else None
+            self.restore = _stop_on_ctrl_c(lambda: setattr(self.state, "interrupted", True))  # at the end of this batch
             self._show("before_fit")
 
         def _show(self, event):
             handler = getattr(self.view, event, None)  # a view listens to the events it needs
             if handler:
-                handler(self.run)
-
-        def _interrupt(self, signum, frame):
-            self.run.interrupted = True  # stop at the end of this batch
+                handler(self.state)
 
         def on_train_batch_end(self, batch, logs=None):
-            self.run.global_step += 1
-            self.run._loss = float((logs or {}).get("loss", math.nan))
+            self.state.global_step, self.state.batch_in_epoch = self.state.global_step + 1, batch + 1
+            self.state.loss = float((logs or {}).get("loss", math.nan))
             self._show("after_batch")
-            if self.run.interrupted:
+            if self.state.interrupted:
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
-            row = _row(epoch + 1, self.run.global_step, logs or {}, time.perf_counter() - self.started)
-            self.run.rows.append(row)
-            self.run.epoch = epoch + 1
+            self.state.add_row(_row(epoch + 1, logs or {}))
             self._show("after_epoch")
-            if current_run():
-                for name, value in row.items():
-                    if name not in ("epoch", "step", "seconds"):
-                        record(name, round(value, 6), step=epoch + 1)
 
         def on_train_end(self, logs=None):
-            if self.previous is not None:
-                signal.signal(signal.SIGINT, self.previous)
+            self.restore()
             self._show("after_fit")
-            if current_run() and self.run.rows:
-                for name, value in self.run.rows[-1].items():
+            if current_run() and self.state.rows:  # the last epoch's values are the run's final ones
+                for name, value in self.state.rows[-1].items():
                     if name not in ("epoch", "step", "seconds"):
                         record(name, round(value, 6))
 
     return WorkbenchCallback()
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()

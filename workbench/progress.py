@@ -14,52 +14,98 @@ from .callbacks import Callback
 # %% auto #0
 __all__ = ['epoch_line', 'loss_plot', 'TextProgress', 'curve_png', 'WidgetProgress', 'default_progress']
 
-# %% ../nbs/06_progress.ipynb #f95807c7
+# %% ../nbs/06_progress.ipynb #77f84533
+class _FitState:
+    "What the progress views read of a fit run by another library's loop: one row per epoch (or per boosting round)."
+
+    def __init__(self, planned: int, steps_per_epoch: int = 1, unit: str = "epoch"):
+        self._planned, self.train_dl, self.unit, self.rows = planned, range(max(steps_per_epoch, 1)), unit, []
+        self.global_step = self.epoch = self.batch_in_epoch = 0
+        self.interrupted, self.loss, self.started = False, float("nan"), time.perf_counter()
+
+    def running_loss(self) -> float:
+        return self.loss
+
+    def add_row(self, row: dict) -> dict:
+        "Append an epoch's (or round's) row, stamped with step and seconds; inside a run, record its values at that step."
+        from workbench.runs import current_run, record
+
+        self.epoch = row[self.unit]
+        self.rows.append({**row, "step": self.global_step, "seconds": time.perf_counter() - self.started})
+        if current_run():
+            for name, value in row.items():
+                if name != self.unit:
+                    record(name, round(float(value), 6), step=self.epoch)
+        return self.rows[-1]
+
+    @property
+    def history(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+# %% ../nbs/06_progress.ipynb #3e9c9d82
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
 
 
-def epoch_line(row: dict, epochs: int) -> str:
-    "`epoch 2/5  train_loss 0.43  valid_loss 0.4  accuracy 0.91  lr 0.001  1.2s`"
-    parts = [f"epoch {row['epoch']}/{epochs}"]
-    parts += [f"{k} {_fmt(v)}" for k, v in row.items() if k not in ("epoch", "step", "seconds")]
+def epoch_line(row: dict, epochs: int, unit: str = "epoch") -> str:
+    "`epoch 2/5  train_loss 0.43  valid_loss 0.4  accuracy 0.91  lr 0.001  1.2s` (or `round 40/400  ...`)"
+    parts = [f"{unit} {row[unit]}/{epochs}"]
+    parts += [f"{k} {_fmt(v)}" for k, v in row.items() if k not in (unit, "step", "seconds")]
     return "  ".join(parts) + f"  {row.get('seconds', 0):.1f}s"
 
 
-def loss_plot(history) -> bytes:
-    "PNG of training and validation loss per epoch (matplotlib, for the static record of a run)."
+def _curves(columns) -> tuple:
+    "The columns drawn: train_loss and valid_loss, else the first train_ and valid_ metric (a boosting round's logloss)."
+    pick = lambda split: f"{split}_loss" if f"{split}_loss" in columns else next((c for c in columns if c.startswith(f"{split}_")), None)
+    return pick("train"), pick("valid")
+
+
+def loss_plot(history, unit: str = "epoch") -> bytes:
+    "PNG of the training and validation loss (or first metric) per epoch or round (matplotlib, for a run's static record)."
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5, 2.6))
     ax = fig.add_subplot()
-    for col, style in (("train_loss", "-o"), ("valid_loss", "-s")):
-        if col in history:
-            ax.plot(history["epoch"], history[col], style, label=col, markersize=3)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    curves = [c for c in _curves(list(history.columns)) if c]
+    for col, style in zip(curves, ("-o", "-s")):
+        ax.plot(history[unit], history[col], style, label=col, markersize=3 if len(history) < 50 else 0)
+    ax.set_xlabel(unit)
+    ax.set_ylabel(curves[0].split("_", 1)[1] if curves else "loss")
     ax.legend(fontsize=8)
     return png_bytes(fig)
 
-
+# %% ../nbs/06_progress.ipynb #8163b868
 class TextProgress(Callback):
-    "One printed line per epoch; under papermill, a loss plot at the end of the fit."
+    "Printed lines (one per epoch, at most about 50 for hundreds of rounds); under papermill, a loss plot at the end."
     order = 50
 
     def before_fit(self, t):
-        self.epochs = t._planned
+        self.epochs, self.unit, self.printed = t._planned, getattr(t, "unit", "epoch"), None
+        self.every = max(1, -(-self.epochs // 50))
+
+    def _print(self, row):
+        print(epoch_line(row, self.epochs, self.unit), flush=True)
+        self.printed = row[self.unit]
 
     def after_epoch(self, t):
-        print(epoch_line(t.rows[-1], self.epochs), flush=True)
+        if t.rows[-1][self.unit] % self.every == 0:
+            self._print(t.rows[-1])
 
     def after_fit(self, t):
-        if t.interrupted:
+        if t.rows and self.printed != t.rows[-1][self.unit]:  # the last row is always shown
+            self._print(t.rows[-1])
+        if t.interrupted and isinstance(t, _FitState):
+            print(f"stopped after {self.unit} {t.epoch} (interrupted)", flush=True)
+        elif t.interrupted:
             print(f"stopped at epoch {t.epoch + 1}, batch {t.batch_in_epoch} (interrupted); fit({self.epochs}) continues", flush=True)
         if environment() == "headless" and t.rows:
             from IPython.display import Image, display
 
-            display(Image(loss_plot(t.history)))
+            display(Image(loss_plot(t.history, self.unit)))
 
 # %% ../nbs/06_progress.ipynb #bfc0f05e
 def curve_png(train: list, valid: list, width: int = 420, height: int = 160) -> bytes:
@@ -99,7 +145,7 @@ class WidgetProgress(Callback):
         import ipywidgets as w
         from IPython.display import display
 
-        self.epochs, self.train, self.valid, self.last = t._planned, [], [], 0.0
+        self.epochs, self.unit, self.train, self.valid, self.last = t._planned, getattr(t, "unit", "epoch"), [], [], 0.0
         self.bar = w.IntProgress(min=0, max=max(1, t._planned * len(t.train_dl)), value=t.global_step,
                                  description="training", layout=w.Layout(width="420px"))
         self.label = w.HTML()
@@ -108,13 +154,15 @@ class WidgetProgress(Callback):
         self.widget = w.VBox([w.HBox([self.bar, self.label]), self.curve, self.table])
         display(self.widget)
 
-    def _table(self, t) -> str:
+    def _table(self, t, last: int = 10) -> str:
+        "The last rows (a boosting fit has hundreds); the whole history stays in `t.history`."
         if not t.rows:
             return ""
         cols = [c for c in t.rows[-1] if c != "step"]
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in t.rows)
-        return f"<table style='font-size:12px'><tr>{head}</tr>{body}</table>"
+        body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in t.rows[-last:])
+        more = f"<tr><td colspan={len(cols)}>{len(t.rows) - last} earlier rows</td></tr>" if len(t.rows) > last else ""
+        return f"<table style='font-size:12px'><tr>{head}</tr>{more}{body}</table>"
 
     def after_batch(self, t):
         now = time.monotonic()
@@ -125,22 +173,25 @@ class WidgetProgress(Callback):
 
     def _draw(self, t):
         self.bar.value = min(t.global_step, self.bar.max)
-        self.label.value = f"epoch {t.epoch + 1}/{self.epochs}, step {t.global_step}/{self.bar.max}"
+        self.label.value = f"{self.unit} {min(t.epoch + 1, self.epochs)}/{self.epochs}, step {t.global_step}/{self.bar.max}"
         self.curve.value = curve_png(self.train, self.valid)
 
     def after_epoch(self, t):
-        row = t.rows[-1]
-        self.train.append((t.global_step, row["train_loss"]))
-        if "valid_loss" in row:
-            self.valid.append((t.global_step, row["valid_loss"]))
-        self.table.value = self._table(t)
-        self._draw(t)
+        row, now = t.rows[-1], time.monotonic()
+        for series, column in zip((self.train, self.valid), _curves(list(row))):
+            if column:
+                series.append((t.global_step, row[column]))
+        if now - self.last >= self.every:  # boosting rounds come faster than a redraw
+            self.last = now
+            self.table.value = self._table(t)
+            self._draw(t)
 
     def after_fit(self, t):
+        self.table.value = self._table(t)
         self._draw(t)
         self.bar.bar_style = "warning" if t.interrupted else "success"
         if t.interrupted:
-            self.label.value += f" — stopped; fit({self.epochs}) continues"
+            self.label.value += " — stopped" if isinstance(t, _FitState) else f" — stopped; fit({self.epochs}) continues"
 
 # %% ../nbs/06_progress.ipynb #62d2cc92
 def default_progress() -> Callback:

@@ -11,8 +11,6 @@ import gc
 import math
 import os
 import random
-import signal
-import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -26,8 +24,8 @@ from torch import nn
 from .batches import forward, logits_of, loss_of, rows_of, split
 from .callbacks import (EVENTS, Callback, Checkpoint, EarlyStopping, NaNGuard, StopTraining,  # noqa: F401
                                  TrainingError)  # (also importable from here)
-from .core import (InputError, WorkbenchError, _load_model_state, _model_state, _parameters, atomic_write,
-                            get_device, patch, png_bytes)
+from .core import (InputError, WorkbenchError, _load_model_state, _model_state, _parameters, _stop_on_ctrl_c,
+                            atomic_write, get_device, patch, png_bytes)
 from .distributed import _all_reduce, _distributed, _epoch_loader, _world, is_main_process, launch  # noqa: F401
 from .metrics import _Metric
 
@@ -294,21 +292,12 @@ def _make_scheduler(self: Trainer, epochs: int):
 @patch
 @contextlib.contextmanager
 def _sigint_at_batch_end(self: Trainer):
-    "While fitting, Ctrl-C (a kernel interrupt) asks the loop to stop at the next batch boundary."
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if self._stop_requested:  # a second Ctrl-C interrupts at once
-            raise KeyboardInterrupt
-        self._stop_requested = True
-
-    previous = signal.signal(signal.SIGINT, handler)
+    "While fitting, Ctrl-C (a kernel interrupt) asks the loop to stop at the next batch boundary; a second one interrupts."
+    restore = _stop_on_ctrl_c(lambda: setattr(self, "_stop_requested", True))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        restore()
 
 # %% ../nbs/09_train.ipynb #64215e0a
 @patch

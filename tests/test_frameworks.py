@@ -13,6 +13,7 @@ os.environ["KERAS_BACKEND"] = "torch"  # before keras is first imported
 keras = pytest.importorskip("keras")
 
 from conftest import write_notebook  # noqa: E402
+from workbench.core import InputError  # noqa: E402
 from workbench.export import export, load  # noqa: E402
 from workbench.frameworks import keras_callback  # noqa: E402
 from workbench.run import run_notebook  # noqa: E402
@@ -180,3 +181,47 @@ def test_another_keras_backend_is_refused_with_what_to_do(backend):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "InputError" in out.stderr
     assert "set KERAS_BACKEND=torch before keras is first imported" in out.stderr, out.stderr[-800:]
+
+
+def _hugging_face_models():
+    T = pytest.importorskip("transformers")
+    small = dict(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
+    gpt2 = dict(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=32)
+    return {
+        "bert-sequence": lambda: T.BertForSequenceClassification(T.BertConfig(**small, num_labels=3)),
+        "distilbert-sequence": lambda: T.DistilBertForSequenceClassification(T.DistilBertConfig(
+            vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32, max_position_embeddings=32)),
+        "roberta-token": lambda: T.RobertaForTokenClassification(T.RobertaConfig(**small, num_labels=4, pad_token_id=1)),
+        "electra-sequence": lambda: T.ElectraForSequenceClassification(T.ElectraConfig(**small, embedding_size=16)),
+        "gpt2-language-model": lambda: T.GPT2LMHeadModel(T.GPT2Config(**gpt2)),  # its key/value cache left out
+        "gpt2-sequence": lambda: T.GPT2ForSequenceClassification(T.GPT2Config(**gpt2, pad_token_id=0)),
+        "vit-image": lambda: T.ViTForImageClassification(T.ViTConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                                                      num_attention_heads=2, intermediate_size=32, num_labels=3)),
+    }
+
+
+@pytest.mark.parametrize("name", ["bert-sequence", "distilbert-sequence", "roberta-token", "electra-sequence",
+                                  "gpt2-language-model", "gpt2-sequence", "vit-image"])
+def test_hugging_face_models_export_and_answer_with_their_logits(name, tmp_path):
+    torch.manual_seed(0)
+    make = _hugging_face_models()[name]
+    model = make()
+    x = torch.rand(4, 3, 16, 16) if name.startswith("vit") else torch.randint(2, 50, (4, 12))
+    bundle = export(model, x, tmp_path / name)
+    assert set(bundle.files) == {"model.safetensors", "model.onnx", "model.pt2"}, bundle.metadata["failed"]
+    model.eval()
+    with torch.no_grad():
+        expected = model(x).logits.numpy()
+    for backend, kwargs in (("onnx", {}), ("pt2", {}), ("torch", {"model": make()})):
+        got = load(tmp_path / name, backend=backend, **kwargs).predict(x.numpy())
+        np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=backend)
+    if name.startswith("gpt2"):
+        assert model.config.use_cache  # the exported copy left its cache out; the model keeps it for generation
+
+
+def test_a_model_that_takes_more_than_one_tensor_is_refused_with_the_reason(tmp_path):
+    T = pytest.importorskip("transformers")
+    t5 = T.T5ForConditionalGeneration(T.T5Config(vocab_size=50, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2))
+    with pytest.raises(InputError, match="cannot run on the sample of shape .4, 12.*input_ids or inputs_embeds"):
+        export(t5, torch.randint(2, 50, (4, 12)), tmp_path / "t5")
+    assert not (tmp_path / "t5").exists()

@@ -197,6 +197,8 @@ def _prepare(model, sample, sklearn: bool):
         reference, writers = copy.deepcopy(model).cpu().eval(), _WRITERS  # the user's model keeps its device, mode and grads
         for p in reference.parameters():
             p.requires_grad_(False)
+        if getattr(getattr(reference, "config", None), "use_cache", False):  # a Hugging Face decoder's key/value cache
+            reference.config.use_cache = False  # serves generation; exported, the model answers its logits only
 
     def answer(x):
         with torch.no_grad():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .batches import logits_of
 from .core import InputError
 
 # %% auto #0
@@ -23,8 +24,12 @@ __all__ = []
 
 # %% ../nbs/11_formats.ipynb #f284134b
 def _numpy(out) -> np.ndarray:
-    "A torch output (tensor) or an ONNX one (array) as a numpy array of floats."
-    return out.detach().float().numpy() if hasattr(out, "detach") else np.asarray(out)
+    "A torch output (a tensor, or a Hugging Face style output's logits) or an ONNX one as a numpy array (floats as float32)."
+    out = logits_of(out)
+    if hasattr(out, "detach"):
+        out = out.detach().cpu()
+        return (out.float() if out.is_floating_point() else out).numpy()  # bf16 has no numpy type; labels stay labels
+    return np.asarray(out)
 
 
 def _compare(key: str, expected, got, atol: float, rtol: float) -> dict:
@@ -370,7 +375,7 @@ def _torch_runner(module):
 
     def run(x):
         with torch.no_grad():
-            return {"predict": module(torch.from_numpy(x)).numpy()}
+            return {"predict": _numpy(module(torch.from_numpy(x)))}
 
     return run
 

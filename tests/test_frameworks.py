@@ -225,3 +225,37 @@ def test_a_model_that_takes_more_than_one_tensor_is_refused_with_the_reason(tmp_
     with pytest.raises(InputError, match="cannot run on the sample of shape .4, 12.*input_ids or inputs_embeds"):
         export(t5, torch.randint(2, 50, (4, 12)), tmp_path / "t5")
     assert not (tmp_path / "t5").exists()
+
+
+def test_keras_and_hugging_face_bundles_are_served_and_evaluated(tmp_path):
+    import json
+    import urllib.request
+
+    from workbench.evaluate import evaluate
+    from workbench.serve import serve
+
+    images, labels = _digits()
+    model = _network()
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(images[:1400], labels[:1400], epochs=3, verbose=0)
+    export(model, images[:8], tmp_path / "digits", classes=list(range(10)))
+    T = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    bert = T.BertForSequenceClassification(T.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                        intermediate_size=32, max_position_embeddings=16, num_labels=2))
+    ids = torch.randint(2, 50, (16, 12))
+    export(bert, ids[:8], tmp_path / "bert")
+    with serve({"digits": tmp_path / "digits", "bert": tmp_path / "bert"}) as server:
+        for name, rows in (("digits", images[1400:1420]), ("bert", ids.numpy())):
+            request = urllib.request.Request(f"{server.url}/models/{name}/predict", data=json.dumps({"inputs": rows.tolist()}).encode(),
+                                             headers={"content-type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as r:
+                answer = json.loads(r.read())
+            want = load(tmp_path / name).predict(rows)
+            got = answer["predictions"]
+            if name == "digits":  # a classifier's labels, from the bundle's classes
+                assert got == want.argmax(1).tolist()
+            else:
+                np.testing.assert_allclose(got, want, atol=1e-5)
+    result = evaluate(tmp_path / "digits", images[1400:], labels[1400:], resamples=50)
+    assert result.task == "classification" and result.metrics["accuracy"] > 0.8

@@ -60,8 +60,10 @@ _LIMITS = {"max_batch": (int, 1), "max_wait_ms": (float, 0), "max_queue": (int, 
 
 
 def _named(bundles) -> dict:
-    "name -> resolved path for each bundle (`PATH`, or `NAME=PATH`), each verified; two of one name are refused."
+    "name -> resolved path for each bundle (`PATH`, `NAME=PATH`, or a dict NAME -> PATH), each verified; two of one name are refused."
     named = {}
+    if isinstance(bundles, dict):
+        bundles = [f"{name}={path}" for name, path in bundles.items()]
     for item in [bundles] if isinstance(bundles, (str, Path)) else list(bundles):
         name, _, path = str(item).rpartition("=") if "=" in str(item) and not Path(item).exists() else ("", "", item)
         meta = _verified(path)  # the bundle's files, checked against their hashes

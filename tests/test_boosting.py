@@ -91,8 +91,12 @@ def test_what_these_libraries_cannot_export_is_said(tmp_path):
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     X = X.astype("float32").assign(site=pd.Categorical(np.where(np.arange(len(X)) % 2, "a", "b")))
     model = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(X, y)  # LightGBM takes the category itself
-    with pytest.raises(InputError, match="must be numeric"):
+    with pytest.raises(InputError, match=r"site \(category\) are not numbers.*X\['site'\].cat.codes\) with categorical_feature=\['site'\]"):
         export(model, X.head(16), tmp_path / "categorical")
+    coded = X.assign(site=X["site"].cat.codes.astype("float32"))  # what the message says to do: it exports
+    model = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(coded, y, categorical_feature=["site"])
+    export(model, coded.head(16), tmp_path / "coded")
+    np.testing.assert_array_equal(load(tmp_path / "coded").predict(coded.to_numpy()), model.predict(coded))
     booster = xgboost.train({"objective": "binary:logistic"}, xgboost.DMatrix(X.drop(columns="site"), label=y), num_boost_round=5)
     with pytest.raises(InputError, match="cannot export a Booster"):
         export(booster, X.drop(columns="site").head(16), tmp_path / "booster")

@@ -155,6 +155,12 @@ def _sklearn_sample(sample) -> np.ndarray:
     "The sample as a 2-D float array (float32 stays float32, anything else becomes float64), or an InputError."
     if hasattr(sample, "detach"):
         sample = sample.detach().cpu().numpy()
+    named = {str(c): str(kind) for c, kind in getattr(sample, "dtypes", {}).items() if kind.kind not in "biuf"}
+    if named:  # categories and text: what the frame holds, and the two ways to make it numbers
+        first, listed = next(iter(named)), ", ".join(f"{c} ({kind})" for c, kind in list(named.items())[:5])
+        raise InputError(f"the sample's column(s) {listed} are not numbers, and a bundle takes numbers: "
+                         "encode them inside a scikit-learn pipeline (OneHotEncoder, OrdinalEncoder), or for LightGBM fit on "
+                         f"integer codes (X[{first!r}].cat.codes) with categorical_feature=[{first!r}], which exports")
     try:
         sample = np.asarray(sample)
         sample = sample.astype(np.float32 if sample.dtype == np.float32 else np.float64)

@@ -259,3 +259,28 @@ def test_keras_and_hugging_face_bundles_are_served_and_evaluated(tmp_path):
                 np.testing.assert_allclose(got, want, atol=1e-5)
     result = evaluate(tmp_path / "digits", images[1400:], labels[1400:], resamples=50)
     assert result.task == "classification" and result.metrics["accuracy"] > 0.8
+
+
+def test_trainer_takes_a_compiled_keras_models_loss_and_metrics():
+    images, labels = _digits()
+    data = torch.utils.data.TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
+    loaders = (torch.utils.data.DataLoader(torch.utils.data.Subset(data, range(1400)), batch_size=64, shuffle=True),
+               torch.utils.data.DataLoader(torch.utils.data.Subset(data, range(1400, 1797)), batch_size=128))
+    model = _network()
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(3, name="top3")])
+    t = Trainer(model, *loaders, lr=1e-2, progress=False)
+    t.fit(3)
+    row = t.last_metrics()
+    assert row["accuracy"] > 0.8 and row["top3"] >= row["accuracy"] and row["top3"] > 0.9
+
+    x = np.random.default_rng(0).normal(size=(512, 6)).astype("float32")
+    y = (x @ np.arange(1, 7, dtype="float32") / 10)[:, None]
+    regression = keras.Sequential([keras.Input((6,)), L.Dense(1)])
+    regression.compile(loss="mse", metrics=["mae", "root_mean_squared_error"])
+    data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    t = Trainer(regression, torch.utils.data.DataLoader(data, batch_size=32, shuffle=True), torch.utils.data.DataLoader(data, batch_size=128),
+                lr=0.1, progress=False)
+    t.fit(5)
+    row = t.last_metrics()
+    assert row["valid_loss"] < 0.05 * y.var() and abs(row["root_mean_squared_error"] ** 2 - row["valid_loss"]) < 0.05 * row["valid_loss"] + 1e-3

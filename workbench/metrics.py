@@ -5,9 +5,11 @@
 # %% ../nbs/08_metrics.ipynb #7c03ad6a
 from __future__ import annotations
 
+import sys
+
 import torch
 
-from .core import InputError
+from .core import InputError, _keras
 from .distributed import _all_reduce
 
 # %% auto #0
@@ -38,7 +40,7 @@ class _Metric:
                 raise InputError(f"unknown metric {spec!r}; use one of {sorted(METRICS)} or an object with update/compute/reset")
             self.name, self.fn, self.obj = spec, METRICS[spec], None
         elif all(hasattr(spec, m) for m in ("update", "compute", "reset")):
-            self.name, self.fn, self.obj = type(spec).__name__.lower(), None, spec
+            self.name, self.fn, self.obj = getattr(spec, "name", None) or type(spec).__name__.lower(), None, spec
         else:
             raise InputError(f"a metric must be a name {sorted(METRICS)} or have update/compute/reset, not {spec!r}")
         self.reset()
@@ -62,3 +64,34 @@ class _Metric:
         count = torch.as_tensor(float(self.count), dtype=torch.float64)
         total, count = _all_reduce(total), _all_reduce(count)
         return float(total / count) if count > 0 else float("nan")
+
+# %% ../nbs/08_metrics.ipynb #963ac522
+class _KerasMetric:
+    "A Keras metric object read as Trainer reads a metric (update, compute, reset)."
+
+    def __init__(self, metric):
+        self.metric, self.name = metric, metric.name
+
+    def update(self, out, y):
+        self.metric.update_state(y, out)
+
+    def compute(self):
+        return self.metric.result()
+
+    def reset(self):
+        self.metric.reset_state()
+
+
+def _keras_compiled(model, loss_fn, metrics) -> tuple:
+    "The loss and metrics a compiled Keras model brings, where Trainer is given none."
+    if not _keras(model) or not getattr(model, "compiled", False):
+        return loss_fn, metrics
+    keras = sys.modules["keras"]
+    if loss_fn is None and model.loss is not None:
+        keras_loss = keras.losses.get(model.loss)
+        loss_fn = lambda out, y: keras_loss(y, out).mean()  # noqa: E731  (y_true first; a loss named by a string is per row)
+    if not metrics:
+        specs = model.get_compile_config().get("metrics") or []  # names, and configs of metric objects
+        metrics = [(m if m in METRICS else _KerasMetric(keras.metrics.get(m))) if isinstance(m, str)
+                   else _KerasMetric(keras.metrics.deserialize(m)) for m in specs if isinstance(m, (str, dict))]
+    return loss_fn, metrics

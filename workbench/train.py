@@ -27,7 +27,7 @@ from .callbacks import (EVENTS, Callback, Checkpoint, EarlyStopping, NaNGuard, S
 from .core import (InputError, WorkbenchError, _load_model_state, _model_state, _parameters, _stop_on_ctrl_c,
                             atomic_write, get_device, patch, png_bytes)
 from .distributed import _all_reduce, _distributed, _epoch_loader, _world, is_main_process, launch  # noqa: F401
-from .metrics import _Metric
+from .metrics import _keras_compiled, _Metric
 
 # %% auto #0
 __all__ = ['FitResult', 'load_checkpoint', 'synth_classification', 'synth_mlp', 'Trainer']
@@ -139,11 +139,10 @@ class Trainer:
             raise InputError(f"step must be a function of (trainer, batch) returning the loss, not {type(step).__name__}")
         self.device = get_device(device)
         if _distributed() and not torch.distributed.is_initialized():
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
             if self.device.type == "cuda":
                 self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
                 torch.cuda.set_device(self.device)
-            torch.distributed.init_process_group(backend)
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.model = model.to(self.device)
         self._module = self.model  # the model itself, even when wrapped for DDP or compiled
         if _world() > 1:
@@ -151,6 +150,7 @@ class Trainer:
         if compile:
             self.model = torch.compile(self.model)
         self.train_dl, self.valid_dl = train_dl, valid_dl
+        loss_fn, metrics = _keras_compiled(model, loss_fn, metrics)
         self.loss_fn, self.n_inputs, self.step_fn, self._targets = loss_fn or nn.functional.cross_entropy, n_inputs, step, None
         self.lr, self.seed, self.accumulate, self.clip = lr, seed, accumulate, clip
         self.opt = opt(_parameters(self._module), lr=lr) if callable(opt) and not isinstance(opt, torch.optim.Optimizer) else opt

@@ -51,8 +51,8 @@ def test_bad_trials_are_pruned_and_recorded_so(tmp_path):
     assert len(pruned) >= 1, table
     runs = RunStore().runs().set_index("id")
     assert set(runs.loc[pruned["run_id"], "status"]) == {"pruned"}
-    complete = table[table["state"] == "complete"]
-    assert pruned["seconds"].max() < complete["seconds"].median()  # stopped before the end
+    last_steps = [RunStore().history(run_id, "score")["step"].max() for run_id in pruned["run_id"]]
+    assert min(last_steps) < 8, last_steps  # stopped before its last epoch (by steps: times vary with the machine's load)
 
 
 def test_ctrl_c_stops_the_trials_and_the_same_command_continues(tmp_path):

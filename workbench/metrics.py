@@ -82,6 +82,17 @@ class _KerasMetric:
         self.metric.reset_state()
 
 
+def _keras_metric(keras, model, spec):
+    "A compiled metric as Trainer reads it: a name it knows, or a Keras metric object."
+    if spec in ("accuracy", "acc") and [o.shape[-1] for o in getattr(model, "outputs", None) or []] == [1]:
+        threshold = 0.0 if getattr(model.loss, "from_logits", False) else 0.5  # one output unit: Keras means binary accuracy
+        return _KerasMetric(keras.metrics.BinaryAccuracy("accuracy", threshold=threshold))
+    if isinstance(spec, str):
+        spec = "accuracy" if spec == "acc" else spec
+        return spec if spec in METRICS else _KerasMetric(keras.metrics.get(spec))
+    return _KerasMetric(keras.metrics.deserialize(spec))
+
+# %% ../nbs/08_metrics.ipynb #4e7653df
 def _keras_compiled(model, loss_fn, metrics) -> tuple:
     "The loss and metrics a compiled Keras model brings, where Trainer is given none."
     if not _keras(model) or not getattr(model, "compiled", False):
@@ -94,14 +105,3 @@ def _keras_compiled(model, loss_fn, metrics) -> tuple:
         specs = model.get_compile_config().get("metrics") or []  # names, and configs of metric objects
         metrics = [_keras_metric(keras, model, m) for m in specs if isinstance(m, (str, dict))]
     return loss_fn, metrics
-
-
-def _keras_metric(keras, model, spec):
-    "A compiled metric as Trainer reads it: a name it knows, or a Keras metric object."
-    if spec in ("accuracy", "acc") and [o.shape[-1] for o in getattr(model, "outputs", None) or []] == [1]:
-        threshold = 0.0 if getattr(model.loss, "from_logits", False) else 0.5  # one output unit: Keras means binary accuracy
-        return _KerasMetric(keras.metrics.BinaryAccuracy("accuracy", threshold=threshold))
-    if isinstance(spec, str):
-        spec = "accuracy" if spec == "acc" else spec
-        return spec if spec in METRICS else _KerasMetric(keras.metrics.get(spec))
-    return _KerasMetric(keras.metrics.deserialize(spec))

@@ -153,3 +153,24 @@ def test_boosting_rounds_are_recorded_as_they_come(tmp_path):
     assert run.ok, run.describe_error()
     assert RunStore().history(run.id, "valid_logloss")["step"].tolist() == list(range(1, 9))
     assert "accuracy" in run.metrics and "round 8/8" in (tmp_path / "out").joinpath("boost.ipynb").read_text()
+
+
+def test_without_onnxmltools_the_bundle_keeps_the_librarys_file_and_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    X, y, _ = _split(load_breast_cancer)
+    model = xgboost.XGBClassifier(n_estimators=5).fit(X, y)
+    monkeypatch.setitem(sys.modules, "onnxmltools", None)  # as where it is not installed
+    bundle = export(model, X[:16], tmp_path / "b")
+    assert set(bundle.files) == {"model.xgb.json"}
+    assert "pip install 'workbench[boosting]'" in bundle.metadata["failed"]["onnx"]
+
+
+def test_import_workbench_imports_no_optional_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, workbench, workbench.train, workbench.estimators, workbench.export, workbench.frameworks, workbench.serve\n"
+            "print(sorted(m for m in ('keras', 'xgboost', 'lightgbm', 'transformers', 'onnxmltools', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-500:]

@@ -267,6 +267,11 @@ def _to_onnx(model, sample: np.ndarray):
     from skl2onnx import to_onnx
     from sklearn.base import is_classifier
 
+    if _boosting(model):
+        try:
+            import onnxmltools  # noqa: F401  (its converters make XGBoost's and LightGBM's graphs)
+        except ImportError:
+            raise InputError("ONNX of an XGBoost or LightGBM model needs onnxmltools: pip install 'workbench[boosting]'") from None
     _register_converters()
     opset = {"": 17, "ai.onnx.ml": 3} if _boosting(model) else None  # onnxmltools' tree converters stop at ai.onnx.ml 3
     if is_classifier(model):

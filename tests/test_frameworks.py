@@ -284,3 +284,14 @@ def test_trainer_takes_a_compiled_keras_models_loss_and_metrics():
     t.fit(5)
     row = t.last_metrics()
     assert row["valid_loss"] < 0.05 * y.var() and abs(row["root_mean_squared_error"] ** 2 - row["valid_loss"]) < 0.05 * row["valid_loss"] + 1e-3
+
+
+def test_a_keras_model_of_two_inputs_trains_on_tuple_batches():
+    a, b = keras.Input((4,)), keras.Input((3,))
+    model = keras.Model([a, b], L.Dense(2)(L.Concatenate()([L.Dense(8, activation="relu")(a), b])))
+    x1, x2 = torch.randn(256, 4), torch.randn(256, 3)
+    y = ((x1[:, 0] + x2[:, 0]) > 0).long()
+    dl = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x1, x2, y), batch_size=32)
+    t = Trainer(model, dl, dl, metrics=["accuracy"], lr=1e-2, progress=False)  # the inputs counted from the model's own
+    t.fit(5)
+    assert t.last_metrics()["accuracy"] > 0.8 and t.predict(dl).shape == (256, 2)

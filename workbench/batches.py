@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import inspect
 
-from .core import InputError
+from .core import InputError, _keras
 
 # %% auto #0
 __all__ = ['split', 'forward', 'loss_of', 'logits_of', 'rows_of']
 
 # %% ../nbs/08_batches.ipynb #12af3fce
 def _positional(model) -> int | None:
-    "How many positional inputs the model's forward takes (None when it takes *args)."
+    "How many positional inputs the model's forward takes (None when it takes *args); a Keras model's declared inputs."
+    if _keras(model):  # its call takes one argument, a list when the model has several inputs
+        return len(getattr(model, "inputs", None) or [None])
     forward = getattr(model, "forward", model)
     params = [p for p in inspect.signature(forward).parameters.values() if p.name != "self"]
     if any(p.kind is p.VAR_POSITIONAL for p in params):
@@ -36,7 +38,9 @@ def split(batch, model=None, n_inputs: int | None = None) -> tuple:
 
 # %% ../nbs/08_batches.ipynb #bc2d0d9c
 def forward(model, inputs):
-    "The model on `inputs`: a dict as keyword arguments, a tuple as positional ones, a tensor as it is."
+    "The model on `inputs`: a dict as keyword arguments, a tuple as positional ones, a tensor as it is (Keras: one argument)."
+    if _keras(model):  # a list for several inputs, a dict keyed by input names, as Keras takes them
+        return model(list(inputs) if isinstance(inputs, tuple) else inputs)
     if isinstance(inputs, dict):
         return model(**inputs)
     if isinstance(inputs, (list, tuple)):

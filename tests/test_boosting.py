@@ -174,3 +174,38 @@ def test_import_workbench_imports_no_optional_library():
             "print(sorted(m for m in ('keras', 'xgboost', 'lightgbm', 'transformers', 'onnxmltools', 'mlflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-500:]
+
+
+VARIANTS = {  # name: (estimator, data, whether ONNX can hold it: where not, the bundle says why and keeps the library's file)
+    "xgb-random-forest-classifier": (lambda: xgboost.XGBRFClassifier(n_estimators=10), load_breast_cancer, True),
+    "xgb-random-forest-regressor": (lambda: xgboost.XGBRFRegressor(n_estimators=10), load_diabetes, True),
+    "xgb-poisson": (lambda: xgboost.XGBRegressor(n_estimators=10, objective="count:poisson"), load_diabetes, True),
+    "xgb-absolute-error": (lambda: xgboost.XGBRegressor(n_estimators=10, objective="reg:absoluteerror"), load_diabetes, True),
+    "xgb-lossguide": (lambda: xgboost.XGBClassifier(n_estimators=10, max_depth=0, grow_policy="lossguide", max_leaves=8), load_breast_cancer, True),
+    "xgb-dart": (lambda: xgboost.XGBClassifier(n_estimators=10, booster="dart"), load_breast_cancer, False),
+    "xgb-gblinear": (lambda: xgboost.XGBClassifier(n_estimators=10, booster="gblinear"), load_breast_cancer, False),
+    "xgb-softmax": (lambda: xgboost.XGBClassifier(n_estimators=10, objective="multi:softmax"), load_wine, False),
+    "lgbm-dart": (lambda: lightgbm.LGBMClassifier(n_estimators=10, boosting_type="dart", verbose=-1), load_breast_cancer, True),
+    "lgbm-poisson": (lambda: lightgbm.LGBMRegressor(n_estimators=10, objective="poisson", verbose=-1), load_diabetes, True),
+    "lgbm-quantile": (lambda: lightgbm.LGBMRegressor(n_estimators=10, objective="quantile", alpha=0.9, verbose=-1), load_diabetes, True),
+    "lgbm-balanced": (lambda: lightgbm.LGBMClassifier(n_estimators=10, class_weight="balanced", verbose=-1), load_wine, True),
+    "lgbm-random-forest": (lambda: lightgbm.LGBMClassifier(n_estimators=10, boosting_type="rf", bagging_freq=1, bagging_fraction=0.8,
+                                                           verbose=-1), load_breast_cancer, False),
+    "lgbm-linear-tree": (lambda: lightgbm.LGBMRegressor(n_estimators=10, linear_tree=True, verbose=-1), load_diabetes, False),
+}
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_variants_of_the_libraries_export_what_answers_as_they_do(name, tmp_path):
+    make, loader, onnx = VARIANTS[name]
+    X, y, X_new = _split(loader)
+    model = make().fit(X, y)
+    bundle = export(model, X[:16], tmp_path / name)
+    assert ("model.onnx" in bundle.files) is onnx, bundle.metadata["failed"]
+    if not onnx:  # the reason, from the converter or from the parity check
+        assert bundle.metadata["failed"]["onnx"]
+    want, got = model.predict(X_new), load(tmp_path / name).predict(X_new)  # ONNX where it holds, else the library's file
+    if want.dtype.kind in "iub":
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)

@@ -228,8 +228,10 @@ def _register_boosting():
         import xgboost
         from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
 
-        update_registered_converter(xgboost.XGBClassifier, "XGBoostXGBClassifier", classifier, convert_xgboost, options=options)
-        update_registered_converter(xgboost.XGBRegressor, "XGBoostXGBRegressor", regressor, convert_xgboost)
+        for cls in (xgboost.XGBClassifier, xgboost.XGBRFClassifier):  # random forests are trees in parallel, as boosting's
+            update_registered_converter(cls, f"XGBoost{cls.__name__}", classifier, convert_xgboost, options=options)
+        for cls in (xgboost.XGBRegressor, xgboost.XGBRFRegressor):
+            update_registered_converter(cls, f"XGBoost{cls.__name__}", regressor, convert_xgboost)
     except ImportError:
         pass
     try:

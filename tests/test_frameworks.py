@@ -295,3 +295,25 @@ def test_a_keras_model_of_two_inputs_trains_on_tuple_batches():
     t = Trainer(model, dl, dl, metrics=["accuracy"], lr=1e-2, progress=False)  # the inputs counted from the model's own
     t.fit(5)
     assert t.last_metrics()["accuracy"] > 0.8 and t.predict(dl).shape == (256, 2)
+
+
+def _train_keras(batch_size):
+    "Two epochs of a small Keras network, from the same seed: its weights and losses (run in each rank by launch)."
+    from workbench.train import synth_classification
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), L.Dense(16, activation="relu"), L.Dense(3)])
+    t = Trainer(model, synth_classification(n=640, batch_size=batch_size)[0], lr=1e-2, scheduler=None, progress=False)
+    t.fit(2)
+    return [np.array(w) for w in model.get_weights()], list(t.history["train_loss"])
+
+
+def test_a_keras_model_trains_on_two_processes_as_on_one():
+    from workbench.distributed import launch
+
+    single = _train_keras(64)
+    ranks = launch(_train_keras, 32, nprocs=2)  # DistributedDataParallel on gloo, half the batch each
+    for a, b, c in zip(ranks[0][0], ranks[1][0], single[0]):
+        np.testing.assert_array_equal(a, b)  # the ranks stay in step
+        np.testing.assert_allclose(a, c, atol=1e-5)  # and agree with one process on the whole batch
+    np.testing.assert_allclose(ranks[0][1], single[1], rtol=1e-5)

@@ -86,8 +86,8 @@ async def _gather(self: Model) -> list:
     rows, deadline = len(batch[0][0]), time.monotonic() + self.max_wait
     while rows < self.max_batch:
         if self._queue:
-            if rows + len(self._queue[0][0]) > self.max_batch:
-                break
+            if rows + len(self._queue[0][0]) > self.max_batch or self._queue[0][0].shape[1:] != batch[0][0].shape[1:]:
+                break  # full, or rows of another length (sentences of another length go in a batch of their own)
             batch.append(self._queue.popleft())
             rows += len(batch[-1][0])
         elif self.arriving and (left := deadline - time.monotonic()) > 0:

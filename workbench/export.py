@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -102,6 +103,11 @@ def _second_batch(sample):
         return sample[:1]
     return np.concatenate([sample, sample]) if isinstance(sample, np.ndarray) else __import__("torch").cat([sample, sample])
 
+
+def _shorter(sample, axes: dict) -> list:
+    "The sample with each varying axis one shorter, to test that it varies (none where no axis does)."
+    return [sample.narrow(i, 0, sample.shape[i] - 1) for i in axes if sample.shape[i] > 1]
+
 # %% ../nbs/12_export.ipynb #1e79a8d4
 def _card(name, kind, meta, history) -> str:
     lines = [f"# {name}", "", f"A {kind} model exported by workbench on {meta['created']}.", "", "## Input", ""]
@@ -185,8 +191,22 @@ def _in_model_order(sample, model):
                          f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; pass rows of the frame it was fitted on")
     return sample[columns]
 
+# %% ../nbs/12_export.ipynb #f25f2e88
+def _check_axes(axes, sample, sklearn: bool) -> dict:
+    "The varying axes as {axis: name}, checked against the sample, or an InputError."
+    if not axes:
+        return {}
+    if sklearn:
+        raise InputError("dynamic_axes is for torch and Keras models; a scikit-learn model takes rows of fixed features")
+    ndim = len(getattr(sample, "shape", ()))
+    if not isinstance(axes, dict) or not all(isinstance(a, int) and 1 <= a < ndim and isinstance(n, str) and n.isidentifier()
+                                              and n != "batch" for a, n in axes.items()):
+        raise InputError(f"dynamic_axes maps axes after the batch (1 to {ndim - 1} for this sample) to names, such as "
+                         f"{{1: 'sequence'}}; not {axes!r}")
+    return dict(sorted(axes.items()))
+
 # %% ../nbs/12_export.ipynb #4dfd45ee
-def _prepare(model, sample, sklearn: bool):
+def _prepare(model, sample, sklearn: bool, axes: dict):
     "The sample as the formats take it, the reference model, the writers, and how the reference answers."
     if sklearn:
         return _sklearn_sample(_in_model_order(sample, model)), model, _SK_WRITERS, lambda x: _sklearn_outputs(model, x)
@@ -205,6 +225,9 @@ def _prepare(model, sample, sklearn: bool):
             p.requires_grad_(False)
         if getattr(getattr(reference, "config", None), "use_cache", False):  # a Hugging Face decoder's key/value cache
             reference.config.use_cache = False  # serves generation; exported, the model answers its logits only
+
+    if axes:  # the graph formats take the varying axes; safetensors has no shapes
+        writers = {fmt: functools.partial(w, axes=axes) if fmt in ("onnx", "pt2") else w for fmt, w in writers.items()}
 
     def answer(x):
         with torch.no_grad():
@@ -253,7 +276,7 @@ def _allows_nan(model) -> bool:
     return bool(get_tags(first).input_tags.allow_nan) if hasattr(first, "fit") else False
 
 
-def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics, atol, rtol, files, failures) -> dict:
+def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics, atol, rtol, files, failures, axes=None) -> dict:
     from sklearn.base import is_classifier
 
     classifier = is_classifier(model) if sklearn else classes is not None
@@ -265,7 +288,7 @@ def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
-        "inputs": [{"name": "input", "shape": ["batch", *sample.shape[1:]], "dtype": str(np.asarray(sample).dtype)}],
+        "inputs": [{"name": "input", "shape": ["batch", *((axes or {}).get(i, n) for i, n in enumerate(sample.shape[1:], 1))], "dtype": str(np.asarray(sample).dtype)}],
         "outputs": _outputs_spec(answer, sklearn, classifier),
         "classes": None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes],
         "task": "classification" if classifier else None,
@@ -303,7 +326,7 @@ def _place(tmp: Path, path: Path):
 # %% ../nbs/12_export.ipynb #7069012b
 def export(model, sample, path, formats=None, name: str | None = None, metrics: dict | None = None,
            overwrite: bool = False, allow_partial: bool | None = None, atol: float = 1e-4, rtol: float = 1e-3,
-           classes=None, on_format=None) -> Bundle:
+           classes=None, on_format=None, dynamic_axes: dict | None = None) -> Bundle:
     "Export `model` (torch module, Trainer, FitResult or scikit-learn estimator) to a verified bundle folder at `path`."
     model, known_metrics, history = _unwrap(model)
     if sample is None:
@@ -314,12 +337,18 @@ def export(model, sample, path, formats=None, name: str | None = None, metrics: 
         allow_partial = (sklearn or _keras(model)) and not asked
     path = Path(path)
     _check_path(path, overwrite)
-    sample, reference, writers, answer = _prepare(model, sample, sklearn)
-    batches = [sample, _second_batch(sample)]
-    try:
-        expected = [answer(b) for b in batches]
-    except Exception as e:
-        raise InputError(f"the model cannot run on the sample of shape {tuple(sample.shape)}: {type(e).__name__}: {e}") from e
+    axes = _check_axes(dynamic_axes, sample, sklearn)
+    sample, reference, writers, answer = _prepare(model, sample, sklearn, axes)
+    batches = [sample, _second_batch(sample), *_shorter(sample, axes)]
+    expected = []
+    for b in batches:
+        try:
+            expected.append(answer(b))
+        except Exception as e:
+            what = "the sample" if b is sample else "a batch"
+            hint = (f" (the sample with its {', '.join(axes.values())} one shorter: a model that needs that size fixed cannot "
+                    "take dynamic_axes)" if b.shape[1:] != sample.shape[1:] else "")
+            raise InputError(f"the model cannot run on {what} of shape {tuple(b.shape)}{hint}: {type(e).__name__}: {e}") from e
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
@@ -340,7 +369,7 @@ def export(model, sample, path, formats=None, name: str | None = None, metrics: 
         for key, value in expected[0].items():
             np.save(tmp / _EXPECTED[key], _savable(value), allow_pickle=False)
         meta = _metadata(model, sample, expected[0], sklearn, name or path.name, classes,
-                         {**known_metrics, **(metrics or {})}, atol, rtol, files, failures)
+                         {**known_metrics, **(metrics or {})}, atol, rtol, files, failures, axes)
         with atomic_write(tmp / "metadata.json") as f:
             json.dump(meta, f, indent=2, default=float)
         with atomic_write(tmp / "MODEL_CARD.md") as f:
@@ -355,6 +384,11 @@ def export(model, sample, path, formats=None, name: str | None = None, metrics: 
 _EXPECTED = {"predict": "expected.npy", "predict_proba": "expected_proba.npy"}  # the reference's answers on the sample
 
 # %% ../nbs/12_export.ipynb #6a8b5431
+def _fits(shape, features: tuple) -> bool:
+    "Whether rows of `shape` fit a signature's features (a named axis, such as 'sequence', takes any size)."
+    return len(shape) == len(features) + 1 and all(isinstance(f, str) or s == f for s, f in zip(shape[1:], features))
+
+
 class Predictor:
     "A loaded bundle: `predict(x)` (and `predict_proba` for classifiers) on the chosen backend."
 
@@ -375,7 +409,7 @@ class Predictor:
             if not np.can_cast(x.dtype, self._dtype, casting="same_kind") and x.dtype.kind not in "iub":
                 raise InputError(f"input dtype {x.dtype} does not fit the model's {self._dtype}")
             x = x.astype(self._dtype)
-        if x.shape[1:] != self._features:
+        if not _fits(x.shape, self._features):
             raise InputError(f"input of shape {x.shape} does not fit the model: expected (batch, {', '.join(map(str, self._features))})")
         return x
 
@@ -460,7 +494,7 @@ def load(path, backend: str | None = None, model=None, trusted=None, threads: in
         if _keras(model):  # a subclassed Keras model makes its weights on its first call
             spec = meta["inputs"][0]
             if not model.built:
-                model(np.zeros([1, *spec["shape"][1:]], spec["dtype"]))
+                model(np.zeros([1, *(d if isinstance(d, int) else 1 for d in spec["shape"][1:])], spec["dtype"]))
             run = _keras_weights_runner(model, files["safetensors"])
         else:
             module = copy.deepcopy(model).cpu().eval()

@@ -93,29 +93,31 @@ def _write_safetensors(model, sample, folder: Path):
     return path, lambda x: {"predict": _numpy(fresh(x))}
 
 
-def _dynamic(sample):
+def _dynamic(sample, axes: dict | None = None):
+    "The batch dimension, and the other `axes` ({1: 'sequence'}) whose size may vary, as torch.export takes them."
     import torch
 
-    return ({0: torch.export.Dim("batch", min=1)},) if sample.shape[0] >= 1 else None
+    dims = {0: torch.export.Dim("batch", min=1)}  # the other axes' bounds (a model's longest sequence) found by export
+    return ({**dims, **{i: torch.export.Dim.DYNAMIC for i in axes or {}}},)
 
 
-def _write_onnx_torch(model, sample, folder: Path):
+def _write_onnx_torch(model, sample, folder: Path, axes: dict | None = None):
     import onnxruntime as ort
     import torch
 
     path = folder / "model.onnx"
-    program = torch.onnx.export(model, (sample,), dynamo=True, dynamic_shapes=_dynamic(sample), input_names=["input"],
+    program = torch.onnx.export(model, (sample,), dynamo=True, dynamic_shapes=_dynamic(sample, axes), input_names=["input"],
                                 output_names=["output"], verbose=False)
     program.save(str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return path, lambda x: {"predict": session.run(None, {"input": x.numpy()})[0]}
 
 # %% ../nbs/11_formats.ipynb #011235f4
-def _write_pt2(model, sample, folder: Path):
+def _write_pt2(model, sample, folder: Path, axes: dict | None = None):
     import torch
 
     path = folder / "model.pt2"
-    torch.export.save(torch.export.export(model, (sample,), dynamic_shapes=_dynamic(sample)), str(path))
+    torch.export.save(torch.export.export(model, (sample,), dynamic_shapes=_dynamic(sample, axes)), str(path))
     loaded = torch.export.load(str(path)).module()
     return path, lambda x: {"predict": _numpy(loaded(x))}
 

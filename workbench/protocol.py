@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 
 from .core import InputError
+from .export import _fits
 
 # %% auto #0
 __all__ = ['V2_DATATYPES', 'RequestError', 'v2_datatype', 'Signature', 'read_plain', 'read_v2', 'write_v2', 'write_plain',
@@ -60,7 +61,7 @@ class Signature:
             if x.dtype.kind not in "biuf" or (x.dtype.kind == "f" and self.dtype.kind != "f"):
                 raise RequestError(f"inputs of type {x.dtype} do not fit the model, which takes {self.dtype}: send numbers")
             x = x.astype(self.dtype)
-        if x.shape[1:] != self.features or x.ndim == 0:
+        if not _fits(x.shape, self.features):  # a named axis (a sequence) takes any size
             want = ", ".join(["batch", *map(str, self.features)])
             raise RequestError(f"inputs of shape {list(x.shape)} do not fit the model, which takes [{want}]")
         if len(x) == 0:
@@ -201,7 +202,7 @@ def write_plain(answers: dict) -> bytes:
 def v2_metadata(name: str, signature: Signature, platform: str, version: str = "1") -> dict:
     "The V2 model metadata: name, versions, platform, and each tensor's name, datatype and shape (-1 for the batch)."
     def tensor(name, shape, dtype):
-        return {"name": name, "datatype": v2_datatype(dtype), "shape": [-1 if d == "batch" else d for d in shape]}
+        return {"name": name, "datatype": v2_datatype(dtype), "shape": [-1 if isinstance(d, str) else d for d in shape]}
 
     return {"name": name, "versions": [version], "platform": platform,
             "inputs": [tensor(signature.input, ["batch", *signature.features], signature.dtype)],

@@ -116,6 +116,7 @@ def _model_state(module) -> dict:
 
 
 def _load_model_state(module, state: dict):
+    "Put `_model_state`'s values back into the module (a Keras model's by position, each shape checked)."
     if not _keras(module):
         return module.load_state_dict(state)
     variables, values = module.variables, [state[k] for k in sorted(state)]

@@ -15,7 +15,7 @@ from .progress import _FitState, default_progress
 __all__ = ['keras_callback']
 
 # %% ../nbs/32_frameworks.ipynb #2643e68a
-def _keras():
+def _import_keras():
     "Keras, checked to run on the torch backend."
     try:
         import keras
@@ -40,7 +40,7 @@ def _row(epoch: int, logs: dict) -> dict:
 # %% ../nbs/32_frameworks.ipynb #dfe552d1
 def keras_callback(progress: bool = True):
     "A Keras callback for model.fit: live progress (widget or text), records per epoch inside a run, Ctrl-C at a batch boundary."
-    keras = _keras()
+    keras = _import_keras()
     from workbench.runs import current_run, record
 
     class WorkbenchCallback(keras.callbacks.Callback):

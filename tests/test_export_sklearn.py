@@ -177,3 +177,33 @@ def test_float64_data_exports_exactly_or_says_why(name, tmp_path):
     else:
         assert "fit on X.astype(np.float32)" in bundle.metadata["failed"]["onnx"], bundle
     assert (load(tmp_path / name, backend="skops", trusted=_skops_types(tmp_path / name)).predict(X) == est.predict(X)).all()
+
+
+def _every_estimator() -> dict:
+    "scikit-learn's own list of its classifiers and regressors, less those that need other estimators or other targets."
+    from sklearn.utils import all_estimators
+
+    needs_more = {"ClassifierChain", "MultiOutputClassifier", "MultiOutputRegressor", "RegressorChain", "OneVsOneClassifier",
+                  "OneVsRestClassifier", "OutputCodeClassifier", "StackingClassifier", "StackingRegressor", "VotingClassifier",
+                  "VotingRegressor", "SelfTrainingClassifier", "FixedThresholdClassifier", "TunedThresholdClassifierCV",
+                  "TransformedTargetRegressor", "CalibratedClassifierCV", "FrozenEstimator",
+                  "IsotonicRegression", "RadiusNeighborsClassifier",  # one feature; a radius that fits the data
+                  "CCA", "PLSCanonical", "MultiTaskElasticNet", "MultiTaskElasticNetCV", "MultiTaskLasso", "MultiTaskLassoCV"}
+    return {f"{kind}:{name}": cls for kind in ("classifier", "regressor") for name, cls in all_estimators(type_filter=kind)
+            if name not in needs_more}
+
+
+@pytest.mark.parametrize("name", sorted(_every_estimator()))
+def test_every_scikit_learn_estimator_exports_and_answers_as_it_does(name, tmp_path):
+    from sklearn.datasets import load_diabetes
+
+    X, y = (load_iris if name.startswith("classifier") else load_diabetes)(return_X_y=True)
+    X = X.astype(np.float32)
+    est = _every_estimator()[name]().fit(X, y)
+    bundle = export(est, X[:16], tmp_path / "b")  # ONNX where skl2onnx converts it, else its skops file alone
+    assert "model.skops" in bundle.files and ("model.onnx" in bundle.files or bundle.metadata["failed"]["onnx"])
+    want, got = est.predict(X[:40]), load(tmp_path / "b").predict(X[:40])  # no trusted= needed for scikit-learn's own types
+    if want.dtype.kind in "iub":
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)

@@ -392,11 +392,13 @@ def _torch_runner(module):
 def _skops_runner(file: Path, trusted):
     import skops.io as sio
 
-    missing = sorted(set(sio.get_untrusted_types(file=file)) - set(trusted or []))
-    if missing:  # skops trusts scikit-learn's and numpy's own types; anything else must be named
+    untrusted = sio.get_untrusted_types(file=file)
+    own = [t for t in untrusted if t.split(".")[0] == "sklearn"]  # scikit-learn's classes (kernels ...) hold data, not code
+    missing = sorted(set(untrusted) - set(own) - set(trusted or []))
+    if missing:  # anything else (a function a FunctionTransformer calls, another library's class) must be named
         raise InputError(f"this skops file contains types that are not trusted by default; if you trust them, "
                          f"pass trusted={missing}")
-    estimator = sio.load(file, trusted=list(trusted or []))
+    estimator = sio.load(file, trusted=[*own, *(trusted or [])])
     return lambda x: _sklearn_outputs(estimator, x)
 
 

@@ -30,7 +30,7 @@ class _FitState:
         "Append an epoch's (or round's) row, stamped with step and seconds; inside a run, record its values at that step."
         from workbench.runs import current_run, record
 
-        self.epoch = row[self.unit]
+        self.epoch, self.batch_in_epoch = row[self.unit], 0
         self.rows.append({**row, "step": self.global_step, "seconds": time.perf_counter() - self.started})
         if current_run():
             for name, value in row.items():
@@ -173,7 +173,8 @@ class WidgetProgress(Callback):
 
     def _draw(self, t):
         self.bar.value = min(t.global_step, self.bar.max)
-        self.label.value = f"{self.unit} {min(t.epoch + 1, self.epochs)}/{self.epochs}, step {t.global_step}/{self.bar.max}"
+        shown = max(1, min(t.epoch + (t.batch_in_epoch > 0), self.epochs))  # the one in progress, else the last done
+        self.label.value = f"{self.unit} {shown}/{self.epochs}, step {t.global_step}/{self.bar.max}"
         self.curve.value = curve_png(self.train, self.valid)
 
     def after_epoch(self, t):

@@ -4,6 +4,7 @@ Each scenario opens a notebook, runs it from the Run menu, and asserts on what t
 goes to test-results/e2e/. The server and the browser are always shut down, also when a test fails.
 """
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -166,6 +167,39 @@ def test_training_progress_and_interrupt(lab, browser):
         assert page.get_by_text("stopped").count() >= 1
     finally:
         shot(page, "train-progress")
+        page.close()
+
+
+@pytest.mark.parametrize("library", ["keras", "xgboost"])
+def test_other_libraries_show_the_same_live_widget_and_stop_on_interrupt(lab, browser, library):
+    fit = {
+        "keras": ("import os, time\nos.environ['KERAS_BACKEND'] = 'torch'\nimport keras, numpy as np\n"
+                  "from workbench.frameworks import keras_callback\n"
+                  "x, y = np.random.rand(4096, 8).astype('float32'), np.random.randint(0, 2, 4096)\n"
+                  "model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])\n"
+                  "model.compile(optimizer='adam', loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))\n"
+                  "slow = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: time.sleep(0.05))\n"
+                  "history = model.fit(x, y, validation_split=0.2, epochs=50, verbose=0, callbacks=[keras_callback(), slow])\n"
+                  "done = len(history.history['loss'])"),
+        "xgboost": ("import numpy as np, xgboost\nfrom workbench.estimators import fit_estimator\n"
+                    "rng = np.random.default_rng(0)\nX = rng.normal(size=(200_000, 40)).astype('float32')\n"
+                    "y = (X[:, :5].sum(1) + rng.normal(size=len(X)) > 0).astype(int)\n"
+                    "result = fit_estimator(xgboost.XGBClassifier(n_estimators=3000, max_depth=8, learning_rate=0.01), X, y, patience=3000)\n"
+                    "done = len(result.history)"),
+    }[library]
+    page = open_and_run(lab, browser, f"{library}.ipynb", fit, "print('next cell ran after', done + 1000)")
+    try:
+        curve = page.locator(".jupyter-widgets img").first
+        curve.wait_for(timeout=90_000)
+        first = curve.get_attribute("src")
+        page.wait_for_timeout(3000)  # redrawn about once a second while it fits
+        assert curve.get_attribute("src") != first, "the curve did not update while fitting"
+        page.get_by_role("menuitem", name="Kernel").click()
+        page.get_by_text("Interrupt Kernel", exact=True).click()
+        page.get_by_text(re.compile(r"next cell ran after 1\d\d\d")).wait_for(timeout=60_000)  # at a boundary, no exception
+        assert page.get_by_text("stopped").count() >= 1
+    finally:
+        shot(page, f"{library}-progress")
         page.close()
 
 

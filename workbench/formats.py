@@ -388,7 +388,7 @@ def _torch_runner(module):
 
     return run
 
-
+# %% ../nbs/11_formats.ipynb #ecb25265
 def _skops_runner(file: Path, trusted):
     import skops.io as sio
 

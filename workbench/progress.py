@@ -138,8 +138,7 @@ class WidgetProgress(Callback):
     order = 50
 
     def __init__(self, every: float = 1.0):
-        self.every = every
-        self.widget = None
+        self.every, self.widget = every, None
 
     def before_fit(self, t):
         import ipywidgets as w

@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import time
 
-from .core import environment, png_bytes
+from .core import environment, patch, png_bytes
 from .callbacks import Callback
 
 # %% auto #0
@@ -176,22 +176,27 @@ class WidgetProgress(Callback):
         self.label.value = f"{self.unit} {shown}/{self.epochs}, step {t.global_step}/{self.bar.max}"
         self.curve.value = curve_png(self.train, self.valid)
 
-    def after_epoch(self, t):
-        row, now = t.rows[-1], time.monotonic()
-        for series, column in zip((self.train, self.valid), _curves(list(row))):
-            if column:
-                series.append((t.global_step, row[column]))
-        if now - self.last >= self.every:  # boosting rounds come faster than a redraw
-            self.last = now
-            self.table.value = self._table(t)
-            self._draw(t)
-
-    def after_fit(self, t):
+# %% ../nbs/06_progress.ipynb #3a66b0ce
+@patch
+def after_epoch(self: WidgetProgress, t):
+    row, now = t.rows[-1], time.monotonic()
+    for series, column in zip((self.train, self.valid), _curves(list(row))):
+        if column:
+            series.append((t.global_step, row[column]))
+    if now - self.last >= self.every:  # boosting rounds come faster than a redraw
+        self.last = now
         self.table.value = self._table(t)
         self._draw(t)
-        self.bar.bar_style = "warning" if t.interrupted else "success"
-        if t.interrupted:
-            self.label.value += " — stopped" if isinstance(t, _FitState) else f" — stopped; fit({self.epochs}) continues"
+
+@patch
+def after_fit(self: WidgetProgress, t):
+    if self.train and self.train[-1][0] < t.global_step:  # the curve ends where the fit did, not at the last redraw
+        self.train.append((t.global_step, t.running_loss()))
+    self.table.value = self._table(t)
+    self._draw(t)
+    self.bar.bar_style = "warning" if t.interrupted else "success"
+    if t.interrupted:
+        self.label.value += " — stopped" if isinstance(t, _FitState) else f" — stopped; fit({self.epochs}) continues"
 
 # %% ../nbs/06_progress.ipynb #62d2cc92
 def default_progress() -> Callback:

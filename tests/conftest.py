@@ -61,3 +61,13 @@ def pipeline_folder(root: Path) -> Path:
     (root / "flow.yaml").write_text("stages:\n  prepare: {notebook: prepare.ipynb, outputs: {data: n.txt}}\n"
                                     "  use: {notebook: use.ipynb, params: {data: '${prepare.outputs.data}'}}\n")
     return root
+
+
+def assert_same_answers(got, want, rtol: float = 1e-4, atol: float = 1e-3):
+    "What a loaded bundle answers against what the model answers: labels exactly, values within the tolerance."
+    import numpy as np
+
+    if np.asarray(want).dtype.kind in "iub":
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)

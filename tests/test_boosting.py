@@ -9,6 +9,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_
 from sklearn.pipeline import make_pipeline
 from sklearn.impute import SimpleImputer
 
+from conftest import assert_same_answers
 from workbench.core import InputError
 from workbench.estimators import fit_estimator
 from workbench.evaluate import evaluate
@@ -45,12 +46,8 @@ def test_every_file_of_the_bundle_answers_as_the_model(name, tmp_path):
     assert set(f["format"] for f in bundle.files.values()) == {"onnx", native}, bundle
     want = model.predict(X_new)
     for backend in ("onnx", native):
-        trusted = ["xgboost.core.Booster", "xgboost.sklearn.XGBClassifier", "sklearn.impute._base.SimpleImputer", "numpy.dtype"]
-        got = load(tmp_path / name, backend=backend, trusted=trusted).predict(X_new)
-        if want.dtype.kind in "iub":
-            np.testing.assert_array_equal(got, want)
-        else:
-            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+        trusted = ["xgboost.core.Booster", "xgboost.sklearn.XGBClassifier", "numpy.dtype"]  # scikit-learn's own need no naming
+        assert_same_answers(load(tmp_path / name, backend=backend, trusted=trusted).predict(X_new), want)
     if hasattr(model, "predict_proba"):
         np.testing.assert_allclose(load(tmp_path / name).predict_proba(X_new), model.predict_proba(X_new), atol=1e-5)
     assert set(check(tmp_path / name)) == {"onnx"}
@@ -204,8 +201,4 @@ def test_variants_of_the_libraries_export_what_answers_as_they_do(name, tmp_path
     assert ("model.onnx" in bundle.files) is onnx, bundle.metadata["failed"]
     if not onnx:  # the reason, from the converter or from the parity check
         assert bundle.metadata["failed"]["onnx"]
-    want, got = model.predict(X_new), load(tmp_path / name).predict(X_new)  # ONNX where it holds, else the library's file
-    if want.dtype.kind in "iub":
-        np.testing.assert_array_equal(got, want)
-    else:
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    assert_same_answers(load(tmp_path / name).predict(X_new), model.predict(X_new))  # ONNX where it holds, else the library's file

@@ -14,6 +14,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, PolynomialFeatures, StandardScaler
 
+from conftest import assert_same_answers
 from workbench.core import InputError
 from workbench.export import ExportError, check, export, load
 
@@ -202,8 +203,4 @@ def test_every_scikit_learn_estimator_exports_and_answers_as_it_does(name, tmp_p
     est = _every_estimator()[name]().fit(X, y)
     bundle = export(est, X[:16], tmp_path / "b")  # ONNX where skl2onnx converts it, else its skops file alone
     assert "model.skops" in bundle.files and ("model.onnx" in bundle.files or bundle.metadata["failed"]["onnx"])
-    want, got = est.predict(X[:40]), load(tmp_path / "b").predict(X[:40])  # no trusted= needed for scikit-learn's own types
-    if want.dtype.kind in "iub":
-        np.testing.assert_array_equal(got, want)
-    else:
-        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+    assert_same_answers(load(tmp_path / "b").predict(X[:40]), est.predict(X[:40]), rtol=1e-3)  # no trusted= for scikit-learn's types

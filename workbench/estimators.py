@@ -12,7 +12,7 @@ import pandas as pd
 
 from .core import InputError, _stop_on_ctrl_c
 from .progress import _FitState, default_progress
-from .train import FitResult
+from .train import FitResult, _RecordRun
 
 # %% auto #0
 __all__ = ['fit_estimator']
@@ -101,12 +101,13 @@ def _lightgbm_rounds(model, sets: list, patience: int, round_done):
 # %% ../nbs/10_estimators.ipynb #f89840ee
 def _fit_boosting(model, X_train, y_train, X_valid, y_valid, patience: int, progress: bool) -> tuple[pd.DataFrame, bool]:
     "Fit an XGBoost or LightGBM estimator watching the validation set; a row per round, and whether Ctrl-C stopped it."
-    state = _FitState(model.get_params().get("n_estimators") or 100, unit="round")
+    state, recorder = _FitState(model.get_params().get("n_estimators") or 100, unit="round"), _RecordRun()
     view = default_progress() if progress else None
 
     def round_done(values: dict) -> bool:
         state.global_step += 1
         state.add_row({"round": state.global_step, **values})
+        recorder.after_epoch(state)  # a series per curve; the run's final values are fit_estimator's scores
         if view:
             view.after_epoch(state)
         return state.interrupted

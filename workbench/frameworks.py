@@ -10,6 +10,7 @@ import os
 
 from .core import InputError, _stop_on_ctrl_c
 from .progress import _FitState, default_progress
+from .train import _RecordRun
 
 # %% auto #0
 __all__ = ['keras_callback']
@@ -41,19 +42,19 @@ def _row(epoch: int, logs: dict) -> dict:
 def keras_callback(progress: bool = True):
     "A Keras callback for model.fit: live progress (widget or text), records per epoch inside a run, Ctrl-C at a batch boundary."
     keras = _import_keras()
-    from workbench.runs import current_run, record
 
     class WorkbenchCallback(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.state = _FitState(self.params.get("epochs", 1), self.params.get("steps") or 1)
-            self.view = default_progress() if progress else None
+            self.listeners = [default_progress(), _RecordRun()] if progress else [_RecordRun()]  # as Trainer's callbacks
             self.restore = _stop_on_ctrl_c(lambda: setattr(self.state, "interrupted", True))  # at the end of this batch
             self._show("before_fit")
 
         def _show(self, event):
-            handler = getattr(self.view, event, None)  # a view listens to the events it needs
-            if handler:
-                handler(self.state)
+            for listener in self.listeners:
+                handler = getattr(listener, event, None)  # each listens to the events it needs
+                if handler:
+                    handler(self.state)
 
         def on_train_batch_end(self, batch, logs=None):
             self.state.global_step, self.state.batch_in_epoch = self.state.global_step + 1, batch + 1
@@ -69,9 +70,5 @@ def keras_callback(progress: bool = True):
         def on_train_end(self, logs=None):
             self.restore()
             self._show("after_fit")
-            if current_run() and self.state.rows:  # the last epoch's values are the run's final ones
-                for name, value in self.state.rows[-1].items():
-                    if name not in ("epoch", "step", "seconds"):
-                        record(name, round(value, 6))
 
     return WorkbenchCallback()

@@ -27,16 +27,14 @@ class _FitState:
         return self.loss
 
     def add_row(self, row: dict) -> dict:
-        "Append an epoch's (or round's) row, stamped with step and seconds; inside a run, record its values at that step."
-        from workbench.runs import current_run, record
-
+        "Append an epoch's (or round's) row, stamped with the step and the seconds since the fit began."
         self.epoch, self.batch_in_epoch = row[self.unit], 0
         self.rows.append({**row, "step": self.global_step, "seconds": time.perf_counter() - self.started})
-        if current_run():
-            for name, value in row.items():
-                if name != self.unit:
-                    record(name, round(float(value), 6), step=self.epoch)
         return self.rows[-1]
+
+    def last_metrics(self) -> dict:
+        "The last row without its bookkeeping columns, as Trainer's (what a run records)."
+        return {k: v for k, v in (self.rows[-1] if self.rows else {}).items() if k not in (self.unit, "step", "seconds")}
 
     @property
     def history(self):

@@ -37,12 +37,17 @@ def _split(loader, frame=False):
     return X[30:], y[30:], X[:30]
 
 
+def _exported(make, loader, path):
+    "A model from `make` fitted on the data of `loader`, its bundle at `path`, and rows it has not seen."
+    X, y, X_new = _split(loader)
+    model = make().fit(X, y)
+    return model, export(model, X[:16], path), X_new
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_every_file_of_the_bundle_answers_as_the_model(name, tmp_path):
     make, loader, native = MODELS[name]
-    X, y, X_new = _split(loader)
-    model = make().fit(X, y)
-    bundle = export(model, X[:16], tmp_path / name)
+    model, bundle, X_new = _exported(make, loader, tmp_path / name)
     assert set(f["format"] for f in bundle.files.values()) == {"onnx", native}, bundle
     want = model.predict(X_new)
     for backend in ("onnx", native):
@@ -195,9 +200,7 @@ VARIANTS = {  # name: (estimator, data, whether ONNX can hold it: where not, the
 @pytest.mark.parametrize("name", VARIANTS)
 def test_variants_of_the_libraries_export_what_answers_as_they_do(name, tmp_path):
     make, loader, onnx = VARIANTS[name]
-    X, y, X_new = _split(loader)
-    model = make().fit(X, y)
-    bundle = export(model, X[:16], tmp_path / name)
+    model, bundle, X_new = _exported(make, loader, tmp_path / name)
     assert ("model.onnx" in bundle.files) is onnx, bundle.metadata["failed"]
     if not onnx:  # the reason, from the converter or from the parity check
         assert bundle.metadata["failed"]["onnx"]

@@ -276,7 +276,7 @@ def _allows_nan(model) -> bool:
     return bool(get_tags(first).input_tags.allow_nan) if hasattr(first, "fit") else False
 
 
-def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics, atol, rtol, files, failures, axes=None) -> dict:
+def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics, atol, rtol, files, failures, axes: dict) -> dict:
     from sklearn.base import is_classifier
 
     classifier = is_classifier(model) if sklearn else classes is not None
@@ -288,7 +288,7 @@ def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
-        "inputs": [{"name": "input", "shape": ["batch", *((axes or {}).get(i, n) for i, n in enumerate(sample.shape[1:], 1))], "dtype": str(np.asarray(sample).dtype)}],
+        "inputs": [{"name": "input", "shape": ["batch", *(axes.get(i, n) for i, n in enumerate(sample.shape[1:], 1))], "dtype": str(np.asarray(sample).dtype)}],
         "outputs": _outputs_spec(answer, sklearn, classifier),
         "classes": None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes],
         "task": "classification" if classifier else None,

@@ -23,6 +23,8 @@ from .core import InputError, WorkbenchError, _keras, atomic_write, environment,
 from .formats import (_KERAS_WRITERS, _SK_WRITERS, _WRITERS, _boosting, _keras_module, _keras_runner,
                                _keras_weights_runner, _native_runner, _numpy, _onnx_runner, _parity, _quiet_exporters,
                                _sklearn_outputs, _skops_runner, _torch_runner)
+from .inputs import (Inputs, _check_axes, _in_model_order, _named_sample, _sklearn_sample, is_named, load_sample,
+                              padding_of, probe, rows, save_sample, second_batch, shorter)
 
 # %% auto #0
 __all__ = ['TORCH_FORMATS', 'KERAS_FORMATS', 'SKLEARN_FORMATS', 'ExportError', 'Bundle', 'export', 'Predictor', 'load', 'check',
@@ -97,16 +99,13 @@ def _versions() -> dict:
     return out
 
 
-def _second_batch(sample):
-    "A batch of another size than `sample`, from its rows, to test the dynamic batch dimension."
-    if len(sample) > 1:
-        return sample[:1]
-    return np.concatenate([sample, sample]) if isinstance(sample, np.ndarray) else __import__("torch").cat([sample, sample])
-
-
-def _shorter(sample, axes: dict) -> list:
-    "The sample with each varying axis one shorter, to test that it varies (none where no axis does)."
-    return [sample.narrow(i, 0, sample.shape[i] - 1) for i in axes if sample.shape[i] > 1]
+def _shape(x) -> str:
+    "A batch's shape, each input's for named tensors, or a frame's rows and columns, as a message shows it."
+    if not isinstance(x, dict):
+        return f"of shape {tuple(x.shape)}"
+    if all(v.ndim == 2 and v.shape[1] == 1 for v in x.values()):
+        return f"of {rows(x)} rows of {', '.join(x)}"
+    return f"of shapes {', '.join(f'{k} {tuple(v.shape)}' for k, v in x.items())}"
 
 # %% ../nbs/12_export.ipynb #1e79a8d4
 def _card(name, kind, meta, history) -> str:
@@ -156,66 +155,24 @@ def _check_path(path: Path, overwrite: bool):
     if not os.access(path.parent, os.W_OK):
         raise InputError(f"cannot write {path}: the folder {path.parent} is not writable")
 
-# %% ../nbs/12_export.ipynb #cb38a32c
-def _sklearn_sample(sample) -> np.ndarray:
-    "The sample as a 2-D float array (float32 stays float32, anything else becomes float64), or an InputError."
-    if hasattr(sample, "detach"):
-        sample = sample.detach().cpu().numpy()
-    named = {str(c): str(kind) for c, kind in getattr(sample, "dtypes", {}).items() if kind.kind not in "biuf"}
-    if named:  # categories and text: what the frame holds, and the two ways to make it numbers
-        first, listed = next(iter(named)), ", ".join(f"{c} ({kind})" for c, kind in list(named.items())[:5])
-        raise InputError(f"the sample's column(s) {listed} are not numbers, and a bundle takes numbers: "
-                         "encode them inside a scikit-learn pipeline (OneHotEncoder, OrdinalEncoder), or for LightGBM fit on "
-                         f"integer codes (X[{first!r}].cat.codes) with categorical_feature=[{first!r}], which exports")
-    try:
-        sample = np.asarray(sample)
-        sample = sample.astype(np.float32 if sample.dtype == np.float32 else np.float64)
-    except (TypeError, ValueError) as e:
-        raise InputError("the sample for a scikit-learn model must be numeric (a 2-D array or a frame of numbers); "
-                         f"encode text columns inside the pipeline first ({e})") from e
-    if sample.ndim != 2 or len(sample) == 0:
-        raise InputError(f"the sample for a scikit-learn model must be a non-empty 2-D array, not of shape {sample.shape}")
-    return sample
-
-# %% ../nbs/12_export.ipynb #27d2aff9
-def _in_model_order(sample, model):
-    "A frame sample's columns in the order the model was fitted on (by name), or an InputError naming what it lacks."
-    fitted = getattr(model, "feature_names_in_", None)
-    if fitted is None or not hasattr(sample, "columns"):
-        return sample
-    spaced = {re.sub(r"\s", "_", str(c)): c for c in sample.columns}  # LightGBM's spelling of a name with spaces
-    columns = [c if c in sample.columns else spaced.get(str(c)) for c in fitted]
-    missing = [str(f) for f, c in zip(fitted, columns) if c is None]
-    if missing:
-        raise InputError(f"the sample lacks {len(missing)} of the {len(fitted)} columns the model was fitted on: "
-                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; pass rows of the frame it was fitted on")
-    return sample[columns]
-
-# %% ../nbs/12_export.ipynb #f25f2e88
-def _check_axes(axes, sample, sklearn: bool) -> dict:
-    "The varying axes as {axis: name}, checked against the sample, or an InputError."
-    if not axes:
-        return {}
-    if sklearn:
-        raise InputError("dynamic_axes is for torch and Keras models; a scikit-learn model takes rows of fixed features")
-    ndim = len(getattr(sample, "shape", ()))
-    if not isinstance(axes, dict) or not all(isinstance(a, int) and 1 <= a < ndim and isinstance(n, str) and n.isidentifier()
-                                              and n != "batch" for a, n in axes.items()):
-        raise InputError(f"dynamic_axes maps axes after the batch (1 to {ndim - 1} for this sample) to names, such as "
-                         f"{{1: 'sequence'}}; not {axes!r}")
-    return dict(sorted(axes.items()))
-
 # %% ../nbs/12_export.ipynb #4dfd45ee
 def _prepare(model, sample, sklearn: bool, axes: dict):
-    "The sample as the formats take it, the reference model, the writers, and how the reference answers."
+    "The batches to check on (the sample first), the reference model, the writers, how it answers, and the named inputs' specs."
+    specs = frame = None
+    if is_named(sample):
+        sample, specs, frame = _named_sample(model, sample, sklearn, axes)
     if sklearn:
-        return _sklearn_sample(_in_model_order(sample, model)), model, _SK_WRITERS, lambda x: _sklearn_outputs(model, x)
+        sample = sample if frame else _sklearn_sample(_in_model_order(sample, model))
+        writers = {fmt: functools.partial(w, specs=specs) for fmt, w in _SK_WRITERS.items()} if frame else _SK_WRITERS
+        answer = functools.partial(_sklearn_outputs, model, specs=specs)
+        extra = probe(answer, sample, specs) if frame else None  # rows with a column missing, or text never seen
+        return [sample, second_batch(sample), *([extra] if extra else [])], model, writers, answer, specs, frame
     import torch
 
-    sample = torch.as_tensor(sample).detach().cpu()
-    if sample.dim() == 0 or len(sample) == 0:
+    sample = sample if specs else torch.as_tensor(sample).detach().cpu()
+    if not specs and (sample.dim() == 0 or len(sample) == 0):
         raise InputError("the sample must be a non-empty batch (first dimension = batch)")
-    if sample.is_floating_point():
+    if not specs and sample.is_floating_point():
         sample = sample.float()
     if _keras(model):  # a thin torch module around it: the Keras model itself is neither copied nor changed
         reference, writers = _keras_module(model).eval(), _KERAS_WRITERS
@@ -231,29 +188,30 @@ def _prepare(model, sample, sklearn: bool, axes: dict):
 
     def answer(x):
         with torch.no_grad():
-            return {"predict": _numpy(reference(x))}
+            return {"predict": _numpy(reference(**x) if isinstance(x, dict) else reference(x))}
 
-    return sample, reference, writers, answer
+    return [sample, second_batch(sample), *shorter(sample, axes)], reference, writers, answer, specs, frame
 
 # %% ../nbs/12_export.ipynb #4b9f4770
 def _write_format(fmt, writer, reference, batches, expected, folder: Path, atol: float, rtol: float):
-    "Write one format into `folder` and check its reloaded model; return (file, parity) or (None, why it failed)."
+    "Write one format into `folder` and check its reloaded model: (file, parity, its answers on the sample), or (None, why it failed, None)."
     import torch
 
     try:
         with torch.no_grad(), _quiet_exporters():
             file, runner = writer(reference, batches[0], folder)
-            checks = [_parity(e, runner(b), atol, rtol) for b, e in zip(batches, expected)]
+            answers = [runner(b) for b in batches]
+            checks = [_parity(e, a, atol, rtol) for a, e in zip(answers, expected)]
     except Exception as e:  # data-dependent control flow, an operator the format lacks, an estimator skl2onnx lacks
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # the ONNX exporter colours its messages
-        return None, f"{fmt} could not be exported: {type(e).__name__}: {text.splitlines()[0][:300] if text else ''}"
+        return None, f"{fmt} could not be exported: {type(e).__name__}: {text.splitlines()[0][:300] if text else ''}", None
     parity = {"ok": all(c["ok"] for c in checks), "max_abs": max(c["max_abs"] for c in checks),
-              "max_rel": max(c["max_rel"] for c in checks), "batches": [len(b) for b in batches]}
+              "max_rel": max(c["max_rel"] for c in checks), "batches": [rows(b) for b in batches]}
     if parity["ok"]:
-        return file, parity
+        return file, parity, answers[0]
     file.unlink(missing_ok=True)
     notes = [*dict.fromkeys(c["note"] for c in checks if c["note"]), *([runner.hint] if hasattr(runner, "hint") else [])]
-    return None, f"{fmt} disagrees with the original model: " + "; ".join(notes)
+    return None, f"{fmt} disagrees with the original model: " + "; ".join(notes), None
 
 
 def _savable(a: np.ndarray) -> np.ndarray:
@@ -261,10 +219,21 @@ def _savable(a: np.ndarray) -> np.ndarray:
     return a.astype(str) if a.dtype == object else a
 
 # %% ../nbs/12_export.ipynb #55441d92
-def _outputs_spec(answer: dict, sklearn: bool, classifier: bool) -> list:
-    "The bundle's output signature, from what the reference model answered on the sample."
+def _outputs_spec(answer: dict, sklearn: bool, classifier: bool, axes: dict) -> list:
+    "The bundle's output signature, from what the default backend answered on the sample; `axes` names the axes that vary with an input's."
     names = {"predict": ("label" if classifier else "value") if sklearn else "output", "predict_proba": "probabilities"}  # a torch model's are its outputs (logits)
-    return [{"name": names[k], "shape": ["batch", *v.shape[1:]], "dtype": str(_savable(v).dtype)} for k, v in answer.items()]
+    return [{"name": names[k], "shape": ["batch", *(axes.get(k, {}).get(i, d) for i, d in enumerate(v.shape[1:], 1))],
+             "dtype": str(_savable(v).dtype)} for k, v in answer.items()]
+
+
+def _varying(expected: list, axes: dict) -> dict:
+    "For each output, the axes whose size followed a shorter input's ({'predict': {1: 'sequence'}}), from the answers on the batches."
+    out = {}
+    for short in expected[2:2 + len(axes)]:
+        for key, a in expected[0].items():
+            changed = [i for i in range(1, a.ndim) if short[key].ndim == a.ndim and short[key].shape[i] != a.shape[i]]
+            out.setdefault(key, {}).update({i: name for i, name in zip(changed, axes.values())})
+    return out
 
 
 def _allows_nan(model) -> bool:
@@ -276,11 +245,18 @@ def _allows_nan(model) -> bool:
     return bool(get_tags(first).input_tags.allow_nan) if hasattr(first, "fit") else False
 
 
-def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics, atol, rtol, files, failures, axes: dict) -> dict:
+def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics, atol, rtol, files, failures, axes: dict,
+              inputs: dict) -> dict:
+    "The bundle's metadata; `inputs` holds the named inputs' specs, whether they are a frame's, their padding and the outputs' varying axes."
     from sklearn.base import is_classifier
 
     classifier = is_classifier(model) if sklearn else classes is not None
     classes = classes if classes is not None else getattr(model, "classes_", None)
+    if inputs["specs"]:
+        specs, named = inputs["specs"], {"named": True, "frame": inputs["frame"], "padding": inputs["padding"]}
+    else:
+        shape = ["batch", *(axes.get(i, n) for i, n in enumerate(sample.shape[1:], 1))]
+        specs, named = [{"name": "input", "shape": shape, "dtype": str(np.asarray(sample).dtype)}], {}
     return {
         "format": "workbench.bundle/1",
         "name": name,
@@ -288,8 +264,9 @@ def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
-        "inputs": [{"name": "input", "shape": ["batch", *(axes.get(i, n) for i, n in enumerate(sample.shape[1:], 1))], "dtype": str(np.asarray(sample).dtype)}],
-        "outputs": _outputs_spec(answer, sklearn, classifier),
+        "inputs": specs,
+        **named,
+        "outputs": _outputs_spec(answer, sklearn, classifier, inputs["outputs"]),
         "classes": None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes],
         "task": "classification" if classifier else None,
         "allow_nan": _allows_nan(model) if sklearn else False,
@@ -323,11 +300,32 @@ def _place(tmp: Path, path: Path):
     else:
         tmp.rename(path)
 
+# %% ../nbs/12_export.ipynb #a86f1260
+_LOAD_ORDER = ("onnx", "pt2", "skops", "xgboost", "lightgbm", "keras", "safetensors")  # the backend `load` takes by default, first
+
+
+def _expected(answer, batches: list, axes: dict) -> list:
+    "The reference's answers on each batch, or an InputError saying which one it cannot run on."
+    out = []
+    for i, b in enumerate(batches):
+        try:
+            out.append(answer(b))
+        except Exception as e:
+            what = "the sample" if i == 0 else "a batch"
+            hint = (f" (the sample with its {', '.join(axes.values())} one shorter: a model that needs that size fixed cannot "
+                    "take dynamic_axes)" if axes and i >= 2 else "")
+            raise InputError(f"the model cannot run on {what} {_shape(b)}{hint}: {type(e).__name__}: {e}") from e
+    return out
+
+
+def _as_numpy(x):
+    return {k: np.asarray(v) for k, v in x.items()} if isinstance(x, dict) else np.asarray(x)
+
 # %% ../nbs/12_export.ipynb #7069012b
 def export(model, sample, path, formats=None, name: str | None = None, metrics: dict | None = None,
            overwrite: bool = False, allow_partial: bool | None = None, atol: float = 1e-4, rtol: float = 1e-3,
            classes=None, on_format=None, dynamic_axes: dict | None = None) -> Bundle:
-    "Export `model` (torch module, Trainer, FitResult or scikit-learn estimator) to a verified bundle folder at `path`."
+    "Export `model` (torch module, Trainer, FitResult or scikit-learn estimator) to a verified bundle folder at `path`; `sample` is a batch, a frame, or named tensors."
     model, known_metrics, history = _unwrap(model)
     if sample is None:
         raise InputError("export needs a sample batch of inputs (e.g. one batch from the validation loader)")
@@ -338,38 +336,34 @@ def export(model, sample, path, formats=None, name: str | None = None, metrics: 
     path = Path(path)
     _check_path(path, overwrite)
     axes = _check_axes(dynamic_axes, sample, sklearn)
-    sample, reference, writers, answer = _prepare(model, sample, sklearn, axes)
-    batches = [sample, _second_batch(sample), *_shorter(sample, axes)]
-    expected = []
-    for b in batches:
-        try:
-            expected.append(answer(b))
-        except Exception as e:
-            what = "the sample" if b is sample else "a batch"
-            hint = (f" (the sample with its {', '.join(axes.values())} one shorter: a model that needs that size fixed cannot "
-                    "take dynamic_axes)" if b.shape[1:] != sample.shape[1:] else "")
-            raise InputError(f"the model cannot run on {what} of shape {tuple(b.shape)}{hint}: {type(e).__name__}: {e}") from e
+    batches, reference, writers, answer, specs, frame = _prepare(model, sample, sklearn, axes)
+    expected = _expected(answer, batches, axes)
+    pad_token = getattr(getattr(reference, "config", None), "pad_token_id", None) or 0
+    inputs = {"specs": specs, "frame": frame, "outputs": _varying(expected, axes),
+              "padding": padding_of(answer, batches[0], axes, expected[0], atol, rtol, pad_token) if specs and not sklearn else None}
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
-        files, failures = {}, {}
+        files, failures, served = {}, {}, {}
         for fmt in formats:
             if on_format:
                 on_format(fmt, "exporting")
-            file, result = _write_format(fmt, writers[fmt], reference, batches, expected, tmp, atol, rtol)
+            file, result, answers = _write_format(fmt, writers[fmt], reference, batches, expected, tmp, atol, rtol)
             if file is None:
                 failures[fmt] = result
             else:
                 files[file.name] = {"format": fmt, "size": file.stat().st_size, "sha256": file_sha256(file), "parity": result}
+                served[fmt] = answers
             if on_format:
                 on_format(fmt, "ok" if file else "failed")
         if failures and (not allow_partial or not files):
             raise ExportError("; ".join(failures.values()))
-        np.save(tmp / "sample.npy", np.asarray(sample), allow_pickle=False)
+        save_sample(tmp, _as_numpy(batches[0]))
         for key, value in expected[0].items():
             np.save(tmp / _EXPECTED[key], _savable(value), allow_pickle=False)
-        meta = _metadata(model, sample, expected[0], sklearn, name or path.name, classes,
-                         {**known_metrics, **(metrics or {})}, atol, rtol, files, failures, axes)
+        default = next(fmt for fmt in _LOAD_ORDER if fmt in served)  # its dtypes are what a user of the bundle gets
+        meta = _metadata(model, batches[0], served[default], sklearn, name or path.name, classes,
+                         {**known_metrics, **(metrics or {})}, atol, rtol, files, failures, axes, inputs)
         with atomic_write(tmp / "metadata.json") as f:
             json.dump(meta, f, indent=2, default=float)
         with atomic_write(tmp / "MODEL_CARD.md") as f:
@@ -390,16 +384,19 @@ def _fits(shape, features: tuple) -> bool:
 
 
 class Predictor:
-    "A loaded bundle: `predict(x)` (and `predict_proba` for classifiers) on the chosen backend."
+    "A loaded bundle: `predict(x)` (and `predict_proba` for classifiers) on the chosen backend; `x` as the model takes it (an array, a frame, named tensors)."
 
     def __init__(self, path: Path, meta: dict, backend: str, run):
         self.path, self.metadata, self.backend = path, meta, backend
-        self._run = run  # numpy batch -> {"predict": ..., and "predict_proba" where the model gives it}
+        self._run = run  # numpy batch or feed -> {"predict": ..., and "predict_proba" where the model gives it}
+        self.inputs = Inputs(meta["inputs"], frame=meta.get("frame", False)) if meta.get("named") else None
         spec = meta["inputs"][0]
         self._features = tuple(spec["shape"][1:])
-        self._dtype = np.dtype(spec["dtype"])
+        self._dtype = np.dtype(object if self.inputs else spec["dtype"])
 
-    def _check(self, x) -> np.ndarray:
+    def _check(self, x) -> np.ndarray | dict:
+        if self.inputs is not None:
+            return self.inputs.feed(x)  # each input by name: missing, unknown, of the wrong kind are said
         if type(x) is np.ndarray and x.dtype == self._dtype and x.shape[1:] == self._features:
             return x  # the common case, checked in a few hundred nanoseconds
         if hasattr(x, "detach"):
@@ -413,25 +410,31 @@ class Predictor:
             raise InputError(f"input of shape {x.shape} does not fit the model: expected (batch, {', '.join(map(str, self._features))})")
         return x
 
-    def predict(self, x) -> np.ndarray:
-        "What the model predicts: a torch model's outputs; a scikit-learn model's labels or values, as its `predict`."
-        return self._run(self._check(x))["predict"]
+# %% ../nbs/12_export.ipynb #00ff1409
+@patch
+def predict(self: Predictor, x) -> np.ndarray:
+    "What the model predicts: a torch model's outputs; a scikit-learn model's labels or values, as its `predict`."
+    return self._run(self._check(x))["predict"]
 
-    def predict_proba(self, x) -> np.ndarray:
-        "Class probabilities: a scikit-learn classifier's own, or the softmax of a torch classifier's outputs."
-        if self.metadata.get("task") != "classification":
-            raise InputError("predict_proba needs a classifier bundle (export with classes=... for torch models)")
-        out = self._run(self._check(x))
-        if "predict_proba" in out:
-            return out["predict_proba"]
-        if self.metadata["kind"] == "sklearn":
-            raise InputError(f"{self.metadata['model_class']} has no predict_proba; predict gives its labels")
-        logits = out["predict"]
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        return e / e.sum(1, keepdims=True)
 
-    def __repr__(self) -> str:
-        return f"Predictor({self.path}, backend={self.backend!r})"
+@patch
+def predict_proba(self: Predictor, x) -> np.ndarray:
+    "Class probabilities: a scikit-learn classifier's own, or the softmax of a torch classifier's outputs."
+    if self.metadata.get("task") != "classification":
+        raise InputError("predict_proba needs a classifier bundle (export with classes=... for torch models)")
+    out = self._run(self._check(x))
+    if "predict_proba" in out:
+        return out["predict_proba"]
+    if self.metadata["kind"] == "sklearn":
+        raise InputError(f"{self.metadata['model_class']} has no predict_proba; predict gives its labels")
+    logits = out["predict"]
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+@patch
+def __repr__(self: Predictor) -> str:
+    return f"Predictor({self.path}, backend={self.backend!r})"
 
 # %% ../nbs/12_export.ipynb #d26091ff
 def _verified(path) -> dict:
@@ -501,7 +504,7 @@ def load(path, backend: str | None = None, model=None, trusted=None, threads: in
             load_model(module, str(files["safetensors"]))
             run = _torch_runner(module)
     elif backend == "skops":
-        run = _skops_runner(files["skops"], trusted)
+        run = _skops_runner(files["skops"], trusted, meta["inputs"] if meta.get("frame") else None)
     elif backend == "keras":
         run = _keras_runner(files["keras"])
     else:
@@ -513,7 +516,7 @@ def check(path, atol: float | None = None, rtol: float | None = None) -> dict:
     "Verify a bundle again: file hashes, then every graph format's answers on the stored sample."
     meta = _verified(path)
     path = Path(path)
-    sample = np.load(path / "sample.npy", allow_pickle=False)
+    sample = load_sample(path)
     expected = {k: np.load(path / f, allow_pickle=False) for k, f in _EXPECTED.items() if (path / f).exists()}
     tol = meta["tolerance"]
     results = {}

@@ -18,6 +18,7 @@ import numpy as np
 
 from .batches import logits_of
 from .core import InputError
+from .inputs import TEXT, _missing, to_frame
 
 # %% auto #0
 __all__ = []
@@ -83,6 +84,11 @@ def _quiet_exporters():
             logger.setLevel(level)
 
 # %% ../nbs/11_formats.ipynb #acf897de
+def _call(module, x):
+    "Call a torch module on one tensor, or on named tensors as keyword arguments."
+    return module(**x) if isinstance(x, dict) else module(x)
+
+
 def _write_safetensors(model, sample, folder: Path):
     from safetensors.torch import load_model, save_model
 
@@ -90,15 +96,34 @@ def _write_safetensors(model, sample, folder: Path):
     save_model(model, str(path))
     fresh = copy.deepcopy(model)
     load_model(fresh, str(path))
-    return path, lambda x: {"predict": _numpy(fresh(x))}
+    return path, lambda x: {"predict": _numpy(_call(fresh, x))}
 
 
 def _dynamic(sample, axes: dict | None = None):
-    "The batch dimension, and the other `axes` ({1: 'sequence'}) whose size may vary, as torch.export takes them."
+    "The batch dimension, and the other `axes` ({1: 'sequence'}) whose size may vary, as torch.export takes them (per input, by name)."
     import torch
 
-    dims = {0: torch.export.Dim("batch", min=1)}  # the other axes' bounds (a model's longest sequence) found by export
-    return ({**dims, **{i: torch.export.Dim.DYNAMIC for i in axes or {}}},)
+    batch = torch.export.Dim("batch", min=1)  # the other axes' bounds (a model's longest sequence) found by export
+
+    def dims(t):
+        return {0: batch, **{i: torch.export.Dim.DYNAMIC for i in axes or {} if i < t.dim()}}
+
+    return {name: dims(t) for name, t in sample.items()} if isinstance(sample, dict) else (dims(sample),)
+
+
+def _exported_args(sample) -> tuple:
+    "(args, kwargs) of a call on the sample: one tensor, or named tensors as keywords."
+    return ((), dict(sample)) if isinstance(sample, dict) else ((sample,), {})
+
+
+def _onnx_torch_runner(session):
+    "Run a graph exported from torch on one array, or on a feed by name (an input the exporter found unused is left out)."
+    names = [i.name for i in session.get_inputs()]
+
+    def run(x):
+        return {"predict": session.run(None, {n: x[n] for n in names} if isinstance(x, dict) else {names[0]: x})[0]}
+
+    return run
 
 
 def _write_onnx_torch(model, sample, folder: Path, axes: dict | None = None):
@@ -106,20 +131,23 @@ def _write_onnx_torch(model, sample, folder: Path, axes: dict | None = None):
     import torch
 
     path = folder / "model.onnx"
-    program = torch.onnx.export(model, (sample,), dynamo=True, dynamic_shapes=_dynamic(sample, axes), input_names=["input"],
-                                output_names=["output"], verbose=False)
+    args, kwargs = _exported_args(sample)
+    program = torch.onnx.export(model, args, kwargs=kwargs, dynamo=True, dynamic_shapes=_dynamic(sample, axes),
+                                input_names=list(kwargs) or ["input"], output_names=["output"], verbose=False)
     program.save(str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return path, lambda x: {"predict": session.run(None, {"input": x.numpy()})[0]}
+    run = _onnx_torch_runner(session)
+    return path, lambda x: run({k: v.numpy() for k, v in x.items()} if isinstance(x, dict) else x.numpy())
 
 # %% ../nbs/11_formats.ipynb #011235f4
 def _write_pt2(model, sample, folder: Path, axes: dict | None = None):
     import torch
 
     path = folder / "model.pt2"
-    torch.export.save(torch.export.export(model, (sample,), dynamic_shapes=_dynamic(sample, axes)), str(path))
+    args, kwargs = _exported_args(sample)
+    torch.export.save(torch.export.export(model, args, kwargs, dynamic_shapes=_dynamic(sample, axes)), str(path))
     loaded = torch.export.load(str(path)).module()
-    return path, lambda x: {"predict": _numpy(loaded(x))}
+    return path, lambda x: {"predict": _numpy(_call(loaded, x))}
 
 
 _WRITERS = {"safetensors": _write_safetensors, "onnx": _write_onnx_torch, "pt2": _write_pt2}
@@ -210,6 +238,34 @@ def _bool_attributes_as_ints(converter):
     convert.__name__ = f"ints_{getattr(converter, '__name__', 'converter')}"  # skl2onnx names converters by function
     return convert
 
+# %% ../nbs/11_formats.ipynb #dd1cc9f5
+def _nan(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def _missing_text_as_empty(converter):
+    "A skl2onnx converter that, on string inputs, sees its estimator with missing text (NaN) written as ''."
+
+    def convert(scope, operator, container):
+        from skl2onnx.common.data_types import StringTensorType
+
+        raw = operator.raw_operator
+        if isinstance(operator.inputs[0].type, StringTensorType):
+            fixed = copy.copy(raw)  # shallow: the estimator itself is left as it is
+            if _nan(getattr(raw, "missing_values", 0)):
+                fixed.missing_values = ""
+            if hasattr(raw, "categories_"):
+                fixed.categories_ = [np.array(["" if _nan(v) else v for v in c], dtype=object) if c.dtype == object else c
+                                     for c in raw.categories_]
+            operator.raw_operator = fixed
+        try:
+            return converter(scope, operator, container)
+        finally:
+            operator.raw_operator = raw
+
+    convert.__name__ = f"text_{getattr(converter, '__name__', 'converter')}"
+    return convert
+
 # %% ../nbs/11_formats.ipynb #7ee57bb9
 def _boosting(model) -> str | None:
     "'xgboost' or 'lightgbm' when `model` is, or a pipeline ends in, one of their estimators."
@@ -248,26 +304,30 @@ def _register_boosting():
 # %% ../nbs/11_formats.ipynb #263257ce
 @functools.cache
 def _register_converters():
-    "Fix two skl2onnx registrations, once per process: HistGradientBoosting's booleans, LinearSVC's missing zipmap."
+    "Fix skl2onnx registrations, once per process: HistGradientBoosting's booleans, LinearSVC's missing zipmap, missing text."
     from skl2onnx import update_registered_converter
     from skl2onnx._supported_operators import sklearn_operator_name_map
     from skl2onnx.common._registration import get_converter, get_shape_calculator
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
     from sklearn.svm import LinearSVC
 
-    for cls in (HistGradientBoostingClassifier, HistGradientBoostingRegressor, LinearSVC):
+    fixes = {HistGradientBoostingClassifier: _bool_attributes_as_ints, HistGradientBoostingRegressor: _bool_attributes_as_ints,
+             LinearSVC: _bool_attributes_as_ints, SimpleImputer: _missing_text_as_empty, OneHotEncoder: _missing_text_as_empty,
+             OrdinalEncoder: _missing_text_as_empty}
+    for cls, fix in fixes.items():
         alias = sklearn_operator_name_map[cls]
         converter = get_converter(alias)
         options = dict(converter.get_allowed_options() or {})
         if cls is LinearSVC:  # a pipeline ending in LinearSVC is given `zipmap` by skl2onnx's own parser
             options.setdefault("zipmap", [True, False, "columns"])
-        update_registered_converter(cls, alias, get_shape_calculator(alias), _bool_attributes_as_ints(converter),
-                                    options=options)
+        update_registered_converter(cls, alias, get_shape_calculator(alias), fix(converter), options=options or None)
     _register_boosting()
 
 # %% ../nbs/11_formats.ipynb #d718ef46
-def _to_onnx(model, sample: np.ndarray):
-    "The ONNX graph of a scikit-learn model; classifiers give probabilities as a tensor, not a list of dicts."
+def _to_onnx(model, sample: np.ndarray, types: list | None = None):
+    "The ONNX graph of a scikit-learn model (on `types`, one per column, where given); classifiers give probabilities as a tensor, not a list of dicts."
     from skl2onnx import to_onnx
     from sklearn.base import is_classifier
 
@@ -278,18 +338,21 @@ def _to_onnx(model, sample: np.ndarray):
             raise InputError("ONNX of an XGBoost or LightGBM model needs onnxmltools: pip install 'workbench[boosting]'") from None
     _register_converters()
     opset = {"": 17, "ai.onnx.ml": 3} if _boosting(model) else None  # onnxmltools' tree converters stop at ai.onnx.ml 3
+    given = {"initial_types": types} if types else {"X": sample[:1]}
     if is_classifier(model):
         try:
-            return to_onnx(model, sample[:1], options={"zipmap": False}, target_opset=opset)
+            return to_onnx(model, options={"zipmap": False}, target_opset=opset, **given)
         except NameError as e:  # a classifier without probabilities (LinearSVC) takes no zipmap option
             if "zipmap" not in str(e):
                 raise
-    return to_onnx(model, sample[:1], target_opset=opset)
+    return to_onnx(model, target_opset=opset, **given)
 
 # %% ../nbs/11_formats.ipynb #66ab45b5
-def _sklearn_outputs(model, x) -> dict:
-    "What a scikit-learn model answers: `predict`, and `predict_proba` where it has one."
-    if hasattr(model, "feature_names_in_") and isinstance(x, np.ndarray):  # fitted on a frame: rows as the frame it knows
+def _sklearn_outputs(model, x, specs: list | None = None) -> dict:
+    "What a scikit-learn model answers on rows `x` (an array, or a feed of a frame's columns): `predict`, and `predict_proba` where it has one."
+    if isinstance(x, dict):
+        x = to_frame(x, specs)
+    elif hasattr(model, "feature_names_in_") and isinstance(x, np.ndarray):  # fitted on a frame: rows as the frame it knows
         import pandas as pd
 
         x = pd.DataFrame(x, columns=model.feature_names_in_)
@@ -298,14 +361,45 @@ def _sklearn_outputs(model, x) -> dict:
         out["predict_proba"] = np.asarray(model.predict_proba(x))
     return out
 
+# %% ../nbs/11_formats.ipynb #1ba9e5fe
+_ORT_TYPES = {"tensor(double)": np.float64, "tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(string)": object}
 
-def _onnx_sklearn_runner(session, proba: bool, ndim: int):
+
+def _codes(x: dict, specs: list) -> np.ndarray:
+    "A float32 matrix of a feed of columns, each category as its code (NaN where missing or not a category)."
+    columns = []
+    for spec in specs:
+        a = x[spec["name"]].reshape(-1)
+        if "categories" in spec:
+            index = {c: i for i, c in enumerate(spec["categories"])}
+            a = np.array([index.get(v, np.nan) for v in a], dtype=np.float64)
+        columns.append(a.astype(np.float64))
+    return np.column_stack(columns).astype(np.float32)
+
+
+def _graph_feed(session, specs: list | None):
+    "A function from an array or a feed to the inputs of `session`."
+    inputs = session.get_inputs()
+    types = {i.name: _ORT_TYPES.get(i.type, np.float32) for i in inputs}
+    if specs is None or [i.name for i in inputs] != [s["name"] for s in specs]:
+        name, dtype = inputs[0].name, types[inputs[0].name]
+        if specs is not None:  # a matrix of codes
+            return lambda x: {name: _codes(x, specs)}
+        return lambda x: {name: x if x.dtype == dtype else x.astype(dtype)}
+
+    def feed(x):
+        return {name: np.where(_missing(x[name].reshape(-1)).reshape(-1, 1), "", x[name]) if t is object else x[name].astype(t, copy=False)
+                for name, t in types.items()}
+
+    return feed
+
+
+def _onnx_sklearn_runner(session, proba: bool, ndim: int, specs: list | None = None):
     "Run an skl2onnx graph; name its outputs as scikit-learn does, in scikit-learn's shapes."
-    name = session.get_inputs()[0].name
-    dtype = np.float64 if session.get_inputs()[0].type == "tensor(double)" else np.float32
+    feed = _graph_feed(session, specs)
 
     def run(x):
-        outs = session.run(None, {name: x if x.dtype == dtype else x.astype(dtype)})
+        outs = session.run(None, feed(x))
         first = outs[0]
         if ndim == 1 and first.ndim == 2 and first.shape[1] == 1:  # a regressor's (n, 1) where scikit-learn gives (n,)
             first = first[:, 0]
@@ -314,42 +408,58 @@ def _onnx_sklearn_runner(session, proba: bool, ndim: int):
     return run
 
 # %% ../nbs/11_formats.ipynb #7362f12e
-def _onnx_graph(model, sample: np.ndarray):
+def _column_types(specs: list, floats) -> list:
+    "skl2onnx's input types for a frame's columns: text as strings, numbers as `floats` (double or float) or int64."
+    from skl2onnx.common.data_types import Int64TensorType, StringTensorType
+
+    return [(s["name"], StringTensorType([None, 1]) if s["dtype"] == TEXT else
+             (floats if np.dtype(s["dtype"]).kind == "f" else Int64TensorType)([None, 1])) for s in specs]
+
+
+def _onnx_graph(model, sample, specs: list | None = None):
     "The graph and a session on it: in double precision for float64 data where skl2onnx and ONNX Runtime can, else float."
     import onnxruntime as ort
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
-    tries = [sample] if sample.dtype == np.float32 else [sample, sample.astype(np.float32)]
-    for x in tries:
+    if specs is None:
+        tries = [(sample, None)] if sample.dtype == np.float32 else [(sample, None), (sample.astype(np.float32), None)]
+    elif _boosting(model):  # fitted on category columns: the codes LightGBM takes
+        tries = [(_codes(sample, specs), None)]
+    else:
+        tries = [(None, _column_types(specs, DoubleTensorType)), (None, _column_types(specs, FloatTensorType))]
+    for x, types in tries:
         try:
-            onx = _to_onnx(model, x).SerializeToString()
+            onx = _to_onnx(model, x, types).SerializeToString()
             return onx, ort.InferenceSession(onx, providers=["CPUExecutionProvider"])
         except Exception:  # many converters (trees among them) build float graphs only
-            if x is tries[-1]:
+            if (x, types) is tries[-1]:
                 raise
 
 
-def _write_onnx_sklearn(model, sample, folder: Path):
+def _write_onnx_sklearn(model, sample, folder: Path, specs: list | None = None):
     path = folder / "model.onnx"
-    onx, session = _onnx_graph(model, sample)
+    onx, session = _onnx_graph(model, sample, specs)
     path.write_bytes(onx)
-    answer = _sklearn_outputs(model, sample[:1])
-    run = _onnx_sklearn_runner(session, "predict_proba" in answer, answer["predict"].ndim)
-    if sample.dtype == np.float64 and session.get_inputs()[0].type != "tensor(double)":
+    first = {k: v[:1] for k, v in sample.items()} if isinstance(sample, dict) else sample[:1]
+    answer = _sklearn_outputs(model, first, specs)
+    run = _onnx_sklearn_runner(session, "predict_proba" in answer, answer["predict"].ndim, specs)
+    floats = [s for s in specs or [{"dtype": str(sample.dtype)}] if s["dtype"] == "float64"]
+    if floats and "tensor(double)" not in {i.type for i in session.get_inputs()}:
         run.hint = ("ONNX runs this model in float32, and a threshold learned on float64 data can put a row on the "
                     "other side; fit on X.astype(np.float32) to export it exactly")
     return path, run
 
 # %% ../nbs/11_formats.ipynb #687545b9
-def _write_skops(model, sample, folder: Path):
+def _write_skops(model, sample, folder: Path, specs: list | None = None):
     import skops.io as sio
 
     path = folder / "model.skops"
     sio.dump(model, path)
     loaded = sio.load(path, trusted=sio.get_untrusted_types(file=path))  # our own file, just written
-    return path, lambda x: _sklearn_outputs(loaded, x)
+    return path, lambda x: _sklearn_outputs(loaded, x, specs)
 
 
-def _write_native(model, sample, folder: Path):
+def _write_native(model, sample, folder: Path, specs: list | None = None):
     "XGBoost's JSON model file, or LightGBM's text one: the libraries' own formats, never a pickle."
     library = _boosting(model)
     path = folder / ("model.xgb.json" if library == "xgboost" else "model.lgb.txt")
@@ -357,7 +467,7 @@ def _write_native(model, sample, folder: Path):
         model.save_model(path)
     else:
         model.booster_.save_model(path)
-    return path, _native_runner(path, library, {"classes": getattr(model, "classes_", None)})
+    return path, _native_runner(path, library, {"classes": getattr(model, "classes_", None), "inputs": specs})
 
 
 _SK_WRITERS = {"onnx": _write_onnx_sklearn, "skops": _write_skops, "xgboost": _write_native, "lightgbm": _write_native}
@@ -374,9 +484,9 @@ def _onnx_runner(file: Path, meta: dict, threads: int | None = None):
     session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
     if meta["kind"] == "sklearn":
         outputs = meta["outputs"]
-        return _onnx_sklearn_runner(session, any(o["name"] == "probabilities" for o in outputs), len(outputs[0]["shape"]))
-    name = session.get_inputs()[0].name
-    return lambda x: {"predict": session.run(None, {name: x})[0]}
+        return _onnx_sklearn_runner(session, any(o["name"] == "probabilities" for o in outputs), len(outputs[0]["shape"]),
+                                    meta["inputs"] if meta.get("frame") else None)
+    return _onnx_torch_runner(session)
 
 
 def _torch_runner(module):
@@ -384,12 +494,13 @@ def _torch_runner(module):
 
     def run(x):
         with torch.no_grad():
-            return {"predict": _numpy(module(torch.from_numpy(x)))}
+            x = {k: torch.from_numpy(v) for k, v in x.items()} if isinstance(x, dict) else torch.from_numpy(x)
+            return {"predict": _numpy(_call(module, x))}
 
     return run
 
 # %% ../nbs/11_formats.ipynb #ecb25265
-def _skops_runner(file: Path, trusted):
+def _skops_runner(file: Path, trusted, specs: list | None = None):
     import skops.io as sio
 
     untrusted = sio.get_untrusted_types(file=file)
@@ -399,24 +510,24 @@ def _skops_runner(file: Path, trusted):
         raise InputError(f"this skops file contains types that are not trusted by default; if you trust them, "
                          f"pass trusted={missing}")
     estimator = sio.load(file, trusted=[*own, *(trusted or [])])
-    return lambda x: _sklearn_outputs(estimator, x)
+    return lambda x: _sklearn_outputs(estimator, x, specs)
 
 
 def _native_runner(file: Path, library: str, meta: dict):
     "Run an XGBoost JSON or LightGBM text model file: labels (from the bundle's classes) and probabilities, or values."
-    classes = meta.get("classes")
+    classes, specs = meta.get("classes"), meta.get("inputs")
     if library == "xgboost":
         import xgboost
 
-        model = xgboost.XGBClassifier() if classes is not None else xgboost.XGBRegressor()
+        model = (xgboost.XGBClassifier if classes is not None else xgboost.XGBRegressor)(enable_categorical=True)
         model.load_model(file)
-        return lambda x: _sklearn_outputs(model, x)
+        return lambda x: _sklearn_outputs(model, x, specs)
     import lightgbm
 
     booster = lightgbm.Booster(model_file=str(file))
 
     def run(x):
-        out = np.asarray(booster.predict(x))
+        out = np.asarray(booster.predict(to_frame(x, specs) if isinstance(x, dict) else x))
         if classes is None:
             return {"predict": out}
         proba = np.column_stack([1 - out, out]) if out.ndim == 1 else out

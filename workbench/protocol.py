@@ -13,6 +13,7 @@ import orjson
 
 from .core import InputError
 from .export import _fits
+from .inputs import TEXT, Inputs
 
 # %% auto #0
 __all__ = ['V2_DATATYPES', 'RequestError', 'v2_datatype', 'Signature', 'read_plain', 'read_v2', 'write_v2', 'write_plain',
@@ -34,7 +35,9 @@ _V2_NAMES = {numpy: v2 for v2, numpy in V2_DATATYPES.items()}
 
 
 def v2_datatype(dtype) -> str:
-    "The Open Inference Protocol's name for a numpy dtype; text and Python objects are `BYTES`."
+    "The Open Inference Protocol's name for a numpy dtype (or a signature's 'string'); text and Python objects are `BYTES`."
+    if isinstance(dtype, str) and dtype == TEXT:
+        return "BYTES"
     dtype = np.dtype(dtype)
     return "BYTES" if dtype.kind in "OUS" else _V2_NAMES[dtype.name]
 
@@ -44,7 +47,10 @@ class Signature:
 
     def __init__(self, meta: dict):
         spec = meta["inputs"][0]
-        self.input, self.dtype, self.features = spec["name"], np.dtype(spec["dtype"]), tuple(spec["shape"][1:])
+        self.specs, self.padding = meta["inputs"], meta.get("padding")
+        self.named = Inputs(meta["inputs"], meta.get("frame", False), RequestError) if meta.get("named") else None
+        self.input, self.features = spec["name"], tuple(spec["shape"][1:])
+        self.dtype = np.dtype(object if self.named else spec["dtype"])
         self.names = meta.get("features")  # the columns of the frame a scikit-learn model was fitted on, if any
         self.allow_nan = bool(meta.get("allow_nan", False))  # bundles older than the key: finite values only
         self.classes = None if meta.get("classes") is None else np.asarray(meta["classes"])
@@ -52,11 +58,16 @@ class Signature:
         self.outputs = {o["name"]: o for o in meta["outputs"]}
         if self.torch_classifier:  # its one output is the logits, whatever older bundles called it
             logits = {**meta["outputs"][0], "name": "output"}
-            self.outputs = {"output": logits, "label": {"name": "label", "shape": ["batch"], "dtype": str(self.classes.dtype)},
-                            "probabilities": {"name": "probabilities", "shape": ["batch", len(self.classes)], "dtype": "float32"}}
+            per = logits["shape"][:-1]  # ["batch"], or ["batch", "sequence"] for a label per token
+            self.outputs = {"output": logits, "label": {"name": "label", "shape": per, "dtype": str(self.classes.dtype)},
+                            "probabilities": {"name": "probabilities", "shape": [*per, len(self.classes)], "dtype": "float32"}}
 
-    def rows(self, x: np.ndarray) -> np.ndarray:
-        "`x` as the model takes it (its dtype, shape [batch, *features], finite), or a RequestError saying what to send."
+    def rows(self, x):
+        "`x` as the model takes it (its dtype, shape [batch, *features], finite; a feed checked input by input for named inputs), or a RequestError saying what to send."
+        if self.named:
+            return self.named.feed(x)
+        if not isinstance(x, np.ndarray):
+            raise RequestError(f"this model takes one input, {self.input!r}, of numbers in rows: send a list of rows")
         if x.dtype != self.dtype:
             if x.dtype.kind not in "biuf" or (x.dtype.kind == "f" and self.dtype.kind != "f"):
                 raise RequestError(f"inputs of type {x.dtype} do not fit the model, which takes {self.dtype}: send numbers")
@@ -75,9 +86,9 @@ class Signature:
         "The served outputs by name, from the runner's `predict` (and `predict_proba`) answers."
         if not self.torch_classifier:
             return dict(zip(self.outputs, raw.values()))  # the bundle lists its outputs in the runner's order
-        logits = raw["predict"]
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        return {"output": logits, "label": self.classes[logits.argmax(1)], "probabilities": (e / e.sum(1, keepdims=True)).astype(np.float32)}
+        logits = raw["predict"]  # the classes are its last axis (a label per row, or per token)
+        e = np.exp(logits - logits.max(-1, keepdims=True))
+        return {"output": logits, "label": self.classes[logits.argmax(-1)], "probabilities": (e / e.sum(-1, keepdims=True)).astype(np.float32)}
 
 # %% ../nbs/21_protocol.ipynb #b8a7391c
 def _json(body: bytes):
@@ -94,62 +105,114 @@ def _array(data, dtype, what: str) -> np.ndarray:
         raise RequestError(f"{what} must be numbers, in rows of equal length") from None
 
 
-def read_plain(body: bytes, content_type: str, signature: Signature) -> np.ndarray:
-    "The rows of a plain request: JSON `{\"inputs\": [[...], ...]}`, or a `.npy` array sent as application/x-npy."
+def read_plain(body: bytes, content_type: str, signature: Signature):
+    "The rows of a plain request: JSON `{\"inputs\": [[...], ...]}` (named inputs: a dict of lists, or records), or a `.npy` array sent as application/x-npy."
     if content_type.startswith("application/x-npy"):
+        if signature.named:
+            raise RequestError(f"this model takes named inputs ({', '.join(signature.named.names)}): send JSON, not .npy")
         try:
             x = np.load(io.BytesIO(body), allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
             raise RequestError(f"the body is not a .npy array saved without pickle ({e})") from None
-    else:
-        doc = _json(body)
-        if not isinstance(doc, dict) or "inputs" not in doc:
-            raise RequestError('send {"inputs": [[...], ...]} (a list of numbers per row), or a .npy body as application/x-npy')
-        x = _array(doc["inputs"], signature.dtype if signature.dtype.kind == "f" else None, "inputs")
-        if x.size == 0:
-            raise RequestError("the batch is empty: send at least one row")
-        if x.ndim == len(signature.features):
-            x = x[None]  # one row, sent without its batch dimension
+        return signature.rows(x)
+    doc = _json(body)
+    if not isinstance(doc, dict) or "inputs" not in doc:
+        example = ('{"inputs": {"%s": [...], ...}} (a list per input), or {"inputs": [{...}, ...]} (a record per row)' % signature.named.names[0]
+                   if signature.named else '{"inputs": [[...], ...]} (a list of numbers per row), or a .npy body as application/x-npy')
+        raise RequestError(f"send {example}")
+    if signature.named:
+        return signature.rows(doc["inputs"])  # a dict of lists (or of values: one row), records, or lists in order
+    x = _array(doc["inputs"], signature.dtype if signature.dtype.kind == "f" else None, "inputs")
+    if x.size == 0:
+        raise RequestError("the batch is empty: send at least one row")
+    if x.ndim == len(signature.features):
+        x = x[None]  # one row, sent without its batch dimension
     return signature.rows(x)
 
 # %% ../nbs/21_protocol.ipynb #db6d2044
-def _v2_tensor(doc, signature: Signature) -> dict:
-    "The request's one input tensor, its shape and datatype checked against the protocol."
+def _v2_tensors(doc, signature: Signature) -> list:
+    "The request's input tensors, each with its name, shape and datatype checked against the protocol."
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
         raise RequestError('a V2 request is {"inputs": [{"name": ..., "shape": [...], "datatype": "FP32", "data": [...]}]}')
-    if len(doc["inputs"]) != 1 or not isinstance(doc["inputs"][0], dict):
-        raise RequestError(f"this model takes one input, {signature.input!r}; the request has {len(doc['inputs'])}")
-    tensor = doc["inputs"][0]
-    if tensor.get("name") != signature.input:
-        raise RequestError(f"unknown input {tensor.get('name')!r}: this model's input is {signature.input!r}")
-    shape = tensor.get("shape")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise RequestError(f"the input's shape must be a list of whole numbers, not {shape!r}")
-    if tensor.get("datatype") not in V2_DATATYPES or tensor["datatype"] == "BYTES":
-        raise RequestError(f"datatype {tensor.get('datatype')!r}: send one of {', '.join(list(V2_DATATYPES)[:-1])}")
-    return tensor
+    tensors = doc["inputs"]
+    if not signature.named and (len(tensors) != 1 or not isinstance(tensors[0], dict)):
+        raise RequestError(f"this model takes one input, {signature.input!r}; the request has {len(tensors)}")
+    for tensor in tensors:
+        if not isinstance(tensor, dict):
+            raise RequestError("each input is an object: {\"name\": ..., \"shape\": [...], \"datatype\": ..., \"data\": [...]}")
+        if not signature.named and tensor.get("name") != signature.input:
+            raise RequestError(f"unknown input {tensor.get('name')!r}: this model's input is {signature.input!r}")
+        shape = tensor.get("shape")
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise RequestError(f"input {tensor.get('name')!r}: the shape must be a list of whole numbers, not {shape!r}")
+        if tensor.get("datatype") not in V2_DATATYPES:
+            raise RequestError(f"input {tensor.get('name')!r}: datatype {tensor.get('datatype')!r}: send one of {', '.join(V2_DATATYPES)}")
+    names = [t.get("name") for t in tensors]
+    if len(set(names)) != len(names):
+        raise RequestError(f"the request names an input twice: {', '.join(map(repr, names))}")
+    return tensors
+
+# %% ../nbs/21_protocol.ipynb #3ec89efb
+def _strings(data, count: int, name: str) -> np.ndarray:
+    "`count` strings from BYTES in the binary extension's layout (a 4-byte little-endian length, then the bytes), as an object array."
+    out, at = [], 0
+    for _ in range(count):
+        if at + 4 > len(data):
+            raise RequestError(f"input {name!r}: its BYTES data end after {len(out)} of {count} strings")
+        length = int.from_bytes(data[at:at + 4], "little")
+        if at + 4 + length > len(data):
+            raise RequestError(f"input {name!r}: string {len(out)} says it is {length} bytes, more than the data hold")
+        try:
+            out.append(bytes(data[at + 4:at + 4 + length]).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise RequestError(f"input {name!r}: string {len(out)} is not UTF-8") from None
+        at += 4 + length
+    if at != len(data):
+        raise RequestError(f"input {name!r}: {len(data) - at} bytes left after its {count} strings")
+    return np.array(out, dtype=object)
 
 
-def read_v2(body: bytes, header_length: int | None, signature: Signature) -> tuple[np.ndarray, dict]:
-    "The rows of a V2 inference request (JSON, or a JSON header then binary tensors) and the request's JSON."
+def _text(data, name: str) -> np.ndarray:
+    "A JSON list (nested or flat) of strings or nulls, flattened."
+    flat = np.asarray(data, dtype=object).reshape(-1) if isinstance(data, list) else None
+    if flat is None or not all(v is None or isinstance(v, str) for v in flat):
+        raise RequestError(f"input {name!r} is BYTES: its data must be a list of strings (null where missing)")
+    return flat
+
+# %% ../nbs/21_protocol.ipynb #b175de6a
+def _v2_array(tensor: dict, body, at: int) -> tuple[np.ndarray, int]:
+    "One input tensor's values, from its JSON data or from the body's bytes at `at`; and where the next tensor's bytes start."
+    name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
+    dtype, size = np.dtype(V2_DATATYPES[datatype]), math.prod(shape)
+    binary = (tensor.get("parameters") or {}).get("binary_data_size")
+    if binary is not None:
+        data = memoryview(body)[at:at + binary] if type(binary) is int and binary >= 0 else memoryview(b"")
+        if datatype == "BYTES" and len(data) == binary:  # strings of many lengths: their own lengths say where each ends
+            x = _strings(data, size, name)
+        elif datatype == "BYTES":
+            raise RequestError(f"input {name!r}: binary_data_size {binary}, but the body holds {len(data)} bytes for it")
+        elif binary != size * dtype.itemsize or binary > len(data):
+            raise RequestError(f"binary_data_size {binary} does not fit shape {shape} of {datatype} "
+                               f"({size * dtype.itemsize} bytes), or the body holds fewer ({len(data)})")
+        else:
+            x = np.frombuffer(data, dtype=dtype.newbyteorder("<"))
+        at += binary
+    else:
+        x = _text(tensor.get("data"), name) if datatype == "BYTES" else _array(tensor.get("data"), dtype, f"input {name!r}: the data").reshape(-1)
+    if x.size != size:
+        raise RequestError(f"input {name!r}: its shape {shape} holds {size} values, but its data has {x.size}")
+    return x.reshape(shape), at
+
+
+def read_v2(body: bytes, header_length: int | None, signature: Signature) -> tuple:
+    "The rows of a V2 inference request (JSON, or a JSON header then binary tensors, in the order of the inputs) and the request's JSON."
     if header_length is not None and not 0 < header_length <= len(body):
         raise RequestError(f"Inference-Header-Content-Length {header_length} is not within the body's {len(body)} bytes")
     doc = _json(body if header_length is None else body[:header_length])
-    tensor = _v2_tensor(doc, signature)
-    shape, dtype = tensor["shape"], np.dtype(V2_DATATYPES[tensor["datatype"]])
-    size = math.prod(shape)
-    binary = (tensor.get("parameters") or {}).get("binary_data_size")
-    if binary is not None:
-        data = memoryview(body)[header_length or len(body):]
-        if binary != size * dtype.itemsize or binary > len(data):
-            raise RequestError(f"binary_data_size {binary} does not fit shape {shape} of {tensor['datatype']} "
-                               f"({size * dtype.itemsize} bytes), or the body holds fewer ({len(data)})")
-        x = np.frombuffer(data[:binary], dtype=dtype.newbyteorder("<"))
-    else:
-        x = _array(tensor.get("data"), dtype, "the input's data").reshape(-1)
-        if x.size != size:
-            raise RequestError(f"the input's shape {shape} holds {size} values, but its data has {x.size}")
-    return signature.rows(x.reshape(shape)), doc
+    arrays, at = {}, header_length or len(body)
+    for tensor in _v2_tensors(doc, signature):
+        arrays[tensor["name"]], at = _v2_array(tensor, body, at)
+    return signature.rows(arrays if signature.named else arrays[signature.input]), doc
 
 # %% ../nbs/21_protocol.ipynb #9f615bc6
 def _jsonable(a: np.ndarray):
@@ -200,11 +263,12 @@ def write_plain(answers: dict) -> bytes:
 
 # %% ../nbs/21_protocol.ipynb #bbf92f15
 def v2_metadata(name: str, signature: Signature, platform: str, version: str = "1") -> dict:
-    "The V2 model metadata: name, versions, platform, and each tensor's name, datatype and shape (-1 for the batch)."
+    "The V2 model metadata: name, versions, platform, and each tensor's name, datatype and shape (-1 where the size varies)."
     def tensor(name, shape, dtype):
         return {"name": name, "datatype": v2_datatype(dtype), "shape": [-1 if isinstance(d, str) else d for d in shape]}
 
-    return {"name": name, "versions": [version], "platform": platform,
-            "inputs": [tensor(signature.input, ["batch", *signature.features], signature.dtype)],
+    inputs = ([tensor(s["name"], s["shape"], s["dtype"]) for s in signature.specs] if signature.named
+              else [tensor(signature.input, ["batch", *signature.features], signature.dtype)])
+    return {"name": name, "versions": [version], "platform": platform, "inputs": inputs,
             "outputs": [tensor(o["name"], o["shape"], np.dtype(o["dtype"]) if o["dtype"] != "object" else object)
                         for o in signature.outputs.values()]}

@@ -16,6 +16,7 @@ import numpy as np
 from .core import patch
 from .export import ExportError, load
 from .formats import _parity
+from .inputs import load_sample, pad, rows, take
 from .protocol import RequestError, Signature
 
 # %% auto #0
@@ -44,24 +45,28 @@ class Model:
         self.predictor = load(self.path, threads=self.threads)
         self.signature = Signature(self.predictor.metadata)
         self.platform = _PLATFORMS.get(self.predictor.backend, self.predictor.backend)
-        sample = np.load(self.path / "sample.npy", allow_pickle=False)
+        sample = load_sample(self.path)
         expected = {key: np.load(self.path / file, allow_pickle=False) for key, file in
                     (("predict", "expected.npy"), ("predict_proba", "expected_proba.npy")) if (self.path / file).exists()}
         tolerance = self.predictor.metadata["tolerance"]
         parity = _parity(expected, self.predictor._run(sample), tolerance["atol"], tolerance["rtol"])
         if not parity["ok"]:
             raise ExportError(f"{self.path} answers its stored sample differently here than at export: {parity['note']}")
-        full = np.resize(sample, (self.max_batch, *sample.shape[1:]))
+        full = take(sample, np.arange(self.max_batch) % rows(sample))
         answers = self._answer(full)
         start = time.perf_counter()
         self._answer(full)
         self.row_seconds = (time.perf_counter() - start) / self.max_batch
         for name, a in answers.items():  # as this backend answers (ONNX gives float32 where the estimator gives float64)
-            self.signature.outputs[name] = {"name": name, "shape": ["batch", *a.shape[1:]], "dtype": str(a.dtype)}
+            shape, named = ["batch", *a.shape[1:]], self.signature.outputs.get(name, {}).get("shape", [])
+            if len(named) == a.ndim:  # axes that vary (a sequence) keep their names
+                shape = [n if isinstance(n, str) else d for n, d in zip(named, shape)]
+            self.signature.outputs[name] = {"name": name, "shape": shape, "dtype": str(a.dtype)}
+        self._axes = {i: d for s in self.signature.specs for i, d in enumerate(s["shape"]) if i and isinstance(d, str)}
         self.ready = True
         return self
 
-    def _answer(self, x: np.ndarray) -> dict:
+    def _answer(self, x) -> dict:
         return self.signature.answers(self.predictor._run(x))
 
 # %% ../nbs/23_batching.ipynb #6ef37c75
@@ -83,13 +88,13 @@ async def _gather(self: Model) -> list:
         self._wake.clear()
         await self._wake.wait()
     batch = [self._queue.popleft()]
-    rows, deadline = len(batch[0][0]), time.monotonic() + self.max_wait
-    while rows < self.max_batch:
+    count, key, deadline = rows(batch[0][0]), self._key(batch[0][0]), time.monotonic() + self.max_wait
+    while count < self.max_batch:
         if self._queue:
-            if rows + len(self._queue[0][0]) > self.max_batch or self._queue[0][0].shape[1:] != batch[0][0].shape[1:]:
+            if count + rows(self._queue[0][0]) > self.max_batch or self._key(self._queue[0][0]) != key:
                 break  # full, or rows of another length (sentences of another length go in a batch of their own)
             batch.append(self._queue.popleft())
-            rows += len(batch[-1][0])
+            count += rows(batch[-1][0])
         elif self.arriving and (left := deadline - time.monotonic()) > 0:
             self._wake.clear()
             try:
@@ -104,10 +109,10 @@ async def _gather(self: Model) -> list:
 @patch
 async def _run(self: Model, batch: list):
     "Answer `batch` with one model call for all its rows; each request gets its slice, or its own error."
-    x = batch[0][0] if len(batch) == 1 else np.concatenate([rows for rows, _ in batch])
+    x = self._join([item for item, _ in batch])
     start = time.perf_counter()
     try:
-        answers = (self._answer(x) if self._inline(batch, len(x)) else
+        answers = (self._answer(x) if self._inline(batch, rows(x)) else
                    await asyncio.get_running_loop().run_in_executor(self._pool, self._answer, x))
     except Exception as e:
         if len(batch) == 1:
@@ -117,12 +122,48 @@ async def _run(self: Model, batch: list):
                 await self._run([item])
         return
     if self.on_batch:
-        self.on_batch(self.name, len(x), time.perf_counter() - start, len(self._queue))
+        self.on_batch(self.name, rows(x), time.perf_counter() - start, len(self._queue))
     at = 0
-    for rows, future in batch:
+    for item, future in batch:
         if not future.done():
-            future.set_result({name: a[at:at + len(rows)] for name, a in answers.items()})
-        at += len(rows)
+            future.set_result(self._own(answers, item, at))
+        at += rows(item)
+
+# %% ../nbs/23_batching.ipynb #a532afd4
+@patch
+def _key(self: Model, x) -> tuple:
+    "What requests must share to go in one call: their rows' shape; for named inputs each input's, less the axes padding evens out."
+    if not isinstance(x, dict):
+        return x.shape[1:]
+    even = self._axes if self.signature.padding else {}
+    return tuple((k, tuple(d for i, d in enumerate(v.shape[1:], 1) if i not in even)) for k, v in x.items())
+
+
+@patch
+def _join(self: Model, items: list):
+    "One model call's input from requests' inputs (padded to the longest where the bundle takes padding)."
+    if len(items) == 1:
+        return items[0]
+    if not isinstance(items[0], dict):
+        return np.concatenate(items)
+    if self.signature.padding:
+        longest = {name: max(v.shape[i] for x in items for v in x.values() if v.ndim > i) for i, name in self._axes.items()}
+        items = [pad(x, self._axes, longest, self.signature.padding) for x in items]
+    return {k: np.concatenate([x[k] for x in items]) for k in items[0]}
+
+
+@patch
+def _own(self: Model, answers: dict, x, at: int) -> dict:
+    "A request's rows of the joined answers, cut back to its own length on each axis that follows an input's."
+    n = rows(x)
+    out = {name: a[at:at + n] for name, a in answers.items()}
+    if not (self.signature.padding and isinstance(x, dict)):
+        return out
+    sizes = {name: v.shape[i] for v in x.values() for i, name in self._axes.items() if v.ndim > i}
+    for name, a in out.items():
+        shape = self.signature.outputs.get(name, {}).get("shape", [])
+        out[name] = a[(slice(None), *(slice(0, sizes[d]) if d in sizes else slice(None) for d in shape[1:a.ndim]))]
+    return out
 
 # %% ../nbs/23_batching.ipynb #63575b22
 @patch

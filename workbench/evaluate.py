@@ -49,11 +49,13 @@ def _predict(model, X, task: str | None) -> tuple:
         model = load(model)
     if isinstance(model, Predictor):
         meta = model.metadata
+        X = X if model.inputs is not None else _numpy(X)  # named inputs (a frame's columns) are taken by name
         if (task or meta.get("task") or "regression") != "classification":
-            return model.predict(_numpy(X)).reshape(len(X), -1).squeeze(-1), None, None, "regression"
-        proba = model.predict_proba(_numpy(X)) if meta["kind"] == "torch" or "probabilities" in [o["name"] for o in meta["outputs"]] else None
+            values = model.predict(X)
+            return values.reshape(len(values), -1).squeeze(-1), None, None, "regression"
+        proba = model.predict_proba(X) if meta["kind"] == "torch" or "probabilities" in [o["name"] for o in meta["outputs"]] else None
         classes = np.asarray(meta["classes"])
-        return (model.predict(_numpy(X)) if meta["kind"] == "sklearn" else classes[proba.argmax(1)]), proba, classes, "classification"
+        return (model.predict(X) if meta["kind"] == "sklearn" else classes[proba.argmax(1)]), proba, classes, "classification"
     if hasattr(model, "fit") and hasattr(model, "get_params"):
         if task == "classification" and not is_classifier(model):
             raise InputError(f"{type(model).__name__} is a regressor: evaluate it with task='regression' (or no task)")

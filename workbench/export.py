@@ -23,7 +23,7 @@ from .core import InputError, WorkbenchError, _keras, atomic_write, environment,
 from .formats import (_KERAS_WRITERS, _SK_WRITERS, _WRITERS, _boosting, _keras_module, _keras_runner,
                                _keras_weights_runner, _native_runner, _numpy, _onnx_runner, _parity, _quiet_exporters,
                                _sklearn_outputs, _skops_runner, _torch_runner)
-from .inputs import (Inputs, _check_axes, _in_model_order, _named_sample, _sklearn_sample, is_named, load_sample,
+from .inputs import (TEXT, Inputs, _check_axes, _in_model_order, _named_sample, _sklearn_sample, is_named, load_sample,
                               padding_of, probe, rows, save_sample, second_batch, shorter)
 
 # %% auto #0
@@ -223,7 +223,7 @@ def _outputs_spec(answer: dict, sklearn: bool, classifier: bool, axes: dict) -> 
     "The bundle's output signature, from what the default backend answered on the sample; `axes` names the axes that vary with an input's."
     names = {"predict": ("label" if classifier else "value") if sklearn else "output", "predict_proba": "probabilities"}  # a torch model's are its outputs (logits)
     return [{"name": names[k], "shape": ["batch", *(axes.get(k, {}).get(i, d) for i, d in enumerate(v.shape[1:], 1))],
-             "dtype": str(_savable(v).dtype)} for k, v in answer.items()]
+             "dtype": TEXT if v.dtype.kind in "OUS" else str(v.dtype)} for k, v in answer.items()]
 
 
 def _varying(expected: list, axes: dict) -> dict:

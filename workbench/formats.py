@@ -504,7 +504,7 @@ def _skops_runner(file: Path, trusted, specs: list | None = None):
     import skops.io as sio
 
     untrusted = sio.get_untrusted_types(file=file)
-    own = [t for t in untrusted if t.split(".")[0] == "sklearn"]  # scikit-learn's classes (kernels ...) hold data, not code
+    own = [t for t in untrusted if t.split(".")[0] == "sklearn" or t == "numpy.dtype"]  # scikit-learn's classes (kernels ...) and dtypes hold data, not code
     missing = sorted(set(untrusted) - set(own) - set(trusted or []))
     if missing:  # anything else (a function a FunctionTransformer calls, another library's class) must be named
         raise InputError(f"this skops file contains types that are not trusted by default; if you trust them, "

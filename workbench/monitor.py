@@ -70,16 +70,18 @@ def _answers(frame: pd.DataFrame, predictor, signature) -> pd.DataFrame:
     if answered:
         out = frame[answered].copy()
     else:
-        if "input" in frame:
+        if signature.named and signature.named.frame:  # its columns by name, text as text
+            x = signature.rows(frame[[c for c in frame.columns if c in signature.named.specs]])
+        elif "input" in frame:
             x = np.stack(frame["input"].to_numpy()).reshape(len(frame), *signature.features)
         elif all(n in frame.columns for n in names):
             x = frame[names].to_numpy()
         else:
             missing = [n for n in names if n not in frame.columns][:5]
             raise InputError(f"the model's features {missing} are not columns of the data; name the columns as the model's features")
-        x = signature.rows(np.asarray(x).astype(signature.dtype))
+        x = x if isinstance(x, dict) else signature.rows(np.asarray(x).astype(signature.dtype))
         cols = _columns([(0, None, x, signature.answers(predictor._run(x)))], signature, wide=0)
-        out = pd.DataFrame({k: v for k, v in cols.items() if k not in ("time", "request", "input")}, index=frame.index)
+        out = pd.DataFrame({k: v for k, v in cols.items() if _is_answer(k, signature)}, index=frame.index)
     probabilities = [c for c in out.columns if c.startswith("probabilities_")]
     if probabilities:
         out["confidence"] = out[probabilities].max(axis=1)

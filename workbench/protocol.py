@@ -16,8 +16,8 @@ from .export import _fits
 from .inputs import TEXT, Inputs
 
 # %% auto #0
-__all__ = ['V2_DATATYPES', 'RequestError', 'v2_datatype', 'Signature', 'read_plain', 'read_v2', 'write_v2', 'write_plain',
-           'v2_metadata']
+__all__ = ['V2_DATATYPES', 'ENCODINGS', 'RequestError', 'v2_datatype', 'Signature', 'read_plain', 'read_v2', 'write_v2',
+           'write_plain', 'v2_metadata', 'encoding_of', 'inflate']
 
 # %% ../nbs/21_protocol.ipynb #ced434fd
 class RequestError(InputError):
@@ -270,5 +270,38 @@ def v2_metadata(name: str, signature: Signature, platform: str, version: str = "
     inputs = ([tensor(s["name"], s["shape"], s["dtype"]) for s in signature.specs] if signature.named
               else [tensor(signature.input, ["batch", *signature.features], signature.dtype)])
     return {"name": name, "versions": [version], "platform": platform, "inputs": inputs,
-            "outputs": [tensor(o["name"], o["shape"], np.dtype(o["dtype"]) if o["dtype"] != "object" else object)
-                        for o in signature.outputs.values()]}
+            "outputs": [tensor(o["name"], o["shape"], o["dtype"]) for o in signature.outputs.values()]}
+
+# %% ../nbs/21_protocol.ipynb #6cae18c1
+ENCODINGS = ("gzip", "deflate")  # besides identity: what `inflate` reads
+
+
+def encoding_of(headers: dict) -> str | None:
+    "The request's Content-Encoding (None for none or identity), or a 415 RequestError for one this server does not read."
+    encoding = headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding not in ENCODINGS:
+        raise RequestError(f"Content-Encoding {encoding!r} is not one this server reads: send the body as it is, or with "
+                           f"{' or '.join(ENCODINGS)}", 415, {"accept-encoding": ", ".join(ENCODINGS)})
+    return encoding
+
+
+def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    "A gzip or deflate body decompressed, at most `limit` bytes of it (a 413 past them), or a 400 for one that is not."
+    import zlib
+
+    # gzip and zlib headers are told apart by zlib itself (47); some clients send deflate without its zlib header (-15)
+    for wbits in (47,) if encoding == "gzip" else (15, -15):
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(body, limit + 1)
+        except zlib.error as e:
+            if wbits != -15 and encoding == "deflate":
+                continue
+            raise RequestError(f"the body is not valid {encoding} data ({e}): send it compressed whole, or not at all") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise RequestError(f"the body decompresses to more than {limit:,} bytes (--max-body): send fewer rows per request", 413)
+        if not inflater.eof:
+            raise RequestError(f"the {encoding} body ends before its data do: send it whole")
+        return out

@@ -26,7 +26,8 @@ import orjson
 from .batching import Model
 from .core import InputError, WorkbenchError, patch
 from .export import _verified
-from .protocol import RequestError, read_plain, read_v2, v2_metadata, write_plain, write_v2
+from .inputs import rows
+from .protocol import RequestError, encoding_of, inflate, read_plain, read_v2, v2_metadata, write_plain, write_v2
 from .traffic import TrafficLog
 
 # %% auto #0
@@ -239,9 +240,10 @@ def _headers(scope) -> dict:
 
 @patch
 async def _body(self: App, receive, headers: dict) -> bytes:
-    "The request's body, at most max_body bytes (413 past it)."
+    "The request's body, at most max_body bytes (413 past it), decompressed where it is sent gzip or deflate (the limit applies to what it becomes)."
     limit = self.settings.max_body
     too_big = f"this server takes bodies of at most {limit:,} bytes (--max-body); send fewer rows per request"
+    encoding = encoding_of(headers)  # 415 for one it does not read, before a byte is read
     length = headers.get("content-length", "0")
     if not length.isdigit():
         raise RequestError(f"Content-Length {length!r} is not a number of bytes")
@@ -257,7 +259,8 @@ async def _body(self: App, receive, headers: dict) -> bytes:
         if size > limit:
             raise RequestError(too_big, 413)
         if not message.get("more_body"):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return inflate(body, encoding, limit) if encoding else body
 
 # %% ../nbs/24_serve.ipynb #972490c2
 @patch
@@ -301,7 +304,7 @@ async def _infer(self: App, scope, receive, name):
 
     model, x, answers, request, request_id = await self._answer(scope, receive, name, read)
     body, headers = write_v2(model.name, answers, request)
-    return 200, body, headers, model.name, len(x), request_id
+    return 200, body, headers, model.name, rows(x), request_id
 
 
 @patch
@@ -310,7 +313,7 @@ async def _predict(self: App, scope, receive, name):
         return read_plain(body, headers.get("content-type", ""), signature), None
 
     model, x, answers, _, request_id = await self._answer(scope, receive, name, read)
-    return 200, write_plain(answers), {}, model.name, len(x), request_id
+    return 200, write_plain(answers), {}, model.name, rows(x), request_id
 
 # %% ../nbs/24_serve.ipynb #0585c0a1
 def _json_response(doc, status: int = 200, name: str = "") -> tuple:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import InputError
+from .inputs import rows
 from .protocol import Signature
 
 # %% auto #0
@@ -33,17 +34,24 @@ def _spread(name: str, a: np.ndarray, labels) -> dict:
     return {f"{name}_{label}": flat[:, j] for j, label in enumerate(labels)}
 
 
-def _columns(items: list, signature: Signature, wide: int = 256) -> dict:
-    "Columns of the rows of `items` [(milliseconds, request id, inputs, answers)]: time, request, inputs, answers."
-    counts = [len(x) for _, _, x, _ in items]
-    columns = {"time": np.repeat(np.array([t for t, *_ in items], dtype="int64"), counts).astype("datetime64[ms]"),
-               "request": np.repeat(np.array([str(r) for _, r, _, _ in items], dtype=object), counts)}
-    x = np.concatenate([x for _, _, x, _ in items])
+def _inputs(xs: list, signature: Signature, wide: int) -> dict:
+    "The input columns of requests' rows: a frame's columns as they came (text as text), a matrix's columns by feature name, else a flattened row per input."
+    if isinstance(xs[0], dict):  # named inputs: a column per frame column, a list per row for a tensor (token ids)
+        return {name: (np.concatenate([x[name] for x in xs]).reshape(-1) if all(x[name].ndim == 2 and x[name].shape[1] == 1 for x in xs)
+                       else [row.reshape(-1) for x in xs for row in x[name]]) for name in xs[0]}
+    x = np.concatenate(xs)
     if x.ndim == 2 and x.shape[1] <= wide:
         names = signature.names or [f"x{j}" for j in range(x.shape[1])]
-        columns.update({name: x[:, j] for j, name in enumerate(names)})
-    else:  # images and other tensors: each row flattened
-        columns["input"] = list(x.reshape(len(x), -1))
+        return {name: x[:, j] for j, name in enumerate(names)}
+    return {"input": list(x.reshape(len(x), -1))}  # images and other tensors: each row flattened
+
+
+def _columns(items: list, signature: Signature, wide: int = 256) -> dict:
+    "Columns of the rows of `items` [(milliseconds, request id, inputs, answers)]: time, request, inputs, answers."
+    counts = [rows(x) for _, _, x, _ in items]
+    columns = {"time": np.repeat(np.array([t for t, *_ in items], dtype="int64"), counts).astype("datetime64[ms]"),
+               "request": np.repeat(np.array([str(r) for _, r, _, _ in items], dtype=object), counts)}
+    columns.update(_inputs([x for _, _, x, _ in items], signature, wide))
     for name in items[0][3]:
         columns.update(_spread(name, np.concatenate([answers[name] for *_, answers in items]), signature.classes))
     return columns
@@ -71,7 +79,7 @@ class TrafficLog:
         with self._lock:
             self._pending[model].append((int(time.time() * 1000), request, x, answers))
             self._signatures[model] = signature
-            self._count[model] += len(x)
+            self._count[model] += rows(x)
             full = self._count[model] >= self.rows
         if full:
             self._wake.set()

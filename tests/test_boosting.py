@@ -89,20 +89,23 @@ def test_early_stopping_and_the_curve_per_round():
         assert len(result.history) < 400 and result.history[column].notna().all() and result.metrics["accuracy"] > 0.9
 
 
-def test_what_these_libraries_cannot_export_is_said(tmp_path):
+def test_category_columns_export_and_what_cannot_is_said(tmp_path):
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
-    X = X.astype("float32").assign(site=pd.Categorical(np.where(np.arange(len(X)) % 2, "a", "b")))
+    X = X.astype("float32").assign(site=pd.Categorical(np.where(np.arange(len(X)) % 3, "a", "b")))
     model = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(X, y)  # LightGBM takes the category itself
-    with pytest.raises(InputError, match=r"site \(category\) are not numbers.*X\['site'\].cat.codes\) with categorical_feature=\['site'\]"):
-        export(model, X.head(16), tmp_path / "categorical")
-    coded = X.assign(site=X["site"].cat.codes.astype("float32"))  # what the message says to do: it exports
+    bundle = export(model, X.head(16), tmp_path / "categorical")  # ONNX on the categories' codes, as LightGBM codes them
+    assert "model.onnx" in bundle.files and bundle.metadata["inputs"][-1] == {"name": "site", "shape": ["batch", 1], "dtype": "string",
+                                                                                "categories": ["a", "b"], "nullable": True}
+    np.testing.assert_array_equal(load(tmp_path / "categorical").predict(X), model.predict(X))
+    np.testing.assert_allclose(load(tmp_path / "categorical").predict_proba(X), model.predict_proba(X), atol=1e-5)
+    coded = X.assign(site=X["site"].cat.codes.astype("float32"))  # or its integer codes, with categorical_feature: one matrix
     model = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(coded, y, categorical_feature=["site"])
     export(model, coded.head(16), tmp_path / "coded")
     np.testing.assert_array_equal(load(tmp_path / "coded").predict(coded.to_numpy()), model.predict(coded))
     booster = xgboost.train({"objective": "binary:logistic"}, xgboost.DMatrix(X.drop(columns="site"), label=y), num_boost_round=5)
     with pytest.raises(InputError, match="cannot export a Booster"):
         export(booster, X.drop(columns="site").head(16), tmp_path / "booster")
-    assert not (tmp_path / "categorical").exists() and not (tmp_path / "booster").exists()
+    assert not (tmp_path / "booster").exists()
 
 
 def test_a_frame_sample_is_matched_to_the_columns_the_model_was_fitted_on(tmp_path):

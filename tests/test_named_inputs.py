@@ -44,6 +44,9 @@ PIPELINES = {  # name: (data, target, pipeline)
     "penguins-ordinal-hist-boosting": ("penguins", "species", lambda: make_pipeline(
         make_column_transformer((OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), TEXT), remainder="passthrough"),
         HistGradientBoostingClassifier(max_iter=30, random_state=0))),
+    "penguins-ordinal-forest": ("penguins", "species", lambda: make_pipeline(  # NaN reaches the trees: infinite thresholds
+        make_column_transformer((OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), TEXT), (SimpleImputer(), NUMBERS)),
+        RandomForestClassifier(20, random_state=0))),
     "penguins-mass-ridge": ("penguins", "mass", lambda: make_pipeline(
         _text_then_numbers([SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")], [SimpleImputer(), StandardScaler()],
                            numbers=NUMBERS[:3]), Ridge())),

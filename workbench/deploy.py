@@ -18,7 +18,7 @@ import orjson
 
 from .core import InputError, atomic_write
 from .export import load
-from .protocol import RequestError, Signature, read_plain, read_v2, write_plain, write_v2
+from .protocol import RequestError, Signature, encoding_of, inflate, read_plain, read_v2, write_plain, write_v2
 from .serve import Settings, settings
 
 # %% auto #0
@@ -138,6 +138,8 @@ def _answerer(bundle):
                 return 200, {"content-type": "application/json"}, b'{"live": true, "ready": true}'
             if method != "POST":
                 raise RequestError(f"{path} takes POST, not {method}", 405)
+            encoding = encoding_of(headers)
+            body = inflate(body, encoding, 16 * 2**20) if encoding else body
             if path.rstrip("/").endswith("/infer"):
                 length = headers.get("inference-header-content-length")
                 x, request = read_v2(body, int(length) if length and length.isdigit() else None, signature)
@@ -161,7 +163,7 @@ def _lambda_request(event: dict) -> tuple:
         body = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
         return method, path, event.get("headers") or {}, body
     inputs = event.get("inputs")  # invoked directly: the event is the request
-    v2 = isinstance(inputs, list) and inputs and isinstance(inputs[0], dict)
+    v2 = isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) and "datatype" in inputs[0]  # not a list of records
     return "POST", "/v2/models/model/infer" if v2 else "/predict", {"content-type": "application/json"}, orjson.dumps(event)
 
 

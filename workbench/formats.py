@@ -301,10 +301,25 @@ def _register_boosting():
     except ImportError:
         pass
 
+# %% ../nbs/11_formats.ipynb #516d0457
+def _finite_thresholds():
+    "skl2onnx's threshold adjustment, with infinite thresholds (missing values' splits) passed through instead of searched forever."
+    from skl2onnx.common import tree_ensemble
+
+    adjust = tree_ensemble.sklearn_threshold
+    if getattr(adjust, "passes_infinity", False):
+        return
+
+    def sklearn_threshold(dy, dtype, mode):
+        return np.float64(dy) if not np.isfinite(dy) else adjust(dy, dtype, mode)
+
+    sklearn_threshold.passes_infinity = True
+    tree_ensemble.sklearn_threshold = sklearn_threshold  # add_node looks it up in its module at each call
+
 # %% ../nbs/11_formats.ipynb #263257ce
 @functools.cache
 def _register_converters():
-    "Fix skl2onnx registrations, once per process: HistGradientBoosting's booleans, LinearSVC's missing zipmap, missing text."
+    "Fix skl2onnx, once per process: HistGradientBoosting's booleans, LinearSVC's missing zipmap, missing text, infinite thresholds."
     from skl2onnx import update_registered_converter
     from skl2onnx._supported_operators import sklearn_operator_name_map
     from skl2onnx.common._registration import get_converter, get_shape_calculator
@@ -323,6 +338,7 @@ def _register_converters():
         if cls is LinearSVC:  # a pipeline ending in LinearSVC is given `zipmap` by skl2onnx's own parser
             options.setdefault("zipmap", [True, False, "columns"])
         update_registered_converter(cls, alias, get_shape_calculator(alias), fix(converter), options=options or None)
+    _finite_thresholds()
     _register_boosting()
 
 # %% ../nbs/11_formats.ipynb #d718ef46
@@ -427,12 +443,12 @@ def _onnx_graph(model, sample, specs: list | None = None):
         tries = [(_codes(sample, specs), None)]
     else:
         tries = [(None, _column_types(specs, DoubleTensorType)), (None, _column_types(specs, FloatTensorType))]
-    for x, types in tries:
+    for i, (x, types) in enumerate(tries):
         try:
             onx = _to_onnx(model, x, types).SerializeToString()
             return onx, ort.InferenceSession(onx, providers=["CPUExecutionProvider"])
         except Exception:  # many converters (trees among them) build float graphs only
-            if (x, types) is tries[-1]:
+            if i == len(tries) - 1:
                 raise
 
 

@@ -92,10 +92,14 @@ def test_runs_and_models_copied_to_mlflow(tmp_path, monkeypatch):
     register(export(nn.Linear(2, 1), torch.randn(4, 2), tmp_path / "bundle", formats=["onnx"]).path)
     promote("bundle", 1, "production")
     uri = "file://" + str(tmp_path / "mlruns")
-    out = workbench("runs", "export", "--mlflow", uri)
+    (work := tmp_path / "work").mkdir()
+    out = workbench("runs", "export", "--mlflow", uri, cwd=work)
     assert out.returncode == 0 and "3 runs and 1 model versions copied" in out.stdout, out.stderr
-    assert "0 runs" in workbench("runs", "export", "--mlflow", uri).stdout  # nothing twice
+    assert "0 runs" in workbench("runs", "export", "--mlflow", uri, cwd=work).stdout  # nothing twice
+    assert not list(work.iterdir())  # MLflow's default store (./mlflow.db) is never opened in the working folder
     from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # this client's own helpers would open ./mlflow.db otherwise
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert int(client.get_model_version_by_alias("bundle", "production").version) == 1

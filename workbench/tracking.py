@@ -367,9 +367,12 @@ def ui(store=None, host: str = "127.0.0.1", port: int = 8765, ready=None):
 # %% ../nbs/30_tracking.ipynb #44b64aba
 def _mlflow_client(uri: str):
     try:
+        import mlflow
         from mlflow.tracking import MlflowClient
     except ModuleNotFoundError:
         raise InputError("exporting to MLflow needs mlflow: pip install 'workbench[mlflow]'") from None
+    mlflow.set_tracking_uri(uri)  # MLflow's helpers that take no client fall back to ./mlflow.db in the working folder
+    mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -242,7 +242,7 @@ def named_models(tmp: Path):
     for name, make, options in (("penguins pipeline", _penguins, {}), ("bert, 32 tokens", _bert, {"dynamic_axes": {1: "sequence"}})):
         model, sample, body = make()
         start = time.perf_counter()
-        bundle = export(model, sample, tmp / name.split()[0], formats=["onnx"], **options)
+        bundle = export(model, sample, tmp / name.split(",")[0].replace(" ", "-"), formats=["onnx"], **options)
         exported = time.perf_counter() - start
         start = time.perf_counter()
         load(bundle.path)

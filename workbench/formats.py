@@ -83,6 +83,15 @@ def _quiet_exporters():
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
 
+
+def _silent():
+    "ONNX Runtime session options for checking a file: its own error lines stay off the screen (the exception says why)."
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # fatal only: a failed run is raised, with its message, to the parity check
+    return options
+
 # %% ../nbs/11_formats.ipynb #acf897de
 def _call(module, x):
     "Call a torch module on one tensor, or on named tensors as keyword arguments."
@@ -135,7 +144,7 @@ def _write_onnx_torch(model, sample, folder: Path, axes: dict | None = None):
     program = torch.onnx.export(model, args, kwargs=kwargs, dynamo=True, dynamic_shapes=_dynamic(sample, axes),
                                 input_names=list(kwargs) or ["input"], output_names=["output"], verbose=False)
     program.save(str(path))
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), _silent(), providers=["CPUExecutionProvider"])
     run = _onnx_torch_runner(session)
     return path, lambda x: run({k: v.numpy() for k, v in x.items()} if isinstance(x, dict) else x.numpy())
 
@@ -446,7 +455,7 @@ def _onnx_graph(model, sample, specs: list | None = None):
     for i, (x, types) in enumerate(tries):
         try:
             onx = _to_onnx(model, x, types).SerializeToString()
-            return onx, ort.InferenceSession(onx, providers=["CPUExecutionProvider"])
+            return onx, ort.InferenceSession(onx, _silent(), providers=["CPUExecutionProvider"])
         except Exception:  # many converters (trees among them) build float graphs only
             if i == len(tries) - 1:
                 raise

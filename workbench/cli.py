@@ -146,18 +146,29 @@ def _ui(args) -> int:
 
 
 def _models(args) -> int:
+    from workbench.gate import decisions, rollback
     from workbench.registry import lineage, models, promote
 
     words = args.words
+    if words[:1] == ["promote"] and len(words) == 4 and args.if_better_than:
+        decision = _gated(args, *words[1:])
+        print(decision)
+        return 0 if decision.promoted else 1
     if words[:1] == ["promote"] and len(words) == 4:
         print(promote(*words[1:], store=args.store))
+    elif words[:1] == ["rollback"] and len(words) == 3:
+        print(rollback(*words[1:], store=args.store))
+    elif words[:1] == ["decisions"] and len(words) == 2:
+        table = decisions(words[1], store=args.store)
+        print(table.drop(columns=["evidence"]).to_string(index=False) if len(table) else f"no gate decision on {words[1]} yet")
     elif words[:1] == ["lineage"] and len(words) in (2, 3):
         print(lineage(words[1], words[2] if len(words) == 3 else "latest", store=args.store))
-    elif len(words) <= 1 and words[:1] not in (["promote"], ["lineage"]):
+    elif len(words) <= 1 and words[:1] not in (["promote"], ["lineage"], ["rollback"], ["decisions"]):
         table = models(words[0] if words else None, store=args.store)
         print(table.drop(columns=["digest", "metrics", "tags"]).to_string(index=False) if len(table) else "no model registered yet")
     else:
-        raise WorkbenchError("workbench models [NAME] | models promote NAME VERSION ALIAS | models lineage NAME [VERSION]")
+        raise WorkbenchError("workbench models [NAME] | models promote NAME VERSION ALIAS [--if-better-than ALIAS --on DATA] | "
+                             "models rollback NAME ALIAS | models decisions NAME | models lineage NAME [VERSION]")
     return 0
 
 
@@ -171,6 +182,39 @@ def _monitor(args) -> int:
         print(f"report: {args.report}")
     return 1 if result.drift else 0
 
+
+# %% ../nbs/33_cli.ipynb #5f6776d1
+def _registry_command(sub):
+    reg = _command(sub, "models", "registered model versions: list them, promote one to an alias (through a gate), roll an "
+                                  "alias back, see the gate's decisions, walk a version's lineage")
+    reg.add_argument("words", nargs="*", metavar="[NAME] | promote NAME VERSION ALIAS | rollback NAME ALIAS | decisions NAME | lineage NAME [VERSION]")
+    reg.add_argument("--if-better-than", metavar="ALIAS", help="promote only if better than the version ALIAS holds, on --on DATA")
+    reg.add_argument("--on", type=Path, metavar="DATA", help="the rows the gate judges on: a .parquet or .csv file with the --target column")
+    reg.add_argument("--target", default="target", help="the column of DATA that holds the true values (default: target)")
+    reg.add_argument("--not-worse", type=float, metavar="MARGIN", help="promote also when not worse by more than MARGIN")
+    reg.add_argument("--fair", metavar="COLUMN", help="and only if the fairness rules hold across the groups of COLUMN")
+    reg.add_argument("--min-rows", type=int, default=100, help="the fewest rows the gate judges on (default: 100)")
+
+
+def _gated(args, name: str, version: str, alias: str):
+    "The gate's decision on promoting `version` of `name` to `alias`, on the rows of --on."
+    import pandas as pd
+
+    from workbench.export import load
+    from workbench.gate import gate
+    from workbench.registry import model_version
+
+    if not args.on or not args.on.is_file() or args.on.suffix not in (".parquet", ".csv"):
+        raise WorkbenchError(f"--if-better-than needs --on DATA, a .parquet or .csv file of rows to judge on (not {args.on})")
+    frame = pd.read_parquet(args.on) if args.on.suffix == ".parquet" else pd.read_csv(args.on)
+    if args.target not in frame or (args.fair and args.fair not in frame):
+        missing = args.target if args.target not in frame else args.fair
+        raise WorkbenchError(f"{args.on} has no column {missing!r}; its columns are {', '.join(map(str, frame.columns[:20]))}")
+    features = load(model_version(name, version, args.store).path).metadata.get("features")  # a frame's columns, where it knows them
+    X = frame[features] if features and all(f in frame for f in features) else frame.drop(columns=[args.target, *([args.fair] if args.fair else [])])
+    groups = frame[args.fair] if args.fair else None
+    return gate(name, version, alias, X, frame[args.target], against=args.if_better_than, not_worse=args.not_worse, groups=groups,
+                min_rows=args.min_rows, store=args.store)
 
 # %% ../nbs/33_cli.ipynb #c6afd656
 def _tracking_commands(sub):
@@ -224,8 +268,7 @@ def _parser() -> argparse.ArgumentParser:
     params.add_argument("notebook", type=Path)
     _tracking_commands(sub)
     _tuning_command(sub)
-    reg = _command(sub, "models", "registered model versions: list them, promote one to an alias, walk its lineage")
-    reg.add_argument("words", nargs="*", metavar="[NAME] | promote NAME VERSION ALIAS | lineage NAME [VERSION]")
+    _registry_command(sub)
     chk = sub.add_parser("check", help="verify an exported bundle: file hashes, and outputs on its stored sample")
     chk.add_argument("bundle", type=Path)
     show = sub.add_parser("pipeline", help="look at a pipeline without running it").add_subparsers(

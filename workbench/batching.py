@@ -7,20 +7,39 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from .core import patch
-from .export import ExportError, load
+from .core import InputError, patch
+from .export import ExportError, _resolve, load
 from .formats import _parity
 from .inputs import load_sample, pad, rows, take
 from .protocol import RequestError, Signature
 
 # %% auto #0
-__all__ = ['INLINE_SECONDS', 'Model']
+__all__ = ['INLINE_SECONDS', 'model_ref', 'registered', 'Model']
+
+# %% ../nbs/23_batching.ipynb #00f9717f
+def model_ref(uri: str) -> tuple[str, str]:
+    "(name, ref) of `models:/NAME@ALIAS`, `models:/NAME/ALIAS` or `models:/NAME/VERSION`, or an InputError showing the forms."
+    text = uri[len("models:/"):].strip("/")
+    name, _, ref = text.partition("@") if "@" in text else text.partition("/")
+    if not name or not ref or "/" in ref or "/" in name:
+        raise InputError(f"{uri!r}: serve models:/NAME@ALIAS, models:/NAME/ALIAS or models:/NAME/VERSION")
+    return name, ref
+
+
+def registered(uri: str) -> tuple[Path, int]:
+    "The folder and version number that a registry URI names now (its files' digest checked)."
+    from workbench.runs import RunStore
+
+    name, ref = model_ref(uri)
+    version = RunStore(os.environ.get("WORKBENCH_RUNS_DB")).version(name, ref)["version"]
+    return _resolve(f"models:/{name}/{version}"), version
 
 # %% ../nbs/23_batching.ipynb #834aa328
 _PLATFORMS = {"onnx": "onnxruntime_onnx", "pt2": "pytorch_pt2", "skops": "scikit-learn_skops"}
@@ -32,16 +51,19 @@ class Model:
 
     def __init__(self, name: str, path, max_batch: int = 32, max_wait_ms: float = 2.0, max_queue: int = 256,
                  threads: int | None = None, on_batch=None):
-        self.name, self.path, self.threads, self.on_batch = name, Path(path), threads, on_batch  # on_batch(name, rows, seconds, waiting)
+        self.name, self.threads, self.on_batch = name, threads, on_batch  # on_batch(name, rows, seconds, waiting)
+        self.source, self.path, self.version = str(path), Path(path), None  # source: a folder, or a registry URI
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000, max_queue
         self.predictor = self.signature = self.platform = None
-        self.ready, self.row_seconds, self.arriving = False, 1.0, 0  # arriving: requests whose bodies are being read, the only ones worth a wait
+        self.ready, self.row_seconds, self.arriving, self.running = False, 1.0, 0, 0  # arriving: requests whose bodies are being read, the only ones worth a wait
         self._queue = collections.deque()
         self._wake = self._task = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}")
 
     def load(self) -> Model:
-        "Load the bundle, check its answers on the stored sample, and warm it up on a full batch."
+        "Load the bundle (the version a registry URI names now), check its answers on the stored sample, and warm it up on a full batch."
+        if self.source.startswith("models:/"):
+            self.path, self.version = registered(self.source)
         self.predictor = load(self.path, threads=self.threads)
         self.signature = Signature(self.predictor.metadata)
         self.platform = _PLATFORMS.get(self.predictor.backend, self.predictor.backend)
@@ -68,6 +90,11 @@ class Model:
 
     def _answer(self, x) -> dict:
         return self.signature.answers(self.predictor._run(x))
+
+    @property
+    def idle(self) -> bool:
+        "No request arriving, waiting or in a model call: the model can be stopped without failing one."
+        return not (self._queue or self.arriving or self.running)
 
 # %% ../nbs/23_batching.ipynb #6ef37c75
 @patch
@@ -111,6 +138,7 @@ async def _run(self: Model, batch: list):
     "Answer `batch` with one model call for all its rows; each request gets its slice, or its own error."
     x = self._join([item for item, _ in batch])
     start = time.perf_counter()
+    self.running += 1  # a swap waits for the calls in flight before it stops this model
     try:
         answers = (self._answer(x) if self._inline(batch, rows(x)) else
                    await asyncio.get_running_loop().run_in_executor(self._pool, self._answer, x))
@@ -121,6 +149,8 @@ async def _run(self: Model, batch: list):
             for item in batch:
                 await self._run([item])
         return
+    finally:
+        self.running -= 1
     if self.on_batch:
         self.on_batch(self.name, rows(x), time.perf_counter() - start, len(self._queue))
     at = 0

@@ -75,7 +75,8 @@ def _with_executor(c, out):
 # %% ../nbs/33_cli.ipynb #629bec73
 def _serving_flags(c):
     "The flags of `serve` and `deploy`: the serving Settings, one flag per field."
-    c.add_argument("bundles", nargs="+", metavar="BUNDLE", help="exported bundles (folders); NAME=BUNDLE serves one under another name")
+    c.add_argument("bundles", nargs="+", metavar="BUNDLE", help="exported bundles (folders, or models:/NAME@ALIAS from the registry: "
+                   "the version the alias holds, swapped when it moves); NAME=BUNDLE serves one under another name")
     c.add_argument("--workers", type=int, default=1, help="server processes (default: 1)")
     c.add_argument("--max-batch", type=int, default=32, help="rows gathered into one model call (default: 32; 1 turns batching off)")
     c.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait for requests still arriving (default: 2)")
@@ -85,6 +86,7 @@ def _serving_flags(c):
     c.add_argument("--log-requests", metavar="DIR", help="keep a sample of requests and answers as Parquet files in DIR")
     c.add_argument("--log-sample", type=float, default=1.0, help="fraction of requests kept by --log-requests (default: 1)")
     c.add_argument("--no-access-log", dest="access_log", action="store_false", help="no JSON line per request on stdout")
+    c.add_argument("--watch-seconds", type=float, default=2.0, help="how often a models:/NAME@ALIAS looks where its alias points (default: 2)")
 
 
 def _serving_commands(sub):
@@ -122,7 +124,7 @@ def _serving(module: str):
 def _settings(args):
     return _serving("serve").settings(args.bundles, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                     max_body=args.max_body, threads=args.threads, log_requests=args.log_requests,
-                    log_sample=args.log_sample, access_log=args.access_log)
+                    log_sample=args.log_sample, access_log=args.access_log, watch_seconds=args.watch_seconds)
 
 
 def _serve(args) -> int:

@@ -18,6 +18,7 @@ import orjson
 
 from .core import InputError, atomic_write
 from .export import load
+from .batching import registered
 from .protocol import RequestError, Signature, encoding_of, inflate, read_plain, read_v2, write_plain, write_v2
 from .serve import Settings, settings
 
@@ -222,6 +223,8 @@ def deploy(config, target: str, out, workers: int = 1, image: str | None = None)
     import yaml  # here, not at the top: the serverless handler imports this module where PyYAML is not installed
 
     config = config if isinstance(config, Settings) else settings(config)
+    pinned = {n: str(registered(p)[0]) if str(p).startswith("models:/") else p for n, p in config.bundles.items()}
+    config = Settings(**{**config.__dict__, "bundles": pinned})  # an image holds the version its alias holds now
     out = Path(out)
     _check_out(out, target, config)
     name = _k8s_name(next(iter(config.bundles)))

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from .batching import Model
+from .batching import Model, model_ref, registered
 from .core import InputError, WorkbenchError, patch
 from .export import _verified
 from .inputs import rows
@@ -36,7 +36,7 @@ __all__ = ['Settings', 'settings', 'Metrics', 'AccessLog', 'App', 'run_server', 
 # %% ../nbs/24_serve.ipynb #219c1b08
 @dataclass
 class Settings:
-    "How a server runs: its models (name -> bundle path) and its limits, one field per flag of `workbench serve`."
+    "How a server runs: its models (name -> bundle path or registry URI) and its limits, one field per flag of `workbench serve`."
     bundles: dict
     max_batch: int = 32
     max_wait_ms: float = 2.0
@@ -46,6 +46,7 @@ class Settings:
     log_requests: str | None = None
     log_sample: float = 1.0
     access_log: bool = True
+    watch_seconds: float = 2.0
 
     def args(self) -> list:
         "The command-line arguments that give these settings to `workbench serve` (those that differ from the defaults)."
@@ -57,23 +58,25 @@ class Settings:
         return out
 
 # %% ../nbs/24_serve.ipynb #a2bb140c
-_LIMITS = {"max_batch": (int, 1), "max_wait_ms": (float, 0), "max_queue": (int, 1), "max_body": (int, 1), "threads": (int, 1)}
+_LIMITS = {"max_batch": (int, 1), "max_wait_ms": (float, 0), "max_queue": (int, 1), "max_body": (int, 1), "threads": (int, 1),
+           "watch_seconds": (float, 0.1)}
 
 
 def _named(bundles) -> dict:
-    "name -> resolved path for each bundle (`PATH`, `NAME=PATH`, or a dict NAME -> PATH), each verified; two of one name are refused."
+    "name -> resolved path (or registry URI) for each bundle (`PATH`, `NAME=PATH`, `models:/NAME@ALIAS`, or a dict NAME -> PATH), each verified; two of one name are refused."
     named = {}
     if isinstance(bundles, dict):
         bundles = [f"{name}={path}" for name, path in bundles.items()]
     for item in [bundles] if isinstance(bundles, (str, Path)) else list(bundles):
         name, _, path = str(item).rpartition("=") if "=" in str(item) and not Path(item).exists() else ("", "", item)
-        meta = _verified(path)  # the bundle's files, checked against their hashes
-        name = name or meta["name"]
+        uri = str(path) if str(path).startswith("models:/") else None  # served from the registry: the version its alias holds
+        meta = _verified(registered(uri)[0] if uri else path)  # the bundle's files, checked against their hashes
+        name = name or (model_ref(uri)[0] if uri else meta["name"])
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
             raise InputError(f"{name!r} cannot name a model in a URL: serve it as NAME={path}, NAME of letters, digits, _ . -")
         if name in named:
             raise InputError(f"two bundles are named {name!r}: serve one of them as OTHER_NAME={path}")
-        named[name] = str(Path(path).resolve())
+        named[name] = uri or str(Path(path).resolve())
     if not named:
         raise InputError("give at least one bundle to serve")
     return named
@@ -109,6 +112,9 @@ class Metrics:
         self.calls = Histogram("workbench_model_seconds", "Time of one model call", ["model"], registry=r,
                                buckets=(.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1))
         self.queue = Gauge("workbench_queue_requests", "Requests waiting for their model", ["model"], multiprocess_mode="livesum", registry=r)
+        self.version = Gauge("workbench_model_version", "The version each model answers from", ["model"], multiprocess_mode="liveall", registry=r)
+        self.swaps = Counter("workbench_model_swaps", "New versions taken in while serving, by model and result (ok, failed)",
+                             ["model", "result"], registry=r)
 
     def request(self, model: str, endpoint: str, code: int, seconds: float):
         self.requests.labels(model, endpoint, code).inc()
@@ -303,8 +309,8 @@ async def _infer(self: App, scope, receive, name):
         return read_v2(body, None if length is None else int(length), signature)
 
     model, x, answers, request, request_id = await self._answer(scope, receive, name, read)
-    body, headers = write_v2(model.name, answers, request)
-    return 200, body, headers, model.name, rows(x), request_id
+    body, headers = write_v2(model.name, answers, request, str(model.version or 1))
+    return 200, body, {**headers, "x-model-version": str(model.version or 1)}, model.name, rows(x), request_id
 
 
 @patch
@@ -313,7 +319,7 @@ async def _predict(self: App, scope, receive, name):
         return read_plain(body, headers.get("content-type", ""), signature), None
 
     model, x, answers, _, request_id = await self._answer(scope, receive, name, read)
-    return 200, write_plain(answers), {}, model.name, rows(x), request_id
+    return 200, write_plain(answers), {"x-model-version": str(model.version or 1)}, model.name, rows(x), request_id
 
 # %% ../nbs/24_serve.ipynb #0585c0a1
 def _json_response(doc, status: int = 200, name: str = "") -> tuple:
@@ -342,7 +348,7 @@ async def _model_ready(self: App, scope, receive, name):
 @patch
 async def _metadata(self: App, scope, receive, name):
     model = await self._served(name)
-    return _json_response(v2_metadata(model.name, model.signature, model.platform), name=model.name)
+    return _json_response(v2_metadata(model.name, model.signature, model.platform, str(model.version or 1)), name=model.name)
 
 
 @patch
@@ -370,6 +376,7 @@ async def _load_all(self: App):
     try:
         for model in self.models.values():
             await loop.run_in_executor(None, model.load)
+            self.metrics.version.labels(model.name).set(model.version or 1)
         logging.getLogger("workbench.serve").warning("ready: %s (pid %d)", ", ".join(self.models), os.getpid())
     except Exception as e:
         self.failed = f"{type(e).__name__}: {e}"
@@ -377,6 +384,49 @@ async def _load_all(self: App):
         os.kill(os.getpid(), signal.SIGTERM)
     finally:
         self.loaded.set()
+
+# %% ../nbs/24_serve.ipynb #cf50a08a
+def _alias_version(uri: str) -> int:
+    from workbench.runs import RunStore
+
+    return RunStore(os.environ.get("WORKBENCH_RUNS_DB")).version(*model_ref(uri))["version"]
+
+
+async def _retire(model: Model):
+    "Stop `model` once nothing is on its way to it, waiting in its queue, or in a call."
+    while not model.idle:
+        await asyncio.sleep(0.05)
+    model.stop()
+
+
+@patch
+async def _watch(self: App, name: str):
+    "Follow the alias model `name` is served by: when it moves, load and check the new version beside the old, then swap it in."
+    log, loop, rejected = logging.getLogger("workbench.serve"), asyncio.get_running_loop(), None
+    await self.loaded.wait()
+    while True:
+        await asyncio.sleep(self.settings.watch_seconds)
+        current = self.models[name]
+        try:
+            version = await loop.run_in_executor(None, _alias_version, current.source)
+        except Exception:  # the store busy or moved for a moment: the next look will tell
+            continue
+        if version in (current.version, rejected):
+            continue
+        new = _model(name, current.source, self.settings, self.metrics.batch)
+        try:
+            await loop.run_in_executor(None, new.load)
+        except Exception as e:
+            rejected = version
+            self.metrics.swaps.labels(name, "failed").inc()
+            log.error("%s: version %s cannot be served, version %s goes on: %s: %s", name, version, current.version, type(e).__name__, e)
+            continue
+        new.start()
+        self.models[name], rejected = new, None
+        self.metrics.swaps.labels(name, "ok").inc()
+        self.metrics.version.labels(name).set(new.version)
+        log.warning("%s: now version %s (was %s)", name, new.version, current.version)
+        loop.create_task(_retire(current))
 
 # %% ../nbs/24_serve.ipynb #a5dc5f88
 @patch
@@ -389,6 +439,8 @@ async def _lifespan(self: App, receive, send):
             loop = asyncio.get_running_loop()
             self.loaded = asyncio.Event()
             self._tasks = [loop.create_task(self._load_all())] + ([loop.create_task(self.access.flush_every())] if self.access else [])
+            self._tasks += [loop.create_task(self._watch(name)) for name, source in self.settings.bundles.items()
+                            if str(source).startswith("models:/") and not model_ref(source)[1].isdigit()]  # an alias can move
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             for model in self.models.values():

@@ -88,6 +88,17 @@ def test_an_alias_that_moves_is_followed_without_a_failed_request(tmp_path):
     assert "version 3 cannot be served, version 2 goes on" in server.log.read_text() and "changed after export" in server.log.read_text()
 
 
+def test_a_deployed_image_holds_the_version_the_alias_holds(tmp_path):
+    from workbench.deploy import deploy
+
+    for value in (1.0, 2.0):
+        register(_constant(value, tmp_path / f"v{value:.0f}"), name="scorer")
+    promote("scorer", 2, "production")
+    deploy(["models:/scorer@production"], target="docker", out=tmp_path / "image")
+    copied = json.loads((tmp_path / "image" / "models" / "scorer" / "metadata.json").read_text())
+    assert copied == json.loads((tmp_path / "v2" / "metadata.json").read_text())
+
+
 def test_a_registry_uri_that_names_nothing_is_refused_before_serving(tmp_path):
     register(_constant(1.0, tmp_path / "v1"), name="scorer")
     for uri, message in [("models:/scorer@staging", "has no version 'staging'"), ("models:/nobody@production", "no model named 'nobody'"),

@@ -212,19 +212,23 @@ def _check_out(out: Path, target: str, settings: Settings):
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not an empty folder: choose a new one")
 
-# %% ../nbs/25_deploy.ipynb #4ae319c5
+# %% ../nbs/25_deploy.ipynb #ace0b5ae
 def _write(folder: Path, name: str, text: str):
     with atomic_write(folder / name) as f:
         f.write(text)
 
 
+def _pinned(config: Settings) -> Settings:
+    "The settings with each registry URI (models:/NAME@ALIAS) replaced by the folder of the version it names now."
+    bundles = {n: str(registered(p)[0]) if str(p).startswith("models:/") else p for n, p in config.bundles.items()}
+    return Settings(**{**config.__dict__, "bundles": bundles})
+
+# %% ../nbs/25_deploy.ipynb #4ae319c5
 def deploy(config, target: str, out, workers: int = 1, image: str | None = None) -> list:
     "Write what runs the bundles of `config` (Settings, a bundle, or several) on `target` into folder `out`; the files written."
     import yaml  # here, not at the top: the serverless handler imports this module where PyYAML is not installed
 
-    config = config if isinstance(config, Settings) else settings(config)
-    pinned = {n: str(registered(p)[0]) if str(p).startswith("models:/") else p for n, p in config.bundles.items()}
-    config = Settings(**{**config.__dict__, "bundles": pinned})  # an image holds the version its alias holds now
+    config = _pinned(config if isinstance(config, Settings) else settings(config))
     out = Path(out)
     _check_out(out, target, config)
     name = _k8s_name(next(iter(config.bundles)))

@@ -21,7 +21,11 @@ imputers, a one-hot encoder, a scaler and a logistic regression), asked with one
 BERT of a small config (2 layers, hidden 128, 4 heads) that takes `input_ids` and an `attention_mask` of 32 tokens.
 The plain handler does the same work by hand (reads the record or the tensors, builds ONNX Runtime's inputs, one call
 per request). Printed: req/s at 32 connections and the ratio (target >= 2x), and each bundle's export and load time.
-Run: `make bench` or `.venv/bin/python bench/serve.py` (`--quick` for shorter runs, `--named` for the named inputs alone).
+Hot swap: the small CNN served as `models:/cnn@production` under wrk (32 connections); the same length of load with
+the alias moved to a second version one second in, against one without a move, alternating, medians of three.
+Printed: req/s of the window with the swap as a share of the one without (target >= 0.95), and non-2xx (target 0).
+Run: `make bench` or `.venv/bin/python bench/serve.py` (`--quick` for shorter runs, `--named` for the named inputs
+alone, `--swap` for the hot swap alone).
 """
 import io
 import json
@@ -34,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -256,6 +261,46 @@ def named_models(tmp: Path):
         print(f"  {name}, 32 connections: {runs['workbench']['rps'] / runs['plain-named']['rps']:.2f}x the plain handler's req/s (target >= 2x)", flush=True)
 
 
+def hot_swap(tmp: Path):
+    "req/s under load with the alias moved in the middle, against the same load with no move; non-2xx answers."
+    from workbench.registry import promote, register
+
+    os.environ["WORKBENCH_RUNS_DB"] = str(tmp / "runs.db")
+    make, shape = MODELS["small cnn 28x28"]
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        register(export(make().eval(), torch.randn(4, *shape), tmp / f"cnn-{seed}", formats=["onnx"]).path, name="cnn")
+    x = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
+    (tmp / "body.json").write_text(json.dumps({"inputs": x.round(4).tolist()}))
+    promote("cnn", 1, "production")
+    port = free_port()
+    process = subprocess.Popen([str(BIN / "workbench"), "serve", "models:/cnn@production", "--port", str(port), "--watch-seconds", "0.2",
+                                "--no-access-log"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url, runs = f"http://127.0.0.1:{port}", {"steady": [], "swap": []}
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(urllib.request.Request(url + "/predict", data=(tmp / "body.json").read_bytes(),
+                                                              headers={"content-type": "application/json"}), timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        for i in range(3):
+            for kind in runs:
+                if kind == "swap":  # one second in, the alias moves to the other version
+                    threading.Timer(1.0, promote, ("cnn", 2 if i % 2 == 0 else 1, "production")).start()
+                runs[kind].append(wrk(url, tmp / "body.json", "application/json", 32))
+                time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    steady, swap = (statistics.median(r["rps"] for r in runs[k]) for k in ("steady", "swap"))
+    errors = sum(r["errors"] for k in runs for r in runs[k])
+    print(line("steady", {k: statistics.median(r[k] for r in runs["steady"]) for k in ("rps", "p50", "p99", "errors")}))
+    print(line("swapping", {k: statistics.median(r[k] for r in runs["swap"]) for k in ("rps", "p50", "p99", "errors")}))
+    print(f"  hot swap under 32 connections: {swap / steady:.3f}x the req/s without one (target >= 0.95), {errors} non-2xx (target 0)", flush=True)
+
+
 def cold_start(bundle: Path, tmp: Path) -> float:
     "Seconds for a new process to import the serverless handler (which loads the bundle); the median of five."
     out = tmp / "function"
@@ -271,8 +316,11 @@ def main():
         sys.exit("bench/serve.py needs wrk: apt-get install wrk (make bench installs it)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     try:
-        named_models(tmp)
-        if "--named" in sys.argv:
+        if "--swap" not in sys.argv:
+            named_models(tmp)
+        if "--named" not in sys.argv:
+            hot_swap(tmp)
+        if "--named" in sys.argv or "--swap" in sys.argv:
             return
         results = serve_models(tmp)
         cnn, runs = results["small cnn 28x28"]

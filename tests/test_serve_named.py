@@ -17,7 +17,7 @@ import torch
 
 from frames import penguins
 from test_named_inputs import PIPELINES, _bert, _padded_batch
-from workbench.export import export, load
+from workbench.export import export
 from workbench.monitor import monitor
 from workbench.serve import serve
 from workbench.traffic import read_traffic

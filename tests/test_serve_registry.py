@@ -43,6 +43,9 @@ def test_an_alias_that_moves_is_followed_without_a_failed_request(tmp_path):
     for value in (1.0, 2.0):
         register(_constant(value, tmp_path / f"v{value:.0f}"), name="scorer")
     promote("scorer", 1, "production")
+    from workbench.export import load
+
+    assert load("models:/scorer@production").predict(np.zeros((1, 3), np.float32)).tolist() == pytest.approx([1.0])  # MLflow's form too
     server = serve(["models:/scorer@production"], watch_seconds=0.2)
     try:
         assert _ask(server.url) == (200, "1", 1.0)
@@ -102,6 +105,6 @@ def test_a_deployed_image_holds_the_version_the_alias_holds(tmp_path):
 def test_a_registry_uri_that_names_nothing_is_refused_before_serving(tmp_path):
     register(_constant(1.0, tmp_path / "v1"), name="scorer")
     for uri, message in [("models:/scorer@staging", "has no version 'staging'"), ("models:/nobody@production", "no model named 'nobody'"),
-                         ("models:/scorer", "serve models:/NAME@ALIAS")]:
+                         ("models:/scorer", "a model URI is")]:
         with pytest.raises(InputError, match=message):
             serve([uri])

@@ -7,39 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from .core import InputError, patch
+from .core import patch
 from .export import ExportError, _resolve, load
 from .formats import _parity
 from .inputs import load_sample, pad, rows, take
 from .protocol import RequestError, Signature
 
 # %% auto #0
-__all__ = ['INLINE_SECONDS', 'model_ref', 'registered', 'Model']
-
-# %% ../nbs/23_batching.ipynb #00f9717f
-def model_ref(uri: str) -> tuple[str, str]:
-    "(name, ref) of `models:/NAME@ALIAS`, `models:/NAME/ALIAS` or `models:/NAME/VERSION`, or an InputError showing the forms."
-    text = uri[len("models:/"):].strip("/")
-    name, _, ref = text.partition("@") if "@" in text else text.partition("/")
-    if not name or not ref or "/" in ref or "/" in name:
-        raise InputError(f"{uri!r}: serve models:/NAME@ALIAS, models:/NAME/ALIAS or models:/NAME/VERSION")
-    return name, ref
-
-
-def registered(uri: str) -> tuple[Path, int]:
-    "The folder and version number that a registry URI names now (its files' digest checked)."
-    from workbench.runs import RunStore
-
-    name, ref = model_ref(uri)
-    version = RunStore(os.environ.get("WORKBENCH_RUNS_DB")).version(name, ref)["version"]
-    return _resolve(f"models:/{name}/{version}"), version
+__all__ = ['INLINE_SECONDS', 'Model']
 
 # %% ../nbs/23_batching.ipynb #834aa328
 _PLATFORMS = {"onnx": "onnxruntime_onnx", "pt2": "pytorch_pt2", "skops": "scikit-learn_skops"}
@@ -63,7 +44,7 @@ class Model:
     def load(self) -> Model:
         "Load the bundle (the version a registry URI names now), check its answers on the stored sample, and warm it up on a full batch."
         if self.source.startswith("models:/"):
-            self.path, self.version = registered(self.source)
+            self.path, self.version = _resolve(self.source)
         self.predictor = load(self.path, threads=self.threads)
         self.signature = Signature(self.predictor.metadata)
         self.platform = _PLATFORMS.get(self.predictor.backend, self.predictor.backend)

@@ -17,8 +17,7 @@ from pathlib import Path
 import orjson
 
 from .core import InputError, atomic_write
-from .export import load
-from .batching import registered
+from .export import _resolve, load
 from .protocol import RequestError, Signature, encoding_of, inflate, read_plain, read_v2, write_plain, write_v2
 from .serve import Settings, settings
 
@@ -220,7 +219,7 @@ def _write(folder: Path, name: str, text: str):
 
 def _pinned(config: Settings) -> Settings:
     "The settings with each registry URI (models:/NAME@ALIAS) replaced by the folder of the version it names now."
-    bundles = {n: str(registered(p)[0]) if str(p).startswith("models:/") else p for n, p in config.bundles.items()}
+    bundles = {n: str(_resolve(p)[0]) if str(p).startswith("models:/") else p for n, p in config.bundles.items()}
     return Settings(**{**config.__dict__, "bundles": bundles})
 
 # %% ../nbs/25_deploy.ipynb #4ae319c5

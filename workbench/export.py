@@ -23,12 +23,12 @@ from .core import InputError, WorkbenchError, _keras, atomic_write, environment,
 from .formats import (_KERAS_WRITERS, _SK_WRITERS, _WRITERS, _boosting, _keras_module, _keras_runner,
                                _keras_weights_runner, _native_runner, _numpy, _onnx_runner, _parity, _quiet_exporters,
                                _sklearn_outputs, _skops_runner, _torch_runner)
-from .inputs import (TEXT, Inputs, _check_axes, _in_model_order, _named_sample, _sklearn_sample, is_named, load_sample,
-                              padding_of, probe, rows, save_sample, second_batch, shorter)
+from .inputs import (TEXT, Inputs, _as_numpy, _check_axes, _in_model_order, _named_sample, _shape, _sklearn_sample,
+                              is_named, load_sample, padding_of, probe, rows, save_sample, second_batch, shorter)
 
 # %% auto #0
-__all__ = ['TORCH_FORMATS', 'KERAS_FORMATS', 'SKLEARN_FORMATS', 'ExportError', 'Bundle', 'export', 'Predictor', 'load', 'check',
-           'ExportButton']
+__all__ = ['TORCH_FORMATS', 'KERAS_FORMATS', 'SKLEARN_FORMATS', 'ExportError', 'Bundle', 'export', 'Predictor', 'model_ref',
+           'load', 'check', 'ExportButton']
 
 # %% ../nbs/12_export.ipynb #819fb5ec
 class ExportError(WorkbenchError):
@@ -97,15 +97,6 @@ def _versions() -> dict:
         except PackageNotFoundError:
             pass
     return out
-
-
-def _shape(x) -> str:
-    "A batch's shape, each input's for named tensors, or a frame's rows and columns, as a message shows it."
-    if not isinstance(x, dict):
-        return f"of shape {tuple(x.shape)}"
-    if all(v.ndim == 2 and v.shape[1] == 1 for v in x.values()):
-        return f"of {rows(x)} rows of {', '.join(x)}"
-    return f"of shapes {', '.join(f'{k} {tuple(v.shape)}' for k, v in x.items())}"
 
 # %% ../nbs/12_export.ipynb #1e79a8d4
 def _card(name, kind, meta, history) -> str:
@@ -317,10 +308,6 @@ def _expected(answer, batches: list, axes: dict) -> list:
             raise InputError(f"the model cannot run on {what} {_shape(b)}{hint}: {type(e).__name__}: {e}") from e
     return out
 
-
-def _as_numpy(x):
-    return {k: np.asarray(v) for k, v in x.items()} if isinstance(x, dict) else np.asarray(x)
-
 # %% ../nbs/12_export.ipynb #7069012b
 def export(model, sample, path, formats=None, name: str | None = None, metrics: dict | None = None,
            overwrite: bool = False, allow_partial: bool | None = None, atol: float = 1e-4, rtol: float = 1e-3,
@@ -456,25 +443,31 @@ def _verified(path) -> dict:
     return meta
 
 # %% ../nbs/12_export.ipynb #1d856c7b
-def _resolve(uri: str) -> Path:
-    "The folder of the model version a `models:/NAME/REF` URI names, checked against the digest it was registered with."
+def model_ref(uri: str) -> tuple[str, str]:
+    "(name, ref) of `models:/NAME/VERSION`, `models:/NAME/ALIAS` (or `models:/NAME@ALIAS`) or `models:/NAME/latest`."
+    text = uri[len("models:/"):].strip("/")
+    name, _, ref = text.partition("@") if "@" in text else text.partition("/")
+    if not name or not ref or "/" in ref or "/" in name:
+        raise InputError(f"{uri!r}: a model URI is models:/NAME/VERSION, models:/NAME/ALIAS (or models:/NAME@ALIAS) or models:/NAME/latest")
+    return name, ref
+
+
+def _resolve(uri: str, store=None) -> tuple[Path, int]:
+    "The folder and number of the version a registry URI names now, checked against the digest it was registered with."
     from workbench.runs import RunStore
 
-    parts = uri[len("models:/"):].strip("/").split("/")
-    if len(parts) != 2 or not all(parts):
-        raise InputError(f"{uri!r}: a model URI is models:/NAME/VERSION, models:/NAME/ALIAS or models:/NAME/latest")
-    row = RunStore(os.environ.get("WORKBENCH_RUNS_DB")).version(*parts)
+    row = (store or RunStore(os.environ.get("WORKBENCH_RUNS_DB"))).version(*model_ref(uri))
     path, meta = Path(row["path"]), Path(row["path"]) / "metadata.json"
     if not meta.is_file():
         raise ExportError(f"{uri} is version {row['version']} at {path}, which is no longer a bundle (no metadata.json)")
     if file_sha256(meta) != row["digest"]:
         raise ExportError(f"{meta} changed after {row['name']} version {row['version']} was registered: restore the bundle, or register it again")
-    return path
+    return path, row["version"]
 
 # %% ../nbs/12_export.ipynb #eb7cf98a
 def load(path, backend: str | None = None, model=None, trusted=None, threads: int | None = None) -> Predictor:
     "Load a bundle (a folder, or models:/NAME/VERSION|ALIAS) after checking its files' hashes; never unpickles. Default backend: ONNX Runtime."
-    path = _resolve(path) if str(path).startswith("models:/") else Path(path)
+    path = _resolve(path)[0] if str(path).startswith("models:/") else Path(path)
     meta = _verified(path)
     files = {f["format"]: path / name for name, f in meta["files"].items()}
     backend = backend or next((b for b in ("onnx", "pt2", "skops", "xgboost", "lightgbm", "keras") if b in files), "torch")

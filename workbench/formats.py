@@ -18,7 +18,7 @@ import numpy as np
 
 from .batches import logits_of
 from .core import InputError
-from .inputs import TEXT, _missing, to_frame
+from .inputs import TEXT, _absent, _missing, to_frame
 
 # %% auto #0
 __all__ = []
@@ -248,10 +248,6 @@ def _bool_attributes_as_ints(converter):
     return convert
 
 # %% ../nbs/11_formats.ipynb #dd1cc9f5
-def _nan(v) -> bool:
-    return v is None or (isinstance(v, float) and v != v)
-
-
 def _missing_text_as_empty(converter):
     "A skl2onnx converter that, on string inputs, sees its estimator with missing text (NaN) written as ''."
 
@@ -261,10 +257,10 @@ def _missing_text_as_empty(converter):
         raw = operator.raw_operator
         if isinstance(operator.inputs[0].type, StringTensorType):
             fixed = copy.copy(raw)  # shallow: the estimator itself is left as it is
-            if _nan(getattr(raw, "missing_values", 0)):
+            if _absent(getattr(raw, "missing_values", 0)):
                 fixed.missing_values = ""
             if hasattr(raw, "categories_"):
-                fixed.categories_ = [np.array(["" if _nan(v) else v for v in c], dtype=object) if c.dtype == object else c
+                fixed.categories_ = [np.array(["" if _absent(v) else v for v in c], dtype=object) if c.dtype == object else c
                                      for c in raw.categories_]
             operator.raw_operator = fixed
         try:
@@ -390,16 +386,15 @@ def _sklearn_outputs(model, x, specs: list | None = None) -> dict:
 _ORT_TYPES = {"tensor(double)": np.float64, "tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(string)": object}
 
 
-def _codes(x: dict, specs: list) -> np.ndarray:
-    "A float32 matrix of a feed of columns, each category as its code (NaN where missing or not a category)."
-    columns = []
-    for spec in specs:
-        a = x[spec["name"]].reshape(-1)
-        if "categories" in spec:
-            index = {c: i for i, c in enumerate(spec["categories"])}
-            a = np.array([index.get(v, np.nan) for v in a], dtype=np.float64)
-        columns.append(a.astype(np.float64))
-    return np.column_stack(columns).astype(np.float32)
+def _coder(specs: list):
+    "A function from a feed of columns to a float32 matrix, each category as its code (NaN where missing or not a category)."
+    index = {s["name"]: {c: i for i, c in enumerate(s["categories"])} for s in specs if "categories" in s}  # once, not per request
+
+    def codes(x: dict) -> np.ndarray:
+        return np.column_stack([np.array([index[s["name"]].get(v, np.nan) for v in x[s["name"]].reshape(-1)]) if s["name"] in index
+                                else x[s["name"]].reshape(-1) for s in specs]).astype(np.float32)
+
+    return codes
 
 
 def _graph_feed(session, specs: list | None):
@@ -409,7 +404,8 @@ def _graph_feed(session, specs: list | None):
     if specs is None or [i.name for i in inputs] != [s["name"] for s in specs]:
         name, dtype = inputs[0].name, types[inputs[0].name]
         if specs is not None:  # a matrix of codes
-            return lambda x: {name: _codes(x, specs)}
+            codes = _coder(specs)
+            return lambda x: {name: codes(x)}
         return lambda x: {name: x if x.dtype == dtype else x.astype(dtype)}
 
     def feed(x):
@@ -449,7 +445,7 @@ def _onnx_graph(model, sample, specs: list | None = None):
     if specs is None:
         tries = [(sample, None)] if sample.dtype == np.float32 else [(sample, None), (sample.astype(np.float32), None)]
     elif _boosting(model):  # fitted on category columns: the codes LightGBM takes
-        tries = [(_codes(sample, specs), None)]
+        tries = [(_coder(specs)(sample), None)]
     else:
         tries = [(None, _column_types(specs, DoubleTensorType)), (None, _column_types(specs, FloatTensorType))]
     for i, (x, types) in enumerate(tries):

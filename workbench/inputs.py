@@ -88,10 +88,14 @@ def tensor_specs(feed: dict, axes: dict) -> list:
     return specs
 
 # %% ../nbs/10_inputs.ipynb #5d3a7b7a
+def _absent(v) -> bool:
+    "Whether a value is missing: None, NaN or pd.NA."
+    return v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ == "NAType"
+
+
 def _missing(values: np.ndarray) -> np.ndarray:
-    "Where an object array holds nothing: None, NaN or pd.NA."
-    return np.fromiter((v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ == "NAType" for v in values),
-                       bool, len(values))
+    "Where an object array holds nothing."
+    return np.fromiter(map(_absent, values), bool, len(values))
 
 
 def _as_text(values, name: str, error) -> np.ndarray:
@@ -360,6 +364,19 @@ def shorter(sample, axes: dict) -> list:
             cut = {k: v[(slice(None),) * i + (slice(0, v.shape[i] - 1),)] if v.ndim > i else v for k, v in inputs.items()}
             out.append(cut if isinstance(sample, dict) else cut[None])
     return out
+
+
+def _as_numpy(x):
+    return {k: np.asarray(v) for k, v in x.items()} if isinstance(x, dict) else np.asarray(x)
+
+
+def _shape(x) -> str:
+    "A batch's shape, each input's for named tensors, or a frame's rows and columns, as a message shows it."
+    if not isinstance(x, dict):
+        return f"of shape {tuple(x.shape)}"
+    if all(v.ndim == 2 and v.shape[1] == 1 for v in x.values()):
+        return f"of {rows(x)} rows of {', '.join(x)}"
+    return f"of shapes {', '.join(f'{k} {tuple(v.shape)}' for k, v in x.items())}"
 
 # %% ../nbs/10_inputs.ipynb #2f5116ba
 def pad(x, axes: dict, length: dict, values: dict):

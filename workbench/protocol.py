@@ -172,7 +172,7 @@ def _strings(data, count: int, name: str) -> np.ndarray:
     return np.array(out, dtype=object)
 
 
-def _text(data, name: str) -> np.ndarray:
+def _json_strings(data, name: str) -> np.ndarray:
     "A JSON list (nested or flat) of strings or nulls, flattened."
     flat = np.asarray(data, dtype=object).reshape(-1) if isinstance(data, list) else None
     if flat is None or not all(v is None or isinstance(v, str) for v in flat):
@@ -198,7 +198,7 @@ def _v2_array(tensor: dict, body, at: int) -> tuple[np.ndarray, int]:
             x = np.frombuffer(data, dtype=dtype.newbyteorder("<"))
         at += binary
     else:
-        x = _text(tensor.get("data"), name) if datatype == "BYTES" else _array(tensor.get("data"), dtype, f"input {name!r}: the data").reshape(-1)
+        x = _json_strings(tensor.get("data"), name) if datatype == "BYTES" else _array(tensor.get("data"), dtype, f"input {name!r}: the data").reshape(-1)
     if x.size != size:
         raise RequestError(f"input {name!r}: its shape {shape} holds {size} values, but its data has {x.size}")
     return x.reshape(shape), at

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from .batching import Model, model_ref, registered
+from .batching import Model
 from .core import InputError, WorkbenchError, patch
-from .export import _verified
+from .export import _resolve, _verified, model_ref
 from .inputs import rows
 from .protocol import RequestError, encoding_of, inflate, read_plain, read_v2, v2_metadata, write_plain, write_v2
 from .traffic import TrafficLog
@@ -70,7 +70,7 @@ def _named(bundles) -> dict:
     for item in [bundles] if isinstance(bundles, (str, Path)) else list(bundles):
         name, _, path = str(item).rpartition("=") if "=" in str(item) and not Path(item).exists() else ("", "", item)
         uri = str(path) if str(path).startswith("models:/") else None  # served from the registry: the version its alias holds
-        meta = _verified(registered(uri)[0] if uri else path)  # the bundle's files, checked against their hashes
+        meta = _verified(_resolve(uri)[0] if uri else path)  # the bundle's files, checked against their hashes
         name = name or (model_ref(uri)[0] if uri else meta["name"])
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
             raise InputError(f"{name!r} cannot name a model in a URL: serve it as NAME={path}, NAME of letters, digits, _ . -")
@@ -386,12 +386,6 @@ async def _load_all(self: App):
         self.loaded.set()
 
 # %% ../nbs/24_serve.ipynb #cf50a08a
-def _alias_version(uri: str) -> int:
-    from workbench.runs import RunStore
-
-    return RunStore(os.environ.get("WORKBENCH_RUNS_DB")).version(*model_ref(uri))["version"]
-
-
 async def _retire(model: Model):
     "Stop `model` once nothing is on its way to it, waiting in its queue, or in a call."
     while not model.idle:
@@ -402,13 +396,17 @@ async def _retire(model: Model):
 @patch
 async def _watch(self: App, name: str):
     "Follow the alias model `name` is served by: when it moves, load and check the new version beside the old, then swap it in."
+    from workbench.runs import RunStore
+
     log, loop, rejected = logging.getLogger("workbench.serve"), asyncio.get_running_loop(), None
     await self.loaded.wait()
+    store = await loop.run_in_executor(None, RunStore, os.environ.get("WORKBENCH_RUNS_DB"))  # once: opening one sets the tables up
+    name_ref = model_ref(self.models[name].source)
     while True:
         await asyncio.sleep(self.settings.watch_seconds)
         current = self.models[name]
         try:
-            version = await loop.run_in_executor(None, _alias_version, current.source)
+            version = (await loop.run_in_executor(None, store.version, *name_ref))["version"]
         except Exception:  # the store busy or moved for a moment: the next look will tell
             continue
         if version in (current.version, rejected):

@@ -219,6 +219,9 @@ def _write(folder: Path, name: str, text: str):
 
 def _pinned(config: Settings) -> Settings:
     "The settings with each registry URI (models:/NAME@ALIAS) replaced by the folder of the version it names now."
+    if config.shadow or config.canary:  # the platform splits traffic between deployments; one image serves one version
+        raise InputError("deploy writes one version of each model: leave out --shadow and --canary, and split traffic with the "
+                         "platform (two deployments behind one Service, or KServe's canaryTrafficPercent)")
     bundles = {n: str(_resolve(p)[0]) if str(p).startswith("models:/") else p for n, p in config.bundles.items()}
     return Settings(**{**config.__dict__, "bundles": bundles})
 

@@ -20,7 +20,7 @@ from .explore import _figure, _img, _table, compare
 __all__ = ['Monitoring', 'monitor']
 
 # %% ../nbs/28_monitor.ipynb #16b022c4
-_META = {"time", "request"}
+_META = {"time", "request", "version", "role"}  # what the traffic log adds to each row: not features
 
 
 def _read(data, what: str, model_name: str | None = None) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from .core import InputError, WorkbenchError, patch
 from .export import _resolve, _verified, model_ref
 from .inputs import rows
 from .protocol import RequestError, encoding_of, inflate, read_plain, read_v2, v2_metadata, write_plain, write_v2
+from .rollout import Rollouts, plan
 from .traffic import TrafficLog
 
 # %% auto #0
@@ -47,13 +48,17 @@ class Settings:
     log_sample: float = 1.0
     access_log: bool = True
     watch_seconds: float = 2.0
+    shadow: list | None = None  # [NAME=]SOURCE[:SHARE%] of each shadow (rollout.plan)
+    canary: list | None = None  # [NAME=]SOURCE:SHARE% of each canary
 
     def args(self) -> list:
         "The command-line arguments that give these settings to `workbench serve` (those that differ from the defaults)."
         out = [f"{name}={path}" for name, path in self.bundles.items()]
         for f in fields(self)[1:]:
             value = getattr(self, f.name)
-            if value != f.default:
+            if f.name in ("shadow", "canary"):
+                out += [a for spec in value or () for a in (f"--{f.name}", spec)]
+            elif value != f.default:
                 out += ["--no-access-log"] if f.name == "access_log" else [f"--{f.name.replace('_', '-')}", str(value)]
         return out
 
@@ -93,7 +98,22 @@ def settings(bundles, **options) -> Settings:
             raise InputError(f"{key} must be a number >= {low}, not {value!r}")
     if not 0 < options.get("log_sample", 1.0) <= 1:
         raise InputError(f"log_sample is the fraction of requests logged, in (0, 1], not {options['log_sample']!r}")
-    return Settings(_named(bundles), **options)
+    checked = Settings(_named(bundles), **options)
+    for p in _plans(checked).values():
+        _verified(_resolve(p.source)[0] if p.source.startswith("models:/") else p.source)
+    return checked
+
+
+def _plans(s: Settings) -> dict:
+    "served name -> the Rollout beside it, from the shadow and canary specs; one second version per model."
+    plans = {}
+    for mode in ("shadow", "canary"):
+        for spec in getattr(s, mode) or ():
+            name, p = plan(spec, mode, s.bundles)
+            if name in plans:
+                raise InputError(f"--{mode} {spec}: {name} already has a {plans[name].mode} beside it; one second version per model")
+            plans[name] = p
+    return plans
 
 # %% ../nbs/24_serve.ipynb #96b67d09
 class Metrics:
@@ -175,6 +195,8 @@ class App:
         self.models = {name: _model(name, path, settings, self.metrics.batch) for name, path in settings.bundles.items()}
         self.access = AccessLog() if settings.access_log else None
         self.traffic = TrafficLog(settings.log_requests, settings.log_sample) if settings.log_requests else None
+        self.rollouts = Rollouts(_plans(settings), lambda name, source: _model(name, source, settings, self.metrics.batch),
+                                 self.metrics.registry, self.traffic)
         self.failed = None
         self.routes = {"": (self._index, _GET, "index"), "v2": (self._server, _GET, "metadata"),
                        "v2/health/live": (self._live, _GET, "health"), "v2/health/ready": (self._ready, _GET, "health"),
@@ -293,10 +315,8 @@ async def _answer(self: App, scope, receive, name, read) -> tuple:
         x, request = read(await self._body(receive, headers), headers, model.signature)
     finally:
         model.arriving -= 1
-    answers = await model.predict(x)
     request_id = headers.get("x-request-id") or (request or {}).get("id")
-    if self.traffic:
-        self.traffic.add(model.name, model.signature, x, answers, request_id)
+    model, answers = await self.rollouts.answer(model, x, request_id)  # the version that answered: the model's, or its canary's
     return model, x, answers, request, request_id
 
 
@@ -377,6 +397,8 @@ async def _load_all(self: App):
         for model in self.models.values():
             await loop.run_in_executor(None, model.load)
             self.metrics.version.labels(model.name).set(model.version or 1)
+        for model in self.rollouts.models.values():
+            await loop.run_in_executor(None, model.load)
         logging.getLogger("workbench.serve").warning("ready: %s (pid %d)", ", ".join(self.models), os.getpid())
     except Exception as e:
         self.failed = f"{type(e).__name__}: {e}"
@@ -394,17 +416,17 @@ async def _retire(model: Model):
 
 
 @patch
-async def _watch(self: App, name: str):
-    "Follow the alias model `name` is served by: when it moves, load and check the new version beside the old, then swap it in."
+async def _watch(self: App, name: str, models: dict):
+    "Follow the alias that `models[name]` (a model served, or the shadow or canary beside it) is served by: when it moves, load and check the new version beside the old, then swap it in."
     from workbench.runs import RunStore
 
     log, loop, rejected = logging.getLogger("workbench.serve"), asyncio.get_running_loop(), None
     await self.loaded.wait()
     store = await loop.run_in_executor(None, RunStore, os.environ.get("WORKBENCH_RUNS_DB"))  # once: opening one sets the tables up
-    name_ref = model_ref(self.models[name].source)
+    name_ref = model_ref(models[name].source)
     while True:
         await asyncio.sleep(self.settings.watch_seconds)
-        current = self.models[name]
+        current = models[name]
         try:
             version = (await loop.run_in_executor(None, store.version, *name_ref))["version"]
         except Exception:  # the store busy or moved for a moment: the next look will tell
@@ -420,9 +442,10 @@ async def _watch(self: App, name: str):
             log.error("%s: version %s cannot be served, version %s goes on: %s: %s", name, version, current.version, type(e).__name__, e)
             continue
         new.start()
-        self.models[name], rejected = new, None
+        models[name], rejected = new, None
         self.metrics.swaps.labels(name, "ok").inc()
-        self.metrics.version.labels(name).set(new.version)
+        if models is self.models:
+            self.metrics.version.labels(name).set(new.version)
         log.warning("%s: now version %s (was %s)", name, new.version, current.version)
         loop.create_task(_retire(current))
 
@@ -432,16 +455,16 @@ async def _lifespan(self: App, receive, send):
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            for model in self.models.values():
+            for model in [*self.models.values(), *self.rollouts.models.values()]:
                 model.start()
             loop = asyncio.get_running_loop()
             self.loaded = asyncio.Event()
             self._tasks = [loop.create_task(self._load_all())] + ([loop.create_task(self.access.flush_every())] if self.access else [])
-            self._tasks += [loop.create_task(self._watch(name)) for name, source in self.settings.bundles.items()
-                            if str(source).startswith("models:/") and not model_ref(source)[1].isdigit()]  # an alias can move
+            self._tasks += [loop.create_task(self._watch(name, models)) for models in (self.models, self.rollouts.models)
+                            for name, model in models.items() if model.source.startswith("models:/") and not model_ref(model.source)[1].isdigit()]  # an alias can move
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            for model in self.models.values():
+            for model in [*self.models.values(), *self.rollouts.models.values()]:
                 model.stop()
             if self.traffic:
                 self.traffic.close()
@@ -484,7 +507,7 @@ def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8080, wo
         raise InputError(f"workers must be a whole number >= 1, not {workers!r}")
     if settings.threads is None:  # ONNX Runtime's threads per call: the cores shared among the workers
         settings = Settings(**{**asdict(settings), "threads": max(1, _cores() // workers)})
-    for name, path in settings.bundles.items():
+    for name, path in [*settings.bundles.items(), *((n, p.source) for n, p in _plans(settings).items())]:
         try:
             _model(name, path, settings).load()
         except WorkbenchError as e:

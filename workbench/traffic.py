@@ -9,6 +9,7 @@ import collections
 import itertools
 import os
 import random
+import sys
 import threading
 import time
 from pathlib import Path
@@ -47,13 +48,14 @@ def _inputs(xs: list, signature: Signature, wide: int) -> dict:
 
 
 def _columns(items: list, signature: Signature, wide: int = 256) -> dict:
-    "Columns of the rows of `items` [(milliseconds, request id, inputs, answers)]: time, request, inputs, answers."
-    counts = [rows(x) for _, _, x, _ in items]
-    columns = {"time": np.repeat(np.array([t for t, *_ in items], dtype="int64"), counts).astype("datetime64[ms]"),
-               "request": np.repeat(np.array([str(r) for _, r, _, _ in items], dtype=object), counts)}
-    columns.update(_inputs([x for _, _, x, _ in items], signature, wide))
+    "Columns of the rows of `items` [(milliseconds, request id, inputs, answers, version, role)]: time, request, version, role, inputs, answers."
+    counts = [rows(item[2]) for item in items]
+    per_row = lambda at, dtype: np.repeat(np.array([item[at] for item in items], dtype=dtype), counts)
+    columns = {"time": per_row(0, "int64").astype("datetime64[ms]"), "request": np.repeat(np.array([str(i[1]) for i in items], dtype=object), counts),
+               "version": per_row(4, "int64"), "role": per_row(5, object)}
+    columns.update(_inputs([item[2] for item in items], signature, wide))
     for name in items[0][3]:
-        columns.update(_spread(name, np.concatenate([answers[name] for *_, answers in items]), signature.classes))
+        columns.update(_spread(name, np.concatenate([item[3][name] for item in items]), signature.classes))
     return columns
 
 # %% ../nbs/22_traffic.ipynb #aacfb344
@@ -72,13 +74,13 @@ class TrafficLog:
         self._thread = threading.Thread(target=self._write_every, name="traffic-log", daemon=True)
         self._thread.start()
 
-    def add(self, model: str, signature: Signature, x: np.ndarray, answers: dict, request=None):
-        "Keep this request's rows and answers, with probability `sample`."
+    def add(self, model: str, signature: Signature, x: np.ndarray, answers: dict, request=None, version: int = 1, role: str = "champion"):
+        "Keep this request's rows and the answers of `version` of `model` (in `role`: champion, canary or shadow), with probability `sample`."
         if self.sample < 1 and random.random() >= self.sample:
             return
         with self._lock:
-            self._pending[model].append((int(time.time() * 1000), request, x, answers))
-            self._signatures[model] = signature
+            self._pending[model].append((int(time.time() * 1000), request, x, answers, version, role))
+            self._signatures[model, version, role] = signature
             self._count[model] += rows(x)
             full = self._count[model] >= self.rows
         if full:
@@ -107,17 +109,20 @@ def _write_parquet(columns: dict, path: Path):
 
 
 def _flush(self: TrafficLog):
-    "Write every model's pending rows to a new file of its own."
+    "Write every model's pending rows to new files of its own, one per version and role."
     with self._lock:
         pending, self._pending, self._count = self._pending, collections.defaultdict(list), collections.Counter()
-    for model, items in pending.items():
+    by = lambda item: (item[4], item[5])  # version, role
+    for model, mixed in pending.items():
         folder = self.folder / model
         folder.mkdir(exist_ok=True)
-        name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{next(self._numbers):05d}.parquet"
-        try:
-            _write_parquet(_columns(items, self._signatures[model]), folder / name)
-        except Exception as e:  # the log must never stop the server
-            print(f"workbench serve: traffic log: {len(items)} requests of {model} not written: {type(e).__name__}: {e}", file=__import__("sys").stderr)
+        for (version, role), items in itertools.groupby(sorted(mixed, key=by), by):
+            items = list(items)
+            name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{next(self._numbers):05d}.parquet"
+            try:
+                _write_parquet(_columns(items, self._signatures[model, version, role]), folder / name)
+            except Exception as e:  # the log must never stop the server
+                print(f"workbench serve: traffic log: {len(items)} requests of {model} not written: {type(e).__name__}: {e}", file=sys.stderr)
 
 
 def _write_every(self: TrafficLog):
@@ -138,8 +143,8 @@ def _close(self: TrafficLog):
 TrafficLog.flush, TrafficLog._write_every, TrafficLog.close = _flush, _write_every, _close
 
 # %% ../nbs/22_traffic.ipynb #4e544c97
-def read_traffic(folder, model: str | None = None):
-    "The logged traffic of `model` (the only one in `folder` by default) as one pandas frame, oldest first."
+def read_traffic(folder, model: str | None = None, shadow: bool = False):
+    "The logged traffic of `model` (the only one in `folder` by default) as one pandas frame, oldest first: what clients were answered, or with `shadow` what its shadow answered to the same requests."
     import pandas as pd
 
     folder = Path(folder)
@@ -153,4 +158,8 @@ def read_traffic(folder, model: str | None = None):
     if not files:
         raise InputError(f"no traffic of {model!r} in {folder}" + ("" if model in models else f"; it holds {', '.join(models)}"))
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    if "role" in frame:  # logs written before versions were recorded have no roles: all were answers
+        frame = frame[(frame["role"] == "shadow") == shadow]
+    if shadow and frame.empty:
+        raise InputError(f"no shadow traffic of {model!r} in {folder}: serve with --shadow and --log-requests")
     return frame.sort_values("time", kind="stable", ignore_index=True)

@@ -80,7 +80,7 @@ def _answers(frame: pd.DataFrame, predictor, signature) -> pd.DataFrame:
             missing = [n for n in names if n not in frame.columns][:5]
             raise InputError(f"the model's features {missing} are not columns of the data; name the columns as the model's features")
         x = x if isinstance(x, dict) else signature.rows(np.asarray(x).astype(signature.dtype))
-        cols = _columns([(0, None, x, signature.answers(predictor._run(x)))], signature, wide=0)
+        cols = _columns([(0, None, x, signature.answers(predictor._run(x)), 1, "champion")], signature, wide=0)
         out = pd.DataFrame({k: v for k, v in cols.items() if _is_answer(k, signature)}, index=frame.index)
     probabilities = [c for c in out.columns if c.startswith("probabilities_")]
     if probabilities:

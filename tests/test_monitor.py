@@ -5,6 +5,7 @@ changed on purpose and nothing when nothing was; `workbench monitor` must exit 1
 """
 import json
 import signal
+import sys
 import urllib.request
 
 import numpy as np
@@ -117,3 +118,27 @@ def test_bad_input_exits_2(cancer, tmp_path, args, message):
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
     with pytest.raises(InputError, match="model is a bundle"):
         monitor(reference, production, model=object())
+
+
+TELL = ("import os, sys; from workbench.traffic import read_traffic; "
+        "open(sys.argv[1], 'w').write(os.environ['WORKBENCH_DRIFTED'] + '|' + str(len(read_traffic(os.environ['WORKBENCH_CURRENT']))) "
+        "+ '|' + os.environ['WORKBENCH_MODEL'])")
+
+
+def test_drift_in_a_real_servers_traffic_runs_the_command_given(cancer, tmp_path):
+    from workbench.registry import promote, register
+
+    bundle, reference, production, _ = cancer
+    promote(register(bundle, "cancer").name, 1, "production")  # monitored through the registry, as it is served
+    _serve_and_log(bundle, production, tmp_path / "steady")
+    _serve_and_log(bundle, production.assign(**{"mean texture": production["mean texture"] + 8}), tmp_path / "shifted")
+    told = tmp_path / "told"
+    command = f"{sys.executable} -c \"{TELL}\" {told}"
+    quiet = workbench("monitor", "models:/cancer@production", "--reference", reference, "--current", tmp_path / "steady", "--on-drift", command)
+    assert quiet.returncode == 0 and not told.exists(), quiet.stdout + quiet.stderr  # no drift: nothing runs
+    ran = workbench("monitor", "models:/cancer@production", "--reference", reference, "--current", tmp_path / "shifted", "--on-drift", command)
+    assert ran.returncode == 0 and "running:" in ran.stderr, ran.stdout + ran.stderr
+    drifted, rows, model = told.read_text().split("|")
+    assert "mean texture" in drifted.split(",") and rows == str(len(production)) and model == "models:/cancer@production"
+    failed = workbench("monitor", bundle, "--reference", reference, "--current", tmp_path / "shifted", "--on-drift", "exit 7")
+    assert failed.returncode == 7 and "failed (exit 7)" in failed.stderr, failed.stderr

@@ -104,12 +104,13 @@ def _serving_commands(sub):
     deploy.add_argument("--out", type=Path, required=True, help="folder to write (it must not exist, or be empty)")
     deploy.add_argument("--image", help="the image's name in a registry (default: workbench-NAME:latest)")
     mon = sub.add_parser("monitor", help="compare production data with the reference: drift in features, answers and accuracy; exit 1 on drift")
-    mon.add_argument("bundle", type=Path, help="the model's bundle")
+    mon.add_argument("bundle", help="the model's bundle (a folder, or models:/NAME@ALIAS)")
     mon.add_argument("--reference", required=True, type=Path, help="the data the model was validated on (.parquet or .csv)")
     mon.add_argument("--current", required=True, type=Path, help="production data: a traffic-log folder (serve --log-requests), .parquet or .csv")
     mon.add_argument("--target", help="the column of true values, where they have arrived: checks accuracy too")
     mon.add_argument("--window", help="compare per time window too, e.g. 1D or 6h")
     mon.add_argument("--report", type=Path, help="write the HTML report here")
+    mon.add_argument("--on-drift", metavar="CMD", help="a shell command to run on drift (told what drifted in $WORKBENCH_*); exit with its status")
 
 
 # %% ../nbs/33_cli.ipynb #26a06397
@@ -180,13 +181,15 @@ def _models(args) -> int:
 
 
 def _monitor(args) -> int:
-    from workbench.monitor import monitor
+    from workbench.monitor import monitor, react
 
     result = monitor(args.reference, args.current, args.bundle, target=args.target, window=args.window)
-    print(result)
+    print(result, flush=True)
     if args.report:
         result.to_html(args.report)
-        print(f"report: {args.report}")
+        print(f"report: {args.report}", flush=True)
+    if args.on_drift:
+        return react(result, args.on_drift, args.current, args.reference, args.bundle)
     return 1 if result.drift else 0
 
 

@@ -17,7 +17,7 @@ from .evaluate import _page
 from .explore import _figure, _img, _table, compare
 
 # %% auto #0
-__all__ = ['Monitoring', 'monitor']
+__all__ = ['Monitoring', 'monitor', 'react']
 
 # %% ../nbs/28_monitor.ipynb #16b022c4
 _META = {"time", "request", "version", "role"}  # what the traffic log adds to each row: not features
@@ -253,3 +253,33 @@ def monitor(reference, current, model=None, target: str | None = None, window: s
         notes.append("no windows: the current data has no time column")
     return Monitoring(table[~table["column"].isin(answer_columns)].reset_index(drop=True),
                       table[table["column"].isin(answer_columns)].reset_index(drop=True), performance, timeline, notes, comparison)
+
+# %% ../nbs/28_monitor.ipynb #58c9c133
+def _as_path(data, folder: Path, name: str) -> str:
+    "The path of `data` (a file or folder as given), or of a Parquet file in `folder` it is written to."
+    if isinstance(data, (str, Path)):
+        return str(Path(data).resolve())
+    _read(data, name).to_parquet(folder / f"{name}.parquet")
+    return str(folder / f"{name}.parquet")
+
+
+def react(result: Monitoring, command: str, current, reference=None, model=None) -> int:
+    "Run `command` in a shell if `result` found drift, told what drifted through WORKBENCH_* variables; its exit status (0 with no drift)."
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    if not result.drift:
+        return 0
+    drifted = pd.concat([result.features, result.answers])
+    with tempfile.TemporaryDirectory(prefix="workbench-drift-") as folder:
+        env = {**os.environ, "WORKBENCH_DRIFT": result.verdict, "WORKBENCH_CURRENT": _as_path(current, Path(folder), "current"),
+               "WORKBENCH_DRIFTED": ",".join(map(str, drifted.loc[drifted["drift"], "column"])),
+               "WORKBENCH_REFERENCE": "" if reference is None else _as_path(reference, Path(folder), "reference"),
+               "WORKBENCH_MODEL": "" if model is None or not isinstance(model, (str, Path)) else str(model)}
+        print(f"workbench monitor: {result.verdict}; running: {command}", file=sys.stderr, flush=True)
+        code = subprocess.run(command, shell=True, env=env).returncode
+    if code:
+        print(f"workbench monitor: the command run on drift failed (exit {code}): {command}", file=sys.stderr)
+    return code

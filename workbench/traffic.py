@@ -107,7 +107,7 @@ def _write_parquet(columns: dict, path: Path):
     pq.write_table(table, tmp)
     os.replace(tmp, path)
 
-
+# %% ../nbs/22_traffic.ipynb #8bcd6926
 def _flush(self: TrafficLog):
     "Write every model's pending rows to new files of its own, one per version and role."
     with self._lock:

@@ -56,7 +56,7 @@ def test_demo_pipeline():
     if not result.ok:
         pytest.fail(result.failed[0].describe_error(), pytrace=False)
     runs = result.runs
-    assert set(runs) == {"explore", "cnn", "baseline", "export", "evaluate", "serve"}
+    assert set(runs) == {"explore", "cnn", "baseline", "export", "evaluate", "serve", "loop"}
     assert runs["explore"].metrics["rows"] == 1797 and runs["explore"].metrics["classes"] == 10
     assert runs["evaluate"].metrics["reloaded_accuracy"] == runs["cnn"].metrics["accuracy"]
     assert runs["evaluate"].metrics["baseline_reloaded_accuracy"] == runs["baseline"].metrics["accuracy"]
@@ -65,10 +65,15 @@ def test_demo_pipeline():
     assert "cnn_accuracy_difference" in runs["evaluate"].metrics and isinstance(runs["evaluate"].metrics["cnn_fair"], bool)
     assert runs["evaluate"].metrics["test_drift"] is False and runs["evaluate"].metrics["faded_drift"] is True  # monitor()
     assert runs["serve"].metrics["served_accuracy"] == runs["cnn"].metrics["accuracy"]  # over HTTP, from the bundle
+    from workbench.gate import decisions
     from workbench.registry import lineage, models
 
-    registered = models()  # the export stage registered both bundles, with the run that made them
-    assert set(registered["name"]) == {"digits-cnn", "digits-baseline"} and set(registered["run_id"]) == {runs["export"].id}
+    registered = models()  # the export stage registered both bundles, with the run that made them; the loop's retraining a third
+    assert set(registered["name"]) == {"digits-cnn", "digits-baseline"} and set(registered.loc[registered["version"] == 1, "run_id"]) == {runs["export"].id}
+    loop = runs["loop"].metrics  # served, drifted, retrained, gated, promoted, swapped: the server answered from the new version
+    assert (loop["champion_version"], loop["promoted_version"]) == (1, 2) and loop["faded_accuracy_after"] > loop["faded_accuracy_before"]
+    retrained = registered[(registered["name"] == "digits-baseline") & (registered["version"] == 2)]
+    assert "production" in retrained["aliases"].iloc[0] and decisions("digits-baseline")["promoted"].tolist() == [True]
     steps = lineage("digits-cnn", runs["export"].metrics["cnn_version"]).steps
     assert [s["stage"] for s in steps[:3]] == ["export", "cnn", "explore"] and len(steps[2]["data"]["data_fingerprint"]) == 64
     assert runs["serve"].metrics["baseline_served_accuracy"] == runs["baseline"].metrics["accuracy"]
@@ -79,6 +84,6 @@ def test_demo_pipeline():
 
     recorded = len(runs_table())
     again = DEMO.run({"smoke": True}, out_dir=out, workers=2, verbose=False, lock=False)
-    assert [r.status for r in again.runs.values()] == ["cached"] * 6, again
+    assert [r.status for r in again.runs.values()] == ["cached"] * 7, again
     assert len(runs_table()) == recorded  # no notebook ran again
     assert again.runs["evaluate"].metrics == runs["evaluate"].metrics

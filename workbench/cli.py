@@ -85,6 +85,7 @@ def _serving_flags(c):
     c.add_argument("--threads", type=int, help="ONNX Runtime threads per model call (default: the cores / workers)")
     c.add_argument("--log-requests", metavar="DIR", help="keep a sample of requests and answers as Parquet files in DIR")
     c.add_argument("--log-sample", type=float, default=1.0, help="fraction of requests kept by --log-requests (default: 1)")
+    c.add_argument("--log-seconds", type=float, default=60.0, help="how often --log-requests writes a file of what it holds (default: 60)")
     c.add_argument("--no-access-log", dest="access_log", action="store_false", help="no JSON line per request on stdout")
     c.add_argument("--watch-seconds", type=float, default=2.0, help="how often a models:/NAME@ALIAS looks where its alias points (default: 2)")
     c.add_argument("--shadow", action="append", metavar="[NAME=]BUNDLE[:SHARE%]", help="a second version that gets a copy of each request "
@@ -129,7 +130,7 @@ def _serving(module: str):
 def _settings(args):
     return _serving("serve").settings(args.bundles, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
                     max_body=args.max_body, threads=args.threads, log_requests=args.log_requests,
-                    log_sample=args.log_sample, access_log=args.access_log, watch_seconds=args.watch_seconds,
+                    log_sample=args.log_sample, log_seconds=args.log_seconds, access_log=args.access_log, watch_seconds=args.watch_seconds,
                     shadow=args.shadow, canary=args.canary)
 
 

@@ -46,6 +46,7 @@ class Settings:
     threads: int | None = None
     log_requests: str | None = None
     log_sample: float = 1.0
+    log_seconds: float = 60.0  # how often the traffic log writes what it holds
     access_log: bool = True
     watch_seconds: float = 2.0
     shadow: list | None = None  # [NAME=]SOURCE[:SHARE%] of each shadow (rollout.plan)
@@ -64,7 +65,7 @@ class Settings:
 
 # %% ../nbs/24_serve.ipynb #a2bb140c
 _LIMITS = {"max_batch": (int, 1), "max_wait_ms": (float, 0), "max_queue": (int, 1), "max_body": (int, 1), "threads": (int, 1),
-           "watch_seconds": (float, 0.1)}
+           "watch_seconds": (float, 0.1), "log_seconds": (float, 0.1)}
 
 
 def _named(bundles) -> dict:
@@ -194,7 +195,7 @@ class App:
         self.settings, self.metrics = settings, Metrics(settings.max_batch)
         self.models = {name: _model(name, path, settings, self.metrics.batch) for name, path in settings.bundles.items()}
         self.access = AccessLog() if settings.access_log else None
-        self.traffic = TrafficLog(settings.log_requests, settings.log_sample) if settings.log_requests else None
+        self.traffic = TrafficLog(settings.log_requests, settings.log_sample, seconds=settings.log_seconds) if settings.log_requests else None
         self.rollouts = Rollouts(_plans(settings), lambda name, source: _model(name, source, settings, self.metrics.batch),
                                  self.metrics.registry, self.traffic)
         self.failed = None

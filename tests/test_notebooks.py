@@ -1,7 +1,7 @@
 """The notebooks in nbs/ are the project's tests, executed by the same runner users run: `workbench test`.
 
 Each chapter runs in its own kernel, two at a time, with smoke values offered to the notebooks that declare them;
-the demo's stages run as their pipeline, nbs/pipelines/demo.yaml, as `workbench test nbs` finds it beside them.
+the stages of the pipelines beside them (nbs/pipelines/demo.yaml, retrain.yaml) run as their pipelines, as `workbench test nbs` finds them.
 A failure prints the notebook, the cell, its first line and the exception; executed notebooks are kept under
 test-results/notebooks/ and the JUnit report at test-results/notebooks.xml. The demo pipeline also runs in a test of
 its own, which checks what its stages recorded and that a second run is all cached.
@@ -19,12 +19,12 @@ from workbench.runs import runs as runs_table
 
 CHAPTERS = sorted((ROOT / "nbs").glob("*.ipynb"))
 DEMO = Pipeline.from_yaml(ROOT / "nbs" / "pipelines" / "demo.yaml")
+STAGES = {s.notebook.resolve() for p in sorted((ROOT / "nbs" / "pipelines").glob("*.yaml")) for s in Pipeline.from_yaml(p).stages.values()}
 
 
 def test_every_notebook_is_collected():
     on_disk = {p for p in (ROOT / "nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts}
-    stages = {s.notebook.resolve() for s in DEMO.stages.values()}
-    assert on_disk == set(CHAPTERS) | stages, "a notebook in nbs/ is neither a chapter nor a demo stage"
+    assert on_disk == set(CHAPTERS) | STAGES, "a notebook in nbs/ is neither a chapter nor a stage of a pipeline beside it"
 
 
 def _git_status() -> set:
@@ -44,7 +44,7 @@ def test_readme_test_command_on_nbs():
     failures = [f.text for f in ElementTree.parse(report).getroot().iter("failure")] if report.exists() else []
     assert out.returncode == 0, "\n\n".join(failures) or out.stderr[-3000:] or out.stdout  # kernels' stderr comes first
     suite = ElementTree.parse(report).getroot()
-    assert (suite.get("tests"), suite.get("failures")) == (str(len(CHAPTERS) + len(DEMO.stages)), "0")
+    assert (suite.get("tests"), suite.get("failures")) == (str(len(CHAPTERS) + len(STAGES)), "0")
     assert _git_status() == before, "workbench test wrote into the repository"
 
 

@@ -88,3 +88,11 @@ def test_rollback_without_an_earlier_version_says_so(tumours):
     assert out.returncode == 2 and "has only ever held version 1" in out.stderr
     out = workbench("models", "rollback", "tumours", "staging")
     assert out.returncode == 2 and "no alias 'staging'; its aliases are production" in out.stderr
+
+
+def test_a_gate_with_nothing_new_to_judge_passes_and_moves_nothing(tumours):
+    "A CI run whose pipeline was all cached: the newest version is the one production holds."
+    promote("tumours", 2, "production")
+    out = workbench("models", "promote", "tumours", "latest", "production", "--if-better-than", "production", "--on", tumours / "held.parquet")
+    assert out.returncode == 0 and "nothing to promote" in out.stdout, out.stdout + out.stderr
+    assert model_version("tumours", "production").version == 2 and decisions("tumours").empty

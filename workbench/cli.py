@@ -99,11 +99,20 @@ def _serving_commands(sub):
     _serving_flags(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for all)")
     serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
-    deploy = sub.add_parser("deploy", help="write what runs a bundle elsewhere: a Docker image, Kubernetes, KServe, Lambda")
+    deploy = sub.add_parser("deploy", help="write what runs a bundle elsewhere (a Docker image, Kubernetes, KServe, Lambda), or the CI job "
+                            "that tests, runs the pipeline and promotes it (GitHub Actions, Jenkins)")
     _serving_flags(deploy)
-    deploy.add_argument("--target", required=True, choices=["docker", "kubernetes", "kserve", "lambda"], help="where it will run")
-    deploy.add_argument("--out", type=Path, required=True, help="folder to write (it must not exist, or be empty)")
+    deploy.add_argument("--target", required=True, choices=["docker", "kubernetes", "kserve", "lambda", "github-actions", "jenkins"], help="where it will run")
+    deploy.add_argument("--out", type=Path, required=True, help="folder to write (it must not exist, or be empty; for CI: the workflow's folder)")
     deploy.add_argument("--image", help="the image's name in a registry (default: workbench-NAME:latest)")
+    ci = deploy.add_argument_group("CI jobs (github-actions, jenkins): BUNDLE is models:/NAME@ALIAS, the alias the gate moves")
+    ci.add_argument("--pipeline", help="the pipeline that makes the model, relative to the repository")
+    ci.add_argument("--on", metavar="DATA", help="the rows the gate judges on (.parquet or .csv), relative to the repository")
+    ci.add_argument("--label-column", default="target", help="the column of DATA with the true values (default: target)")
+    ci.add_argument("--fair", metavar="COLUMN", help="promote only if the fairness rules hold across the groups of COLUMN")
+    ci.add_argument("--not-worse", type=float, metavar="MARGIN", help="promote also when not worse by more than MARGIN")
+    ci.add_argument("--tests", default="nbs", help="the notebooks run as tests (default: nbs)")
+    ci.add_argument("--install", default="pip install -e .", help="how the job installs the project (default: pip install -e .)")
     mon = sub.add_parser("monitor", help="compare production data with the reference: drift in features, answers and accuracy; exit 1 on drift")
     mon.add_argument("bundle", help="the model's bundle (a folder, or models:/NAME@ALIAS)")
     mon.add_argument("--reference", required=True, type=Path, help="the data the model was validated on (.parquet or .csv)")
@@ -138,7 +147,20 @@ def _serve(args) -> int:
     return _serving("serve").run_server(_settings(args), host=args.host, port=args.port, workers=args.workers)
 
 
+def _ci(args) -> int:
+    from workbench.ci import Recipe, recipe
+
+    if len(args.bundles) != 1 or not str(args.bundles[0]).startswith("models:/") or not args.pipeline or not args.on:
+        raise WorkbenchError(f"--target {args.target} writes a CI job: give one models:/NAME@ALIAS (the alias its gate moves), "
+                             "--pipeline FILE and --on DATA")
+    print(recipe(Recipe(args.bundles[0], args.pipeline, args.on, args.label_column, args.fair, args.not_worse, args.tests, args.install),
+                 args.target, args.out))
+    return 0
+
+
 def _deploy(args) -> int:
+    if args.target in ("github-actions", "jenkins"):
+        return _ci(args)
     written = _serving("deploy").deploy(_settings(args), target=args.target, out=args.out, workers=args.workers, image=args.image)
     print("\n".join(str(p) for p in written))
     return 0
@@ -161,8 +183,8 @@ def _models(args) -> int:
     words = args.words
     if words[:1] == ["promote"] and len(words) == 4 and args.if_better_than:
         decision = _gated(args, *words[1:])
-        print(decision)
-        return 0 if decision.promoted else 1
+        print(decision or f"version {words[2]} of {words[1]} is what {args.if_better_than} holds already: nothing to promote")
+        return 0 if decision is None or decision.promoted else 1
     if words[:1] == ["promote"] and len(words) == 4:
         print(promote(*words[1:], store=args.store))
     elif words[:1] == ["rollback"] and len(words) == 3:
@@ -208,7 +230,7 @@ def _registry_command(sub):
 
 
 def _gated(args, name: str, version: str, alias: str):
-    "The gate's decision on promoting `version` of `name` to `alias`, on the rows of --on."
+    "The gate's decision on promoting `version` of `name` to `alias`, on the rows of --on; None when the two are one version (nothing new to judge)."
     import pandas as pd
 
     from workbench.export import load
@@ -221,6 +243,8 @@ def _gated(args, name: str, version: str, alias: str):
     if args.target not in frame or (args.fair and args.fair not in frame):
         missing = args.target if args.target not in frame else args.fair
         raise WorkbenchError(f"{args.on} has no column {missing!r}; its columns are {', '.join(map(str, frame.columns[:20]))}")
+    if model_version(name, version, args.store).version == model_version(name, args.if_better_than, args.store).version:
+        return None  # a CI run whose pipeline made nothing new: not a failure
     features = load(model_version(name, version, args.store).path).metadata.get("features")  # a frame's columns, where it knows them
     X = frame[features] if features and all(f in frame for f in features) else frame.drop(columns=[args.target, *([args.fair] if args.fair else [])])
     groups = frame[args.fair] if args.fair else None

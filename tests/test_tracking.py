@@ -1,15 +1,9 @@
-"""Comparing runs, collecting old runs' files and the runs page, from the command line as a user runs them."""
-import os
-import signal
-import subprocess
-import time
-import urllib.request
+"""Comparing runs and collecting old runs' files, from the command line as a user runs them."""
 from pathlib import Path
 
 import nbformat
-import pytest
 
-from conftest import WORKBENCH, workbench
+from conftest import workbench
 from workbench.run import make_notebook, run_notebook
 from workbench.runs import RunStore
 
@@ -51,33 +45,6 @@ def test_gc_keeps_the_newest_and_what_an_alias_needs(tmp_path):
     assert done.returncode == 0 and not Path(runs[0].output).exists() and not Path(runs[0].html).exists()
     assert Path(runs[2].output).exists() and (tmp_path / "bundle" / "model.onnx").exists()  # the newest run, the aliased bundle
     assert len(RunStore().runs()) == 3 and RunStore().records(runs[0].id)["accuracy"] == 0.9  # rows and values stay
-
-
-def test_the_runs_page_serves_runs_models_and_notebooks(tmp_path):
-    runs = _runs(tmp_path)
-    port = 18765 + os.getpid() % 1000
-    server = subprocess.Popen([WORKBENCH, "ui", "--port", str(port)], stdout=subprocess.PIPE, text=True)
-    try:
-        first = server.stdout.readline()
-        assert first.startswith(f"workbench ui: http://127.0.0.1:{port}/") and "this machine only" in first
-        base = f"http://127.0.0.1:{port}"
-        page = urllib.request.urlopen(f"{base}/?q={runs[1].id}").read().decode()
-        assert runs[1].id in page and runs[0].id not in page
-        run_page = urllib.request.urlopen(f"{base}/runs/{runs[1].id}").read().decode()
-        assert 'alt="loss"' in run_page and "the executed notebook" in run_page
-        assert urllib.request.urlopen(f"{base}/runs/{runs[1].id}/notebook").read().decode().startswith("<!DOCTYPE html>")
-        assert "no model registered yet" in urllib.request.urlopen(f"{base}/models").read().decode()
-        with pytest.raises(urllib.error.HTTPError, match="404"):
-            urllib.request.urlopen(f"{base}/runs/nope")
-    finally:
-        server.send_signal(signal.SIGINT)
-        assert server.wait(10) == 0
-    busy = subprocess.Popen([WORKBENCH, "ui", "--port", str(port)], stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)
-    taken = workbench("ui", "--port", port)
-    busy.send_signal(signal.SIGINT)
-    busy.wait(10)
-    assert taken.returncode == 2 and "choose another --port" in taken.stderr
 
 
 def test_runs_and_models_copied_to_mlflow(tmp_path, monkeypatch):

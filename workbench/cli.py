@@ -167,7 +167,7 @@ def _deploy(args) -> int:
 
 # %% ../nbs/33_cli.ipynb #7116fc1f
 def _ui(args) -> int:
-    from workbench.tracking import ui
+    from workbench.console import ui
 
     try:
         ui(args.store, args.host, args.port)

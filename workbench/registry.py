@@ -15,7 +15,7 @@ from .export import _verified
 from .runs import RunStore, current_run, git_state
 
 # %% auto #0
-__all__ = ['ModelVersion', 'model_version', 'register', 'promote', 'models', 'Lineage', 'lineage']
+__all__ = ['ModelVersion', 'model_version', 'register', 'promote', 'models', 'files_read', 'Lineage', 'lineage']
 
 # %% ../nbs/29_registry.ipynb #7746f1c7
 @dataclass
@@ -105,6 +105,11 @@ def _stage_record(notebook, run_id, store) -> dict:
     return {**record, "_folder": str(record_path.parent)} if record.get("run_id") == run_id else {}
 
 # %% ../nbs/29_registry.ipynb #ae67c873
+def files_read(step: dict) -> dict:
+    "The files a lineage step declared it reads, each with its digest (a folder's or a glob's pattern gives each file)."
+    return {f: d for pattern, found in step["inputs"].items() for f, d in (found.items() if isinstance(found, dict) else [(pattern, found)])}
+
+
 @dataclass
 class Lineage:
     "A model version and the steps that made it, back to the data: `steps` (stage, run, notebook, params, inputs, data, depth)."
@@ -121,7 +126,7 @@ class Lineage:
                          + ("  (as above)" if s["seen"] else f"  ({params})" if params else ""))
             if s["seen"]:
                 continue
-            lines += [f"{'   ' * (s['depth'] + 1)}input {p}: {d[:12] if d else d}" for p, d in s["inputs"].items()]
+            lines += [f"{'   ' * (s['depth'] + 1)}input {p}: {d[:12] if d else d}" for p, d in files_read(s).items()]
             lines += [f"{'   ' * (s['depth'] + 1)}{k} = {str(val)[:16]}" for k, val in s["data"].items()]
         return "\n".join(lines)
 

@@ -1,0 +1,43 @@
+"""`workbench ui` from the command line as a user starts it; the pages in a browser are tests/e2e/test_console.py."""
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import WORKBENCH, workbench
+from test_tracking import _runs
+
+
+def test_workbench_ui_serves_runs_models_and_notebooks_and_says_when_its_port_is_taken(tmp_path):
+    runs = _runs(tmp_path)
+    port = 18765 + os.getpid() % 1000
+    server = subprocess.Popen([WORKBENCH, "ui", "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        first = server.stdout.readline()
+        assert first.startswith(f"workbench ui: http://127.0.0.1:{port}/") and "this machine only" in first
+        base = f"http://127.0.0.1:{port}"
+        page = urllib.request.urlopen(f"{base}/?q={runs[1].id}").read().decode()
+        assert runs[1].id in page and runs[0].id not in page
+        run_page = urllib.request.urlopen(f"{base}/runs/{runs[1].id}").read().decode()
+        assert 'alt="loss"' in run_page and "the executed notebook" in run_page
+        assert urllib.request.urlopen(f"{base}/runs/{runs[1].id}/notebook").read().decode().startswith("<!DOCTYPE html>")
+        assert "no model registered yet" in urllib.request.urlopen(f"{base}/models").read().decode()
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"{base}/runs/nope")
+        with pytest.raises(urllib.error.HTTPError, match="400"):  # one run is not a comparison
+            urllib.request.urlopen(f"{base}/compare?id={runs[0].id}")
+        both = urllib.request.urlopen(f"{base}/compare?id={runs[0].id}&id={runs[1].id}").read().decode()
+        assert "2 runs compared" in both and 'alt="histories"' in both
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(10) == 0
+    busy = subprocess.Popen([WORKBENCH, "ui", "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    taken = workbench("ui", "--port", port)
+    busy.send_signal(signal.SIGINT)
+    busy.wait(10)
+    assert taken.returncode == 2 and "choose another --port" in taken.stderr

@@ -1,4 +1,4 @@
-"""`workbench ui` from the command line as a user starts it; the pages in a browser are tests/e2e/test_console.py."""
+"""`workbench ui` from the command line as a user starts it; the pages in a browser are tests/e2e/test_console_browser.py."""
 import os
 import signal
 import subprocess

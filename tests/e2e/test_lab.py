@@ -256,27 +256,3 @@ def test_evaluate_widget_switches_groups(lab, browser):
     finally:
         shot(page, "evaluate-groups")
         page.close()
-
-
-def test_runs_page_filter_open_a_run_see_its_curve(browser, tmp_path):
-    from test_tracking import _runs
-
-    runs = _runs(tmp_path)
-    port = _port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "workbench"), "ui", "--port", str(port)], stdout=subprocess.PIPE, text=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    try:
-        assert server.stdout.readline().startswith("workbench ui:")
-        page.goto(f"http://127.0.0.1:{port}/")
-        assert page.get_by_text("3 runs").count() == 1
-        page.fill("input[name=q]", runs[1].id)
-        page.get_by_role("button", name="filter").click()
-        page.get_by_text("1 runs").wait_for(timeout=10_000)
-        page.get_by_role("link", name=runs[1].id).click()
-        page.locator("img[alt=loss]").wait_for(timeout=10_000)  # the run's loss history, drawn
-        assert page.get_by_text("parameters").count() >= 1 and "lr" in page.content()
-    finally:
-        shot(page, "runs-page")
-        page.close()
-        server.send_signal(signal.SIGINT)
-        server.wait(10)

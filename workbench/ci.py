@@ -49,8 +49,9 @@ class Recipe:
 
 # %% ../nbs/25_ci.ipynb #af9b4e2c
 def _github_steps(r: Recipe) -> list:
+    "The steps every job starts with: the code, Python, the project installed."
     return [{"uses": "actions/checkout@v5"}, {"uses": "actions/setup-python@v6", "with": {"python-version": r.python}},
-            {"name": "install", "run": r.commands()["install"]}]
+            {"name": "install", "run": r.install}]
 
 
 def github_actions(r: Recipe) -> str:

@@ -61,8 +61,10 @@ def took(seconds) -> str:
 
 def _when(at) -> str:
     "A time for a page: how long ago, the UTC time in its tooltip."
-    exact = "" if at is None or pd.isna(at) else pd.Timestamp(at, unit="s") if isinstance(at, numbers.Real) else pd.Timestamp(at)
-    return f"<span title='{exact:%Y-%m-%d %H:%M:%S} UTC'>{ago(at)}</span>" if exact != "" else ""
+    if at is None or pd.isna(at):
+        return ""
+    exact = pd.Timestamp(at, unit="s") if isinstance(at, numbers.Real) else pd.Timestamp(at)
+    return f"<span title='{exact:%Y-%m-%d %H:%M:%S} UTC'>{ago(at)}</span>"
 
 
 def _cell(value, width: int = 24, paths: bool = False) -> str:
@@ -173,7 +175,7 @@ def _one(query: dict, name: str, default=None):
     return query.get(name, [default])[0]
 
 
-def _label(run: str, notebook: str, output) -> str:
+def _label(notebook: str, output) -> str:
     "What a run is called in a table: its stage (the folder its notebook ran in) inside a group, else the notebook's name."
     return Path(output).parent.name if output and Path(output).parent.name not in ("", ".") else Path(notebook).stem
 
@@ -214,7 +216,7 @@ def _run_row(run: dict, output, columns: list) -> str:
     "A run's row: a box to tick, its name (a link), status (the error in its tooltip), start, duration, the chosen columns."
     error = f" title='{html.escape(str(run['error']))}'" if run.get("error") else ""
     cells = [f"<td><input type='checkbox' name='id' value='{html.escape(run['id'])}' form='compare' aria-label='{html.escape(run['id'])}'></td>",
-             f"<td><a href='/runs/{html.escape(run['id'])}' title='{html.escape(run['id'])}'>{html.escape(_label(run['id'], run['notebook'], output))}</a></td>",
+             f"<td><a href='/runs/{html.escape(run['id'])}' title='{html.escape(run['id'])}'>{html.escape(_label(run['notebook'], output))}</a></td>",
              f"<td><span class='badge s-{html.escape(run['status'])}'{error}>{html.escape(run['status'])}</span></td>",
              f"<td>{_when(run['started'])}</td>", f"<td class='n'>{took(run['duration'])}</td>"]
     cells += [f"<td class='n'>{_cell(run.get(c))}</td>" for c in columns]
@@ -389,19 +391,16 @@ def lineage_graph(found) -> dict:
 
 def _pages_of(store: RunStore, run_id: str | None) -> list:
     "Links to the pages of the pipeline run that made a version: each stage's executed notebook and the reports it wrote."
-    if not run_id:
-        return []
-    made = store.runs(ids=[run_id])
-    if made.empty:  # a run of another store, or one removed
-        return []
-    tag = made["pipeline"].iloc[0]
-    runs = store.runs(last=1000)
-    runs = runs[runs["pipeline"] == tag] if isinstance(tag, str) else made
-    files = _files(store, list(runs["id"]))
+    from contextlib import closing
+
+    columns = "SELECT id, notebook, output, html FROM runs WHERE "
+    with closing(store._connect()) as db:
+        tag = db.execute("SELECT pipeline FROM runs WHERE id=?", (run_id,)).fetchone()  # None: no run, or one of another store
+        rows = [] if tag is None else db.execute(columns + "pipeline=? ORDER BY started", tag).fetchall() if tag[0] else \
+            db.execute(columns + "id=?", (run_id,)).fetchall()
     links = []
-    for run in runs.sort_values("started")["id"]:
-        output, page = files[run]
-        name = _label(run, runs.loc[runs["id"] == run, "notebook"].iloc[0], output)
+    for run, notebook, output, page in rows:
+        name = _label(notebook, output)
         if page and Path(page).is_file():
             links.append(f"<a href='/runs/{html.escape(run)}/notebook'>{html.escape(name)}</a>")
         links += [f"<a href='/runs/{html.escape(run)}/files/{html.escape(f)}'>{html.escape(name)}: {html.escape(f)}</a>" for f in _written(output)]

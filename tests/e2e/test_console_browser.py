@@ -6,16 +6,14 @@ page must fit a 1280-wide screen without scrolling sideways.
 import os
 import signal
 import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import nbformat
 import pytest
 from sklearn.datasets import load_iris
 
 from conftest import RESULTS, WORKBENCH, workbench
-from test_lab import CHROMIUM, _port, browser  # noqa: F401 (the browser fixture)
+from test_lab import _port, browser  # noqa: F401 (the browser fixture)
 from workbench.run import make_notebook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]

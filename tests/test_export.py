@@ -51,7 +51,9 @@ def test_kill_during_export_leaves_no_bundle(tmp_path):
 def test_check_command(tmp_path):
     ex.export(synth_mlp(), torch.randn(4, 8), tmp_path / "b", formats=["onnx", "pt2"])
     ok = workbench("check", tmp_path / "b")
-    assert ok.returncode == 0 and "onnx" in ok.stdout and "pt2" in ok.stdout
+    assert ok.returncode == 0 and "onnx: ok" in ok.stdout and "--trust-pt2" in ok.stdout
+    trusted = workbench("check", tmp_path / "b", "--trust-pt2")
+    assert trusted.returncode == 0 and "pt2: ok" in trusted.stdout
     meta = json.loads((tmp_path / "b" / "metadata.json").read_text())
     expected = np.load(tmp_path / "b" / "expected.npy")
     np.save(tmp_path / "b" / "expected.npy", expected + 1.0)  # the stored outputs no longer match
@@ -66,7 +68,7 @@ def test_a_loaded_predictor_outlives_its_folder(tmp_path):
     import shutil
 
     ex.export(synth_mlp(), torch.randn(4, 8), tmp_path / "b", formats=["onnx", "pt2"])
-    predictors = [ex.load(tmp_path / "b", backend=b) for b in ("onnx", "pt2")]
+    predictors = [ex.load(tmp_path / "b", backend=b, trusted=["pt2"]) for b in ("onnx", "pt2")]
     x = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
     before = [p.predict(x) for p in predictors]
     shutil.rmtree(tmp_path / "b")  # deleted (or moved) while loaded: what is in memory keeps answering

@@ -212,7 +212,7 @@ def test_hugging_face_models_export_and_answer_with_their_logits(name, tmp_path)
     model.eval()
     with torch.no_grad():
         expected = model(x).logits.numpy()
-    for backend, kwargs in (("onnx", {}), ("pt2", {}), ("torch", {"model": make()})):
+    for backend, kwargs in (("onnx", {}), ("pt2", {"trusted": ["pt2"]}), ("torch", {"model": make()})):
         got = load(tmp_path / name, backend=backend, **kwargs).predict(x.numpy())
         np.testing.assert_allclose(got, expected, atol=1e-5, err_msg=backend)
     if name.startswith("gpt2"):
@@ -328,7 +328,7 @@ def test_a_sequence_of_any_length_with_dynamic_axes(name, tmp_path):
     bundle = export(model, torch.randint(2, 50, (4, 12)), tmp_path / name, dynamic_axes={1: "sequence"})
     assert bundle.metadata["inputs"][0]["shape"] == ["batch", "sequence"] and {"model.onnx", "model.pt2"} <= set(bundle.files)
     for backend in ("onnx", "pt2"):
-        predictor = load(tmp_path / name, backend=backend)
+        predictor = load(tmp_path / name, backend=backend, trusted=["pt2"])
         for length in (3, 20):
             x = torch.randint(2, 50, (2, length))
             with torch.no_grad():

@@ -70,7 +70,7 @@ def test_chapters_come_after_what_they_build_on():
 
     chapter = {}
     for p in (ROOT / "workbench").glob("*.py"):
-        if found := re.search(r"File to edit: \.\./nbs/(\d+)_\w+\.ipynb", p.read_text()):
+        if found := re.search(r"File to edit: \.\./nbs/(\d+)[a-z]?_\w+\.ipynb", p.read_text()):
             chapter[p.stem] = int(found.group(1))
     late = [f"{m} ({chapter[m]}) imports {d} ({chapter[d]})" for m, deps in module_graph().items() if m in chapter
             for d in deps if d in chapter and chapter[d] >= chapter[m]]

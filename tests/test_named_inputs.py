@@ -190,7 +190,7 @@ def test_a_bert_with_an_attention_mask_answers_padded_batches_as_the_model(kind,
     with torch.no_grad():
         want = model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits.numpy()
     for backend in ("onnx", "pt2"):
-        np.testing.assert_allclose(load(tmp_path / "bert", backend=backend).predict(batch), want, atol=1e-5)
+        np.testing.assert_allclose(load(tmp_path / "bert", backend=backend, trusted=["pt2"]).predict(batch), want, atol=1e-5)
     with pytest.raises(InputError, match="'attention_mask' has sequence 5, but 'input_ids' has 20"):
         load(tmp_path / "bert").predict({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"][:, :5]})
     with pytest.raises(InputError, match="missing input 'attention_mask'"):
@@ -213,5 +213,5 @@ def test_positional_inputs_are_named_after_forward(tmp_path):
     with torch.no_grad():
         want = model(torch.from_numpy(a), torch.from_numpy(b)).numpy()
     for backend in ("onnx", "pt2"):
-        np.testing.assert_allclose(load(tmp_path / "towers", backend=backend).predict((a, b)), want, atol=1e-6)
+        np.testing.assert_allclose(load(tmp_path / "towers", backend=backend, trusted=["pt2"]).predict((a, b)), want, atol=1e-6)
     np.testing.assert_allclose(load(tmp_path / "towers", backend="torch", model=Towers()).predict({"image": a, "extra": b}).shape, (2, 2))

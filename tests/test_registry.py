@@ -1,5 +1,6 @@
 """The registry as a team uses it: bundles exported inside runs become versions, aliases move, load goes through it."""
 import json
+import os
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
@@ -7,11 +8,17 @@ import torch
 from torch import nn
 
 from conftest import workbench, write_notebook
-from workbench.core import InputError
-from workbench.export import ExportError, export, load
+from pathlib import Path
+
+from workbench.core import InputError, file_sha256
+from workbench.export import ExportError, check, export, load
 from workbench.registry import lineage, model_version, models, promote, register
 from workbench.run import run_notebook
 from workbench.runs import RunStore
+
+
+def _hashes(folder) -> dict:
+    return {p.name: file_sha256(p) for p in sorted(Path(folder).iterdir())}
 
 
 def _bundle(path, seed=0, name="scorer"):
@@ -25,10 +32,14 @@ def test_an_export_inside_a_run_is_registered_with_its_run(tmp_path):
                         "b = export(nn.Sequential(nn.Linear(4, 2)).eval(), torch.randn(4, 4), 'bundle', name='scorer', formats=['onnx'], overwrite=True)\n"
                         "record('version', b.version)", parameters="lr = 0.1")
     first = run_notebook(nb, {"lr": 0.5}, out_dir=tmp_path / "out", html=False)
+    v1_before = _hashes(model_version("scorer", 1).path)
     second = run_notebook(nb, out_dir=tmp_path / "out2", html=False)
     assert first.ok and second.ok and (first.metrics["version"], second.metrics["version"]) == (1, 2)
     v1 = model_version("scorer", 1)
-    assert v1.run_id == first.id and v1.path == str((tmp_path / "bundle").resolve()) and "workbench" in v1.source["versions"]
+    assert v1.run_id == first.id and v1.source["exported_to"] == str((tmp_path / "bundle").resolve()) and "workbench" in v1.source["versions"]
+    assert Path(v1.path).parent == tmp_path / "artifacts" / "bundles"  # kept beside the store
+    # the second run exported into the same folder (overwrite=True): version 1 is still byte for byte what it was
+    assert _hashes(v1.path) == v1_before and _hashes(v1.path) != _hashes(model_version("scorer", 2).path)
     steps = lineage("scorer", 1).steps
     assert steps[0]["run_id"] == first.id and steps[0]["params"] == {"lr": 0.5} and steps[0]["notebook"].endswith("make.ipynb")
 
@@ -48,19 +59,60 @@ def test_the_command_lists_promotes_and_walks_lineage(tmp_path):
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
 
 
-def test_a_bundle_changed_after_registration_is_refused_by_name(tmp_path):
+def test_a_bundle_changed_in_place_after_registration_is_refused_by_name(tmp_path):
     register(_bundle(tmp_path / "a").path)
-    (tmp_path / "a" / "model.onnx").write_bytes(b"not the model")
-    with pytest.raises(ExportError, match=r"model.onnx was changed after export"):
+    (tmp_path / "a" / "model.onnx").write_bytes(b"not the model")  # the bundle's file is the kept blob itself (a hard link)
+    with pytest.raises(ExportError, match=r"models:/scorer/1 .*model.onnx no longer has the digest it was registered with"):
         load("models:/scorer/1")
 
 
-def test_a_replaced_bundle_is_not_the_registered_version(tmp_path):
-    register(_bundle(tmp_path / "a").path)
-    torch.manual_seed(5)
-    export(nn.Sequential(nn.Linear(4, 2)).eval(), torch.randn(4, 4), tmp_path / "a", name="scorer", formats=["onnx"], overwrite=True)
-    with pytest.raises(ExportError, match="metadata.json changed after scorer version 1 was registered"):
-        load("models:/scorer/1")
+@pytest.mark.parametrize("how", ["overwrite", "removed", "renamed"])
+def test_a_registered_version_outlives_what_happens_to_its_folder(tmp_path, how):
+    v1 = register(_bundle(tmp_path / "a").path)
+    x = torch.randn(3, 4).numpy()
+    before, answers = _hashes(v1.path), load("models:/scorer/1").predict(x)
+    if how == "overwrite":
+        _bundle_again = export(nn.Sequential(nn.Linear(4, 2)).eval(), torch.randn(4, 4), tmp_path / "a", name="scorer",
+                               formats=["onnx"], overwrite=True)
+        assert _bundle_again.path == tmp_path / "a"
+    elif how == "removed":
+        import shutil
+
+        shutil.rmtree(tmp_path / "a")
+    else:
+        os.rename(tmp_path / "a", tmp_path / "elsewhere")
+    assert _hashes(v1.path) == before
+    assert (load("models:/scorer/1").predict(x) == answers).all() and set(check("models:/scorer/1")) == {"onnx"}
+
+
+def test_promote_refuses_a_tampered_version_and_check_names_the_file(tmp_path):
+    v1 = register(_bundle(tmp_path / "a").path)
+    register(_bundle(tmp_path / "b", seed=1).path)
+    promote("scorer", 2, "production")
+    ok = workbench("check", "models:/scorer/1")
+    assert ok.returncode == 0 and "onnx: ok" in ok.stdout, ok.stderr
+    kept = Path(v1.path) / "model.onnx"
+    os.chmod(kept, 0o644)
+    kept.write_bytes(kept.read_bytes()[:-1])
+    bad = workbench("models", "promote", "scorer", "1", "production")
+    assert bad.returncode == 2 and "model.onnx no longer has the digest" in bad.stderr and "Traceback" not in bad.stderr
+    assert model_version("scorer", "production").version == 2
+    checked = workbench("check", "models:/scorer/1")
+    assert checked.returncode == 2 and "model.onnx" in checked.stderr
+
+
+def test_models_gc_lists_then_removes_only_what_no_version_references(tmp_path):
+    from workbench.artifacts import artifacts_root, keep
+
+    v1 = register(_bundle(tmp_path / "a").path)
+    (tmp_path / "stray").mkdir()
+    (tmp_path / "stray" / "notes.txt").write_text("left by a registration that died before its row")
+    keep(tmp_path / "stray", {"notes.txt": None}, artifacts_root(RunStore().path))
+    listed = workbench("models", "gc")
+    assert listed.returncode == 0 and listed.stdout.count("\n") == 3 and "--delete" in listed.stdout, listed.stdout  # a blob, a folder, the hint
+    assert workbench("models", "gc", "--delete").returncode == 0
+    again = workbench("models", "gc")
+    assert again.returncode == 0 and "nothing" in again.stdout and _hashes(v1.path) and load("models:/scorer/1")
 
 
 @pytest.mark.parametrize("uri, message", [("models:/", "a model URI is"), ("models:/scorer/1/2", "a model URI is"),

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from .core import patch
-from .export import ExportError, _resolve, load
+from .bundles import ExportError, _resolve, _stored
+from .export import load
 from .formats import _parity
-from .inputs import load_sample, pad, rows, take
+from .inputs import pad, rows, take
 from .protocol import RequestError, Signature
 
 # %% auto #0
@@ -48,9 +49,7 @@ class Model:
         self.predictor = load(self.path, threads=self.threads)
         self.signature = Signature(self.predictor.metadata)
         self.platform = _PLATFORMS.get(self.predictor.backend, self.predictor.backend)
-        sample = load_sample(self.path)
-        expected = {key: np.load(self.path / file, allow_pickle=False) for key, file in
-                    (("predict", "expected.npy"), ("predict_proba", "expected_proba.npy")) if (self.path / file).exists()}
+        sample, expected = _stored(self.path)  # read as data: no objects, no file outside the bundle
         tolerance = self.predictor.metadata["tolerance"]
         parity = _parity(expected, self.predictor._run(sample), tolerance["atol"], tolerance["rtol"])
         if not parity["ok"]:

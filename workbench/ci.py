@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from .core import InputError, atomic_write
-from .export import model_ref
+from .bundles import model_ref
 
 # %% auto #0
 __all__ = ['TARGETS', 'FILES', 'Recipe', 'github_actions', 'jenkins', 'recipe']

@@ -178,7 +178,7 @@ def _ui(args) -> int:
 
 def _models(args) -> int:
     from workbench.gate import decisions, rollback
-    from workbench.registry import lineage, models, promote
+    from workbench.registry import gc, lineage, models, promote
 
     words = args.words
     if words[:1] == ["promote"] and len(words) == 4 and args.if_better_than:
@@ -194,6 +194,11 @@ def _models(args) -> int:
         print(table.drop(columns=["evidence"]).to_string(index=False) if len(table) else f"no gate decision on {words[1]} yet")
     elif words[:1] == ["lineage"] and len(words) in (2, 3):
         print(lineage(words[1], words[2] if len(words) == 3 else "latest", store=args.store))
+    elif words == ["gc"]:
+        unused = gc(store=args.store, delete=args.delete)
+        print("\n".join(map(str, unused)) if unused else "nothing to remove: every kept file belongs to a version")
+        if unused:
+            print(f"{len(unused)} unreferenced; removed" if args.delete else f"{len(unused)} unreferenced: workbench models gc --delete removes them")
     elif len(words) <= 1 and words[:1] not in (["promote"], ["lineage"], ["rollback"], ["decisions"]):
         table = models(words[0] if words else None, store=args.store)
         print(table.drop(columns=["digest", "metrics", "tags"]).to_string(index=False) if len(table) else "no model registered yet")
@@ -220,13 +225,14 @@ def _monitor(args) -> int:
 def _registry_command(sub):
     reg = _command(sub, "models", "registered model versions: list them, promote one to an alias (through a gate), roll an "
                                   "alias back, see the gate's decisions, walk a version's lineage")
-    reg.add_argument("words", nargs="*", metavar="[NAME] | promote NAME VERSION ALIAS | rollback NAME ALIAS | decisions NAME | lineage NAME [VERSION]")
+    reg.add_argument("words", nargs="*", metavar="[NAME] | promote NAME VERSION ALIAS | rollback NAME ALIAS | decisions NAME | lineage NAME [VERSION] | gc")
     reg.add_argument("--if-better-than", metavar="ALIAS", help="promote only if better than the version ALIAS holds, on --on DATA")
     reg.add_argument("--on", type=Path, metavar="DATA", help="the rows the gate judges on: a .parquet or .csv file with the --target column")
     reg.add_argument("--target", default="target", help="the column of DATA that holds the true values (default: target)")
     reg.add_argument("--not-worse", type=float, metavar="MARGIN", help="promote also when not worse by more than MARGIN")
     reg.add_argument("--fair", metavar="COLUMN", help="and only if the fairness rules hold across the groups of COLUMN")
     reg.add_argument("--min-rows", type=int, default=100, help="the fewest rows the gate judges on (default: 100)")
+    reg.add_argument("--delete", action="store_true", help="with gc: remove what no version references (without it, only list)")
 
 
 def _gated(args, name: str, version: str, alias: str):
@@ -304,8 +310,9 @@ def _parser() -> argparse.ArgumentParser:
     _tracking_commands(sub)
     _tuning_command(sub)
     _registry_command(sub)
-    chk = sub.add_parser("check", help="verify an exported bundle: file hashes, and outputs on its stored sample")
-    chk.add_argument("bundle", type=Path)
+    chk = _command(sub, "check", "verify a bundle (a folder, or models:/NAME/VERSION|ALIAS): file sizes and hashes, and outputs on its stored sample")
+    chk.add_argument("bundle", help="a bundle's folder, or models:/NAME/VERSION (or @ALIAS)")
+    chk.add_argument("--trust-pt2", action="store_true", help="also run model.pt2 (torch.export.load unpickles: only for bundles you trust)")
     show = sub.add_parser("pipeline", help="look at a pipeline without running it").add_subparsers(
         dest="action", required=True).add_parser("show", help="its DAG: a line per stage; --plot also draws it")
     show.add_argument("pipeline", type=Path, help="a pipeline .yaml")
@@ -450,8 +457,11 @@ def _params(args) -> int:
 def _check(args) -> int:
     from workbench.export import check
 
-    for fmt, parity in check(args.bundle).items():
+    results = check(args.bundle, trusted=["pt2"] if args.trust_pt2 else None, store=args.store)
+    for fmt, parity in results.items():
         print(f"{fmt}: ok (max abs diff {parity['max_abs']:.2e})")
+    if not args.trust_pt2 and "pt2" not in results:
+        print("files: ok (sizes and sha256); model.pt2, where there is one, is not run without --trust-pt2")
     return 0
 
 # %% ../nbs/33_cli.ipynb #cc2a1d25

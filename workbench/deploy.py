@@ -17,7 +17,8 @@ from pathlib import Path
 import orjson
 
 from .core import InputError, atomic_write
-from .export import _resolve, load
+from .bundles import _resolve
+from .export import load
 from .protocol import RequestError, Signature, encoding_of, inflate, read_plain, read_v2, write_plain, write_v2
 from .serve import Settings, settings
 

@@ -19,22 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifacts import artifacts_root, keep
+from .bundles import _EXPECTED, ExportError, _resolve, _safetensors_ok, _stored, _verified
 from .core import InputError, WorkbenchError, _keras, atomic_write, environment, file_sha256, patch
 from .formats import (_KERAS_WRITERS, _SK_WRITERS, _WRITERS, _boosting, _keras_module, _keras_runner,
                                _keras_weights_runner, _native_runner, _numpy, _onnx_runner, _parity, _quiet_exporters,
                                _sklearn_outputs, _skops_runner, _torch_runner)
 from .inputs import (TEXT, Inputs, _as_numpy, _check_axes, _in_model_order, _named_sample, _shape, _sklearn_sample,
-                              is_named, load_sample, padding_of, probe, rows, save_sample, second_batch, shorter)
+                              is_named, padding_of, probe, rows, save_sample, second_batch, shorter)
 
 # %% auto #0
-__all__ = ['TORCH_FORMATS', 'KERAS_FORMATS', 'SKLEARN_FORMATS', 'ExportError', 'Bundle', 'export', 'Predictor', 'model_ref',
-           'load', 'check', 'ExportButton']
+__all__ = ['TORCH_FORMATS', 'KERAS_FORMATS', 'SKLEARN_FORMATS', 'Bundle', 'export', 'Predictor', 'load', 'check', 'ExportButton']
 
 # %% ../nbs/12_export.ipynb #819fb5ec
-class ExportError(WorkbenchError):
-    "A format could not be written, or its reloaded model disagrees with the original; the message names which."
-
-
 TORCH_FORMATS = ("safetensors", "onnx", "pt2")
 KERAS_FORMATS = ("safetensors", "onnx", "keras")
 SKLEARN_FORMATS = ("onnx", "skops")
@@ -269,6 +266,21 @@ def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics
     }
 
 # %% ../nbs/12_export.ipynb #14f22af3
+def _bundle_names(path: Path, meta: dict) -> dict:
+    "The files a registered version keeps: metadata, card, sample and expected answers, and the model files (with the digests the metadata records)."
+    own = [n for n in ("metadata.json", "MODEL_CARD.md", "sample.npy", "sample.npz", *_EXPECTED.values()) if (path / n).is_file()]
+    return {**{n: None for n in own}, **{n: f["sha256"] for n, f in meta["files"].items()}}
+
+
+def _add_version(store, path: Path, meta: dict, name: str, source: dict, tags: dict | None = None) -> int:
+    "Keep the bundle's files in the store's artifact store and add them as the next version of `name`; the number."
+    from workbench.runs import current_run
+
+    kept, files = keep(path, _bundle_names(path, meta), artifacts_root(store.path))
+    return store.add_version(name, str(kept), files["metadata.json"], run_id=current_run(), metrics=meta.get("metrics", {}),
+                             source={**source, "exported_to": str(path.resolve())}, tags=tags, files=files)
+
+
 def _register_in_run(path: Path, meta: dict) -> int | None:
     "Inside a recorded run, the bundle becomes the next version of its model in the run store's registry; the number."
     from workbench.runs import RunStore, current_run, git_state
@@ -276,9 +288,7 @@ def _register_in_run(path: Path, meta: dict) -> int | None:
     if not current_run():
         return None
     store = RunStore(os.environ.get("WORKBENCH_RUNS_DB"))
-    source = {"versions": meta["versions"], **git_state()}
-    return store.add_version(meta["name"], str(path.resolve()), file_sha256(path / "metadata.json"), run_id=current_run(),
-                             source=source, metrics=meta["metrics"])
+    return _add_version(store, path, meta, meta["name"], {"versions": meta["versions"], **git_state()})
 
 
 def _place(tmp: Path, path: Path):
@@ -361,9 +371,6 @@ def export(model, sample, path, formats=None, name: str | None = None, metrics: 
             shutil.rmtree(tmp, ignore_errors=True)
     return Bundle(path, meta, _register_in_run(path, meta))
 
-# %% ../nbs/12_export.ipynb #6c5e9535
-_EXPECTED = {"predict": "expected.npy", "predict_proba": "expected_proba.npy"}  # the reference's answers on the sample
-
 # %% ../nbs/12_export.ipynb #6a8b5431
 def _fits(shape, features: tuple) -> bool:
     "Whether rows of `shape` fit a signature's features (a named axis, such as 'sequence', takes any size)."
@@ -423,98 +430,87 @@ def predict_proba(self: Predictor, x) -> np.ndarray:
 def __repr__(self: Predictor) -> str:
     return f"Predictor({self.path}, backend={self.backend!r})"
 
-# %% ../nbs/12_export.ipynb #d26091ff
-def _verified(path) -> dict:
-    path = Path(path)
-    meta_path = path / "metadata.json"
-    if not path.exists():
-        raise InputError(f"there is no bundle at {path}: the folder does not exist (working folder: {Path.cwd()})")
-    if not meta_path.is_file():
-        raise InputError(f"{path} is not a workbench bundle (no metadata.json)")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != "workbench.bundle/1":
-        raise InputError(f"{meta_path} is not a workbench bundle's metadata")
-    for name, f in meta["files"].items():
-        file = path / name
-        if not file.is_file():
-            raise ExportError(f"{file} is listed in the bundle but missing")
-        if file_sha256(file) != f["sha256"]:
-            raise ExportError(f"{file} was changed after export (sha256 mismatch); re-export it, or restore the original")
-    return meta
-
-# %% ../nbs/12_export.ipynb #1d856c7b
-def model_ref(uri: str) -> tuple[str, str]:
-    "(name, ref) of `models:/NAME/VERSION`, `models:/NAME/ALIAS` (or `models:/NAME@ALIAS`) or `models:/NAME/latest`."
-    text = uri[len("models:/"):].strip("/")
-    name, _, ref = text.partition("@") if "@" in text else text.partition("/")
-    if not name or not ref or "/" in ref or "/" in name:
-        raise InputError(f"{uri!r}: a model URI is models:/NAME/VERSION, models:/NAME/ALIAS (or models:/NAME@ALIAS) or models:/NAME/latest")
-    return name, ref
-
-
-def _resolve(uri: str, store=None) -> tuple[Path, int]:
-    "The folder and number of the version a registry URI names now, checked against the digest it was registered with."
-    from workbench.runs import RunStore
-
-    row = (store or RunStore(os.environ.get("WORKBENCH_RUNS_DB"))).version(*model_ref(uri))
-    path, meta = Path(row["path"]), Path(row["path"]) / "metadata.json"
-    if not meta.is_file():
-        raise ExportError(f"{uri} is version {row['version']} at {path}, which is no longer a bundle (no metadata.json)")
-    if file_sha256(meta) != row["digest"]:
-        raise ExportError(f"{meta} changed after {row['name']} version {row['version']} was registered: restore the bundle, or register it again")
-    return path, row["version"]
-
 # %% ../nbs/12_export.ipynb #eb7cf98a
-def load(path, backend: str | None = None, model=None, trusted=None, threads: int | None = None) -> Predictor:
-    "Load a bundle (a folder, or models:/NAME/VERSION|ALIAS) after checking its files' hashes; never unpickles. Default backend: ONNX Runtime."
-    path = _resolve(path)[0] if str(path).startswith("models:/") else Path(path)
-    meta = _verified(path)
-    files = {f["format"]: path / name for name, f in meta["files"].items()}
-    backend = backend or next((b for b in ("onnx", "pt2", "skops", "xgboost", "lightgbm", "keras") if b in files), "torch")
-    if backend not in ("onnx", "pt2", "torch", "skops", "xgboost", "lightgbm", "keras"):
-        raise InputError(f"unknown backend {backend!r}; use 'onnx', 'pt2', 'torch', 'skops', 'xgboost', 'lightgbm' or 'keras'")
+_BACKENDS = ("onnx", "pt2", "torch", "skops", "xgboost", "lightgbm", "keras")
+
+
+def _backend(files: dict, backend, trusted) -> str:
+    "The backend to load with: the one asked for, or the first inert one the bundle has (pt2 only when named trusted)."
+    pt2 = "pt2" in (trusted or [])
+    backend = backend or next((b for b in ("onnx", "skops", "xgboost", "lightgbm", "keras", *(["pt2"] if pt2 else [])) if b in files), None)
+    if backend is None:
+        how = "pass trusted=['pt2'] if you trust where it came from (torch.export.load unpickles), or " if "pt2" in files else ""
+        raise InputError(f"this bundle has no file that loads without running code ({sorted(files)}): {how}load it with "
+                         "backend='torch', model=YourModule() (its safetensors weights)")
+    if backend not in _BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; use {', '.join(map(repr, _BACKENDS))}")
     if backend not in files and not (backend == "torch" and "safetensors" in files):
         raise InputError(f"this bundle has no {backend!r} file; it has {sorted(files)}")
+    if backend == "pt2" and not pt2:
+        raise InputError(f"{files['pt2']}: a .pt2 archive is unpickled by torch.export.load, so it can run code; "
+                         "pass trusted=['pt2'] if you trust where this bundle came from, or use backend='onnx'")
+    return backend
+
+
+# %% ../nbs/12_export.ipynb #07b6e453
+def _runner(backend: str, files: dict, meta: dict, model, trusted, threads):
+    "How the chosen backend answers: a function of one batch (or feed)."
     if backend == "onnx":
-        run = _onnx_runner(files["onnx"], meta, threads)
-    elif backend == "pt2":
+        return _onnx_runner(files["onnx"], meta, threads)
+    if backend == "pt2":
         import torch
 
-        run = _torch_runner(torch.export.load(str(files["pt2"])).module())
-    elif backend == "torch":
+        return _torch_runner(torch.export.load(str(files["pt2"])).module())
+    if backend == "torch":
         import torch
         from safetensors.torch import load_model
 
         if not isinstance(model, torch.nn.Module):
             raise InputError("backend='torch' needs the model's architecture: load(path, backend='torch', model=MyNet())")
+        _safetensors_ok(files["safetensors"])
         if _keras(model):  # a subclassed Keras model makes its weights on its first call
             spec = meta["inputs"][0]
             if not model.built:
                 model(np.zeros([1, *(d if isinstance(d, int) else 1 for d in spec["shape"][1:])], spec["dtype"]))
-            run = _keras_weights_runner(model, files["safetensors"])
-        else:
-            module = copy.deepcopy(model).cpu().eval()
-            load_model(module, str(files["safetensors"]))
-            run = _torch_runner(module)
-    elif backend == "skops":
-        run = _skops_runner(files["skops"], trusted, meta["inputs"] if meta.get("frame") else None)
-    elif backend == "keras":
-        run = _keras_runner(files["keras"])
-    else:
-        run = _native_runner(files[backend], backend, meta)
+            return _keras_weights_runner(model, files["safetensors"])
+        module = copy.deepcopy(model).cpu().eval()
+        load_model(module, str(files["safetensors"]))
+        return _torch_runner(module)
+    if backend == "skops":
+        return _skops_runner(files["skops"], trusted, meta["inputs"] if meta.get("frame") else None)
+    if backend == "keras":
+        return _keras_runner(files["keras"])
+    return _native_runner(files[backend], backend, meta)
+
+
+def load(path, backend: str | None = None, model=None, trusted=None, threads: int | None = None) -> Predictor:
+    "Load a bundle (a folder, or models:/NAME/VERSION|ALIAS) after checking its files; runs no code from it. Default backend: ONNX Runtime."
+    path = _resolve(path)[0] if str(path).startswith("models:/") else Path(path)
+    meta = _verified(path)
+    files = {f["format"]: path / name for name, f in meta["files"].items()}
+    backend = _backend(files, backend, trusted)
+    file = files.get(backend, files.get("safetensors"))
+    try:
+        run = _runner(backend, files, meta, model, trusted, threads)
+    except WorkbenchError:
+        raise
+    except Exception as e:  # a file of the right hash that its library cannot read: one line, not the library's traceback
+        text = (str(e).strip().splitlines() or [""])[0][:300]
+        raise ExportError(f"{file} cannot be loaded by its {backend} backend ({type(e).__name__}: {text}); re-export the bundle") from None
     return Predictor(path, meta, backend, run)
 
 # %% ../nbs/12_export.ipynb #54473837
-def check(path, atol: float | None = None, rtol: float | None = None) -> dict:
-    "Verify a bundle again: file hashes, then every graph format's answers on the stored sample."
+def check(path, atol: float | None = None, rtol: float | None = None, trusted=None, store=None) -> dict:
+    "Verify a bundle again: file sizes and hashes, then every graph format's answers on the stored sample (pt2 only when named trusted)."
+    path = _resolve(path, store)[0] if str(path).startswith("models:/") else Path(path)
     meta = _verified(path)
-    path = Path(path)
-    sample = load_sample(path)
-    expected = {k: np.load(path / f, allow_pickle=False) for k, f in _EXPECTED.items() if (path / f).exists()}
+    sample, expected = _stored(path)
     tol = meta["tolerance"]
     results = {}
     for fmt in [f["format"] for f in meta["files"].values() if f["format"] in ("onnx", "pt2")]:
-        got = load(path, backend=fmt)._run(sample)
+        if fmt == "pt2" and "pt2" not in (trusted or []):
+            continue  # its hash is checked; running it would unpickle
+        got = load(path, backend=fmt, trusted=trusted)._run(sample)
         results[fmt] = _parity(expected, got, atol or tol["atol"], rtol or tol["rtol"])
     bad = {k: v["note"] for k, v in results.items() if not v["ok"]}
     if bad:

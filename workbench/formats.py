@@ -502,7 +502,7 @@ def _onnx_runner(file: Path, meta: dict, threads: int | None = None):
     if threads:
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # a spinning thread would take the event loop's core
-    session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(file.read_bytes(), options, providers=["CPUExecutionProvider"])  # bytes: no external-data file is looked up beside it
     if meta["kind"] == "sklearn":
         outputs = meta["outputs"]
         return _onnx_sklearn_runner(session, any(o["name"] == "probabilities" for o in outputs), len(outputs[0]["shape"]),
@@ -521,11 +521,27 @@ def _torch_runner(module):
     return run
 
 # %% ../nbs/11_formats.ipynb #ecb25265
+def _data_class(name: str) -> bool:
+    "Whether `name` is numpy's dtype or a class of scikit-learn (data and methods), not a function a skops file could have called."
+    import importlib
+    import inspect
+
+    if name == "numpy.dtype":
+        return True
+    module, _, attr = name.rpartition(".")
+    if module.split(".")[0] != "sklearn":
+        return False
+    try:
+        return inspect.isclass(getattr(importlib.import_module(module), attr, None))
+    except ImportError:
+        return False
+
+
 def _skops_runner(file: Path, trusted, specs: list | None = None):
     import skops.io as sio
 
     untrusted = sio.get_untrusted_types(file=file)
-    own = [t for t in untrusted if t.split(".")[0] == "sklearn" or t == "numpy.dtype"]  # scikit-learn's classes (kernels ...) and dtypes hold data, not code
+    own = [t for t in untrusted if _data_class(t)]  # scikit-learn's classes (kernels ...) and dtypes hold data, not code
     missing = sorted(set(untrusted) - set(own) - set(trusted or []))
     if missing:  # anything else (a function a FunctionTransformer calls, another library's class) must be named
         raise InputError(f"this skops file contains types that are not trusted by default; if you trust them, "

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .core import InputError
+from .bundles import _resolve
 from .export import load
 from .registry import _store, model_version, promote
 
@@ -46,11 +47,11 @@ def _better(test: dict, against: int, not_worse: float | None) -> tuple[bool, st
     return ok, f"not worse by more than {not_worse}: {shown}" if ok else f"may be worse by more than {not_worse}: {shown}"
 
 # %% ../nbs/30_gate.ipynb #472519b1
-def _compare(challenger, champion, X, y, groups, rules, resamples: int, seed: int) -> tuple[bool, dict, dict]:
+def _compare(challenger, champion, X, y, groups, rules, resamples: int, seed: int, store) -> tuple[bool, dict, dict]:
     "(whether the challenger passed the fairness rules, the paired test, the evidence) of two versions on `X`, `y`."
     from workbench.evaluate import compare, evaluate
 
-    models = {"challenger": load(challenger.path), "champion": load(champion.path)}  # hashes checked: a changed file stops here
+    models = {role: load(_resolve(v.uri, store)[0]) for role, v in (("challenger", challenger), ("champion", champion))}  # the registry's digests checked: a changed file stops here
     comparison = compare(models, X, y, resamples=resamples, seed=seed)
     test = {k: (v.item() if hasattr(v, "item") else v) for k, v in comparison.tests.iloc[0].items() if k not in ("a", "b")}
     evidence = {"test": test, "metrics": {k: e.metrics for k, e in comparison.evaluations.items()}}
@@ -73,7 +74,7 @@ def gate(name: str, version, alias: str, X, y, against=None, not_worse: float | 
     if rows < min_rows:
         promoted, reason = False, f"too little data: {rows} rows, and the gate needs at least {min_rows} to tell two models apart"
     else:
-        fair, test, found = _compare(challenger, champion, X, y, groups, rules, resamples, seed)
+        fair, test, found = _compare(challenger, champion, X, y, groups, rules, resamples, seed, store)
         evidence.update(found)
         promoted, reason = _better(test, champion.version, not_worse)
         if promoted and not fair:

@@ -16,7 +16,7 @@ from .core import InputError, _keras
 
 # %% auto #0
 __all__ = ['TEXT', 'is_named', 'frame_specs', 'tensor_specs', 'Inputs', 'rows', 'take', 'to_frame', 'probe', 'second_batch',
-           'shorter', 'pad', 'cut', 'padding_of', 'save_sample', 'load_sample']
+           'shorter', 'pad', 'cut', 'padding_of', 'read_npy', 'save_sample', 'load_sample']
 
 # %% ../nbs/10_inputs.ipynb #7c69ef06
 TEXT = "string"  # a signature's dtype for text: object arrays of str inside, BYTES on the wire
@@ -413,6 +413,45 @@ def padding_of(answer, sample, axes: dict, expected: dict, atol: float, rtol: fl
     same = all(np.allclose(cut(got[k], e.shape), e, atol=atol, rtol=rtol) for k, e in expected.items())
     return values if same else None
 
+# %% ../nbs/10_inputs.ipynb #f66639d1
+def _npy_header(f, size: int, what: str, error, limit: int | None = None):
+    "Check the `.npy` header at `f` (a binary file of `size` bytes): no Python objects, and no more data declared than is there (or than `limit`)."
+    from numpy.lib import format as npy
+
+    try:
+        version = npy.read_magic(f)
+        read = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f".npy format version {version} is not one numpy writes for plain arrays")
+        shape, _, dtype = read(f)
+    except (ValueError, SyntaxError, EOFError, OSError) as e:
+        raise error(f"{what} is not a .npy array ({str(e).splitlines()[0][:200]})") from None
+    if dtype.hasobject:
+        raise error(f"{what} holds Python objects, which only pickle can load: save plain numbers or text")
+    need = math.prod(shape) * dtype.itemsize
+    if limit is not None and need > limit:
+        raise error(f"{what} declares {need:,} bytes of data, more than the limit of {limit:,}")
+    if need > size - f.tell():
+        raise error(f"{what} declares {shape} of {dtype} ({need:,} bytes) but holds {size - f.tell():,} bytes: it is cut or forged")
+
+
+def read_npy(data, what: str = "the array", error=InputError, limit: int | None = None) -> np.ndarray:
+    "An array from `.npy` bytes (or a path), never through pickle, its header checked before numpy allocates it."
+    import io
+    from pathlib import Path
+
+    f = open(data, "rb") if isinstance(data, (str, Path)) else io.BytesIO(data)
+    with f:
+        size = f.seek(0, 2)
+        f.seek(0)
+        _npy_header(f, size, what, error, limit)
+        f.seek(0)
+        try:
+            return np.load(f, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise error(f"{what} is not a .npy array ({str(e).splitlines()[0][:200]})") from None
+
+
 # %% ../nbs/10_inputs.ipynb #452ef281
 def save_sample(folder, sample):
     "Write `sample` (an array or a feed) into `folder` without pickle."
@@ -427,13 +466,30 @@ def save_sample(folder, sample):
     np.savez(folder / "sample.npz", **arrays)
 
 
-def load_sample(folder):
+def _read_npz(path, error, limit: int = 2**30) -> dict:
+    "The arrays of an `.npz` file, each member's header checked as `read_npy` checks one, at most `limit` bytes in all (a zip bomb stops here)."
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = [m for m in z.infolist() if m.filename.endswith(".npy")]
+            if sum(m.file_size for m in members) > limit:
+                raise error(f"{path} unpacks to more than {limit:,} bytes: a sample is one batch")
+            for m in members:
+                with z.open(m) as f:
+                    _npy_header(f, m.file_size, f"{path}:{m.filename}", error)
+            return {m.filename[:-4]: read_npy(z.read(m), f"{path}:{m.filename}", error) for m in members}
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise error(f"{path} is not an .npz file of arrays ({e})") from None
+
+
+def load_sample(folder, error=InputError):
     "The sample `save_sample` wrote: an array, or a feed with text as objects and None where missing."
     if (folder / "sample.npy").exists():
-        return np.load(folder / "sample.npy", allow_pickle=False)
-    with np.load(folder / "sample.npz", allow_pickle=False) as stored:
-        feed = {k.split(":", 1)[1]: stored[k] for k in stored.files if k.startswith("input:")}
-        for name, a in feed.items():
-            if f"missing:{name}" in stored.files:
-                feed[name] = np.where(stored[f"missing:{name}"], None, a.astype(object))
-        return feed
+        return read_npy(folder / "sample.npy", str(folder / "sample.npy"), error)
+    stored = _read_npz(folder / "sample.npz", error)
+    feed = {k.split(":", 1)[1]: v for k, v in stored.items() if k.startswith("input:")}
+    for name, a in feed.items():
+        if f"missing:{name}" in stored:
+            feed[name] = np.where(stored[f"missing:{name}"], None, a.astype(object))
+    return feed

@@ -10,12 +10,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import InputError, file_sha256
-from .export import _verified
-from .runs import RunStore, current_run, git_state
+from .core import InputError
+from .artifacts import artifacts_root
+from .artifacts import gc as _gc
+from .bundles import _resolve, _verified
+from .export import _add_version
+from .runs import RunStore, git_state
 
 # %% auto #0
-__all__ = ['ModelVersion', 'model_version', 'register', 'promote', 'models', 'files_read', 'Lineage', 'lineage']
+__all__ = ['ModelVersion', 'model_version', 'register', 'promote', 'models', 'gc', 'files_read', 'Lineage', 'lineage']
 
 # %% ../nbs/29_registry.ipynb #7746f1c7
 @dataclass
@@ -52,24 +55,24 @@ def model_version(name: str, ref="latest", store=None) -> ModelVersion:
 
 # %% ../nbs/29_registry.ipynb #78512611
 def register(bundle, name: str | None = None, tags: dict | None = None, store=None) -> ModelVersion:
-    "Register the bundle at `bundle` as the next version of model `name` (its own name by default)."
+    "Register the bundle at `bundle` as the next version of model `name` (its own name by default); its files are kept in the artifact store."
     meta = _verified(bundle)  # InputError for what is not a bundle; ExportError for a file changed since export
     name = name or meta["name"]
-    if not isinstance(name, str) or not name or "/" in name:
-        raise InputError(f"a model's name is text without '/', not {name!r}")
+    if not isinstance(name, str) or not name or "/" in name or "@" in name:
+        raise InputError(f"a model's name is text without '/' or '@', not {name!r}")
     if tags is not None and not isinstance(tags, dict):
         raise InputError(f"tags are a dict such as {{'team': 'vision'}}, not {type(tags).__name__}")
     store = _store(store)
     path = Path(bundle).resolve()
-    version = store.add_version(name, str(path), file_sha256(path / "metadata.json"), run_id=current_run(),
-                                source={"versions": meta.get("versions", {}), **git_state(path)}, metrics=meta.get("metrics", {}), tags=tags)
+    version = _add_version(store, path, meta, name, {"versions": meta.get("versions", {}), **git_state(path)}, tags)
     return model_version(name, version, store)
 
 
 def promote(name: str, version, alias: str, store=None) -> ModelVersion:
-    "Point `alias` (production, staging, any name) of model `name` at `version`; the move is kept in its history."
+    "Point `alias` (production, staging, any name) of model `name` at `version`, once its files match the registry's digests; the move is kept in its history."
     store = _store(store)
     number = store.version(name, version)["version"]
+    _resolve(f"models:/{name}/{number}", store)  # an ExportError, and no move, for a version whose files changed
     store.set_alias(name, alias, number)
     return model_version(name, number, store)
 
@@ -77,6 +80,12 @@ def promote(name: str, version, alias: str, store=None) -> ModelVersion:
 def models(name: str | None = None, store=None):
     "The registered versions (of model `name`, or all), newest first, with their aliases."
     return _store(store).models(name)
+
+# %% ../nbs/29_registry.ipynb #3d28a35e
+def gc(store=None, delete: bool = False) -> list:
+    "The files and folders of the store's artifact store that no registered version references; removed when `delete`."
+    store = _store(store)
+    return _gc(artifacts_root(store.path), store.kept_files(), delete)
 
 # %% ../nbs/29_registry.ipynb #da9e7a88
 def _step(store: RunStore, run_id: str | None, stage: str | None = None) -> dict:

@@ -26,7 +26,7 @@ DEFAULT_STORE = "runs/runs.db"
 BUSY_SECONDS = 60  # how long a writer waits for another before giving up
 HEARTBEAT_SECONDS = 30  # how often a running run says it is alive
 STALE_SECONDS = 300  # a run not heard of for this long is taken for dead (its machine stopped, say)
-SCHEMA_VERSION = 2  # PRAGMA user_version of a store brought up to date: see _MIGRATIONS
+SCHEMA_VERSION = 3  # PRAGMA user_version of a store brought up to date: see _MIGRATIONS
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -99,7 +99,13 @@ def _add_history(db):
     db.execute("INSERT OR REPLACE INTO latest (run_id, name, value, kind) SELECT run_id, name, value, kind FROM records ORDER BY rowid")
 
 
-_MIGRATIONS = (_add_columns, _add_history)
+def _add_files(db):
+    "Step 3: each model version's files and their digests, as the artifact store keeps them (none for versions registered before)."
+    if "files" not in {row[1] for row in db.execute("PRAGMA table_info(models)")}:
+        db.execute("ALTER TABLE models ADD COLUMN files TEXT")
+
+
+_MIGRATIONS = (_add_columns, _add_history, _add_files)
 
 
 def _migrate(db):
@@ -401,12 +407,15 @@ def _transaction(self: RunStore, work):
         raise _store_error(self.path, e) from e
 
 
-def _add_version(self: RunStore, name: str, path: str, digest: str, run_id=None, source=None, metrics=None, tags=None) -> int:
-    "Add a version of model `name`: one more than its last; the number."
+def _add_version(self: RunStore, name: str, path: str, digest: str, run_id=None, source=None, metrics=None, tags=None,
+                 files: dict | None = None) -> int:
+    "Add a version of model `name`: one more than its last; the number. `files`: its files' digests in the artifact store."
     def add(db):
         version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name=?", (name,)).fetchone()[0]
-        db.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (name, version, str(path), digest, run_id, time.time(),
-                   json.dumps(source or {}, default=str), json.dumps(metrics or {}, default=str), json.dumps(tags or {}, default=str)))
+        db.execute("INSERT INTO models (name, version, path, digest, run_id, created, source, metrics, tags, files) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (name, version, str(path), digest, run_id, time.time(),
+                   json.dumps(source or {}, default=str), json.dumps(metrics or {}, default=str), json.dumps(tags or {}, default=str),
+                   json.dumps(files) if files else None))
         return version
 
     return self._transaction(add)
@@ -434,7 +443,7 @@ def _version(self: RunStore, name: str, ref) -> dict:
             raise InputError(f"model {name!r} has no version {text!r}: versions {numbers[0]}..{numbers[-1]}"
                              + (f", aliases {', '.join(f'{a} -> {v}' for a, v in sorted(aliases.items()))}" if aliases else ""))
         row = dict(db.execute("SELECT * FROM models WHERE name=? AND version=?", (name, number)).fetchone())
-    row.update({k: json.loads(row[k]) for k in ("source", "metrics", "tags")})
+    row.update({k: json.loads(row[k]) if row[k] else None for k in ("source", "metrics", "tags", "files")})
     row["aliases"] = sorted(a for a, v in aliases.items() if v == number)
     return row
 
@@ -489,7 +498,13 @@ def _alias_history(self: RunStore, name: str):
     return table
 
 
-RunStore.models, RunStore.alias_history = _models, _alias_history
+def _kept_files(self: RunStore) -> list:
+    "Each version's files ({name: digest}) as the artifact store keeps them (versions registered before it have none)."
+    with closing(self._connect()) as db:
+        return [json.loads(r[0]) for r in db.execute("SELECT files FROM models WHERE files IS NOT NULL")]
+
+
+RunStore.models, RunStore.alias_history, RunStore.kept_files = _models, _alias_history, _kept_files
 
 # %% ../nbs/04_runs.ipynb #6a5219bc
 def git_state(folder=".") -> dict:

@@ -25,7 +25,7 @@ import orjson
 
 from .batching import Model
 from .core import InputError, WorkbenchError, patch
-from .export import _resolve, _verified, model_ref
+from .bundles import _resolve, _verified, model_ref
 from .inputs import rows
 from .protocol import RequestError, encoding_of, inflate, read_plain, read_v2, v2_metadata, write_plain, write_v2
 from .rollout import Rollouts, plan

@@ -217,7 +217,8 @@ def _paths_of(store: RunStore, runs: set, files: dict) -> set:
         for run, value in db.execute("SELECT run_id, value FROM records WHERE kind='artifact'"):
             if run in runs:
                 paths.add(json.loads(value))
-        paths |= {r[0] for r in db.execute("SELECT path, run_id FROM models") if r[1] in runs}
+        # a version kept in the artifact store is the registry's, never a run's file
+        paths |= {r[0] for r in db.execute("SELECT path, run_id FROM models WHERE files IS NULL") if r[1] in runs}
     return {str(Path(p).resolve()) for p in paths}
 
 # %% ../nbs/30_tracking.ipynb #b9b65699

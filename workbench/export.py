@@ -440,7 +440,7 @@ def _backend(files: dict, backend, trusted) -> str:
     backend = backend or next((b for b in ("onnx", "skops", "xgboost", "lightgbm", "keras", *(["pt2"] if pt2 else [])) if b in files), None)
     if backend is None:
         how = "pass trusted=['pt2'] if you trust where it came from (torch.export.load unpickles), or " if "pt2" in files else ""
-        raise InputError(f"this bundle has no file that loads without running code ({sorted(files)}): {how}load it with "
+        raise InputError(f"{', '.join(str(f) for f in files.values())}: no file of this bundle loads without running code: {how}load it with "
                          "backend='torch', model=YourModule() (its safetensors weights)")
     if backend not in _BACKENDS:
         raise InputError(f"unknown backend {backend!r}; use {', '.join(map(repr, _BACKENDS))}")

@@ -494,6 +494,22 @@ def _write_native(model, sample, folder: Path, specs: list | None = None):
 _SK_WRITERS = {"onnx": _write_onnx_sklearn, "skops": _write_skops, "xgboost": _write_native, "lightgbm": _write_native}
 
 # %% ../nbs/11_formats.ipynb #4a14fae4
+def _inline_onnx(file: Path) -> bytes:
+    "The ONNX model in `file`, refused (InputError) where a tensor's data lives in another file: loading it would read that file."
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    data = file.read_bytes()
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as e:  # protobuf's DecodeError and kin
+        raise InputError(f"{file} is not an ONNX model ({type(e).__name__}: {str(e)[:200]})") from None
+    outside = sorted({d.value for t in _get_all_tensors(model) if uses_external_data(t) for d in t.external_data if d.key == "location"})
+    if outside:
+        raise InputError(f"{file} keeps tensors in other files ({', '.join(outside)[:200]}); a bundle's model is one file: re-export it")
+    return data
+
+
 def _onnx_runner(file: Path, meta: dict, threads: int | None = None):
     "Run the ONNX file; `threads` sets ONNX Runtime's threads per call, which then sleep rather than spin between calls (a server shares its cores)."
     import onnxruntime as ort
@@ -502,7 +518,7 @@ def _onnx_runner(file: Path, meta: dict, threads: int | None = None):
     if threads:
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # a spinning thread would take the event loop's core
-    session = ort.InferenceSession(file.read_bytes(), options, providers=["CPUExecutionProvider"])  # bytes: no external-data file is looked up beside it
+    session = ort.InferenceSession(_inline_onnx(file), options, providers=["CPUExecutionProvider"])
     if meta["kind"] == "sklearn":
         outputs = meta["outputs"]
         return _onnx_sklearn_runner(session, any(o["name"] == "probabilities" for o in outputs), len(outputs[0]["shape"]),
@@ -544,7 +560,7 @@ def _skops_runner(file: Path, trusted, specs: list | None = None):
     own = [t for t in untrusted if _data_class(t)]  # scikit-learn's classes (kernels ...) and dtypes hold data, not code
     missing = sorted(set(untrusted) - set(own) - set(trusted or []))
     if missing:  # anything else (a function a FunctionTransformer calls, another library's class) must be named
-        raise InputError(f"this skops file contains types that are not trusted by default; if you trust them, "
+        raise InputError(f"{file} contains types that are not trusted by default; if you trust them, "
                          f"pass trusted={missing}")
     estimator = sio.load(file, trusted=[*own, *(trusted or [])])
     return lambda x: _sklearn_outputs(estimator, x, specs)

@@ -272,7 +272,8 @@ def _written(output) -> list:
     "The HTML files a run wrote beside its executed notebook (its own page left out)."
     if not output or not Path(output).parent.is_dir():
         return []
-    return sorted(p.name for p in Path(output).parent.glob("*.html") if p.stem != Path(output).stem)
+    return sorted(p.name for p in Path(output).parent.glob("*.html")  # regular files of the run's folder: never a link out of it
+                  if p.stem != Path(output).stem and p.is_file() and not p.is_symlink())
 
 # %% ../nbs/31_console.ipynb #8ef4c865
 def run_page(store: RunStore, run_id: str) -> str | None:

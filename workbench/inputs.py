@@ -414,7 +414,7 @@ def padding_of(answer, sample, axes: dict, expected: dict, atol: float, rtol: fl
     return values if same else None
 
 # %% ../nbs/10_inputs.ipynb #f66639d1
-def _npy_header(f, size: int, what: str, error, limit: int | None = None):
+def _npy_header(f, size: int, what: str, error, limit: int | None = None, too_big=None):
     "Check the `.npy` header at `f` (a binary file of `size` bytes): no Python objects, and no more data declared than is there (or than `limit`)."
     from numpy.lib import format as npy
 
@@ -430,13 +430,13 @@ def _npy_header(f, size: int, what: str, error, limit: int | None = None):
         raise error(f"{what} holds Python objects, which only pickle can load: save plain numbers or text")
     need = math.prod(shape) * dtype.itemsize
     if limit is not None and need > limit:
-        raise error(f"{what} declares {need:,} bytes of data, more than the limit of {limit:,}")
+        raise (too_big or error)(f"{what} declares {need:,} bytes of data, more than the limit of {limit:,}")
     if need > size - f.tell():
         raise error(f"{what} declares {shape} of {dtype} ({need:,} bytes) but holds {size - f.tell():,} bytes: it is cut or forged")
 
 
-def read_npy(data, what: str = "the array", error=InputError, limit: int | None = None) -> np.ndarray:
-    "An array from `.npy` bytes (or a path), never through pickle, its header checked before numpy allocates it."
+def read_npy(data, what: str = "the array", error=InputError, limit: int | None = None, too_big=None) -> np.ndarray:
+    "An array from `.npy` bytes (or a path), never through pickle, its header checked before numpy allocates it (`too_big`: the error past `limit`)."
     import io
     from pathlib import Path
 
@@ -444,7 +444,7 @@ def read_npy(data, what: str = "the array", error=InputError, limit: int | None 
     with f:
         size = f.seek(0, 2)
         f.seek(0)
-        _npy_header(f, size, what, error, limit)
+        _npy_header(f, size, what, error, limit, too_big)
         f.seek(0)
         try:
             return np.load(f, allow_pickle=False)

@@ -5,7 +5,6 @@
 # %% ../nbs/21_protocol.ipynb #a990f7c4
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
@@ -13,7 +12,7 @@ import orjson
 
 from .core import InputError
 from .export import _fits
-from .inputs import TEXT, Inputs
+from .inputs import TEXT, Inputs, read_npy
 
 # %% auto #0
 __all__ = ['V2_DATATYPES', 'ENCODINGS', 'RequestError', 'v2_datatype', 'Signature', 'read_plain', 'read_v2', 'write_v2',
@@ -101,19 +100,16 @@ def _json(body: bytes):
 def _array(data, dtype, what: str) -> np.ndarray:
     try:
         return np.asarray(data, dtype=dtype)
-    except (ValueError, TypeError):
-        raise RequestError(f"{what} must be numbers, in rows of equal length") from None
+    except (ValueError, TypeError, OverflowError):  # text, ragged rows, -1 as UINT8
+        raise RequestError(f"{what} must be numbers of its datatype, in rows of equal length") from None
 
 
-def read_plain(body: bytes, content_type: str, signature: Signature):
-    "The rows of a plain request: JSON `{\"inputs\": [[...], ...]}` (named inputs: a dict of lists, or records), or a `.npy` array sent as application/x-npy."
+def read_plain(body: bytes, content_type: str, signature: Signature, limit: int | None = None):
+    "The rows of a plain request: JSON `{\"inputs\": [[...], ...]}` (named inputs: a dict of lists, or records), or a `.npy` array sent as application/x-npy (at most `limit` bytes of data, 413 past it)."
     if content_type.startswith("application/x-npy"):
         if signature.named:
             raise RequestError(f"this model takes named inputs ({', '.join(signature.named.names)}): send JSON, not .npy")
-        try:
-            x = np.load(io.BytesIO(body), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise RequestError(f"the body is not a .npy array saved without pickle ({e})") from None
+        x = read_npy(body, "the .npy body", RequestError, limit, too_big=lambda m: RequestError(f"{m} (--max-body)", 413))
         return signature.rows(x)
     doc = _json(body)
     if not isinstance(doc, dict) or "inputs" not in doc:
@@ -155,6 +151,8 @@ def _v2_tensors(doc, signature: Signature) -> list:
 # %% ../nbs/21_protocol.ipynb #3ec89efb
 def _strings(data, count: int, name: str) -> np.ndarray:
     "`count` strings from BYTES in the binary extension's layout (a 4-byte little-endian length, then the bytes), as an object array."
+    if count > len(data) // 4:  # each string takes 4 bytes at least: a shape of 10^12 strings stops here
+        raise RequestError(f"input {name!r}: {count:,} strings do not fit in {len(data):,} bytes of BYTES data")
     out, at = [], 0
     for _ in range(count):
         if at + 4 > len(data):
@@ -184,7 +182,7 @@ def _v2_array(tensor: dict, body, at: int) -> tuple[np.ndarray, int]:
     "One input tensor's values, from its JSON data or from the body's bytes at `at`; and where the next tensor's bytes start."
     name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
     dtype, size = np.dtype(V2_DATATYPES[datatype]), math.prod(shape)
-    binary = (tensor.get("parameters") or {}).get("binary_data_size")
+    binary = _parameters(tensor, f"input {name!r}").get("binary_data_size")
     if binary is not None:
         data = memoryview(body)[at:at + binary] if type(binary) is int and binary >= 0 else memoryview(b"")
         if datatype == "BYTES" and len(data) == binary:  # strings of many lengths: their own lengths say where each ends
@@ -212,6 +210,7 @@ def read_v2(body: bytes, header_length: int | None, signature: Signature) -> tup
     arrays, at = {}, header_length or len(body)
     for tensor in _v2_tensors(doc, signature):
         arrays[tensor["name"]], at = _v2_array(tensor, body, at)
+    _wanted(doc, signature.outputs)  # an unknown output is a 400 before the model runs, so no answered row is logged for it
     return signature.rows(arrays if signature.named else arrays[signature.input]), doc
 
 # %% ../nbs/21_protocol.ipynb #9f615bc6
@@ -219,18 +218,28 @@ def _jsonable(a: np.ndarray):
     return a.ravel().tolist() if a.dtype.kind in "OUS" else np.ascontiguousarray(a).ravel()
 
 
+def _parameters(doc: dict, what: str) -> dict:
+    "The `parameters` object of a request or of one of its outputs ({} where there is none)."
+    found = doc.get("parameters") or {}
+    if not isinstance(found, dict):
+        raise RequestError(f"{what}'s parameters must be an object such as {{\"binary_data\": true}}, not {type(found).__name__}")
+    return found
+
+
 def _wanted(request: dict, answers: dict) -> list:
     "(name, binary) for each output the request asks for: all by default."
-    binary_default = bool((request.get("parameters") or {}).get("binary_data_output"))
+    binary_default = bool(_parameters(request, "the request").get("binary_data_output"))
     wanted = request.get("outputs")
     if not wanted:
         return [(name, binary_default) for name in answers]
     if not isinstance(wanted, list) or not all(isinstance(o, dict) for o in wanted):
         raise RequestError('outputs must be a list such as [{"name": "label"}]')
-    unknown = [o.get("name") for o in wanted if o.get("name") not in answers]
+    for o in wanted:
+        _parameters(o, f"output {o.get('name')!r}")
+    unknown = [o.get("name") for o in wanted if not isinstance(o.get("name"), str) or o["name"] not in answers]
     if unknown:
         raise RequestError(f"unknown output {unknown[0]!r}: this model answers {', '.join(answers)}")
-    return [(o["name"], bool((o.get("parameters") or {}).get("binary_data", binary_default))) for o in wanted]
+    return [(o["name"], bool(_parameters(o, "an output").get("binary_data", binary_default))) for o in wanted]
 
 
 def write_v2(model: str, answers: dict, request: dict, version: str = "1") -> tuple[bytes, dict]:

@@ -32,7 +32,8 @@ from .rollout import Rollouts, plan
 from .traffic import TrafficLog
 
 # %% auto #0
-__all__ = ['Settings', 'settings', 'Metrics', 'AccessLog', 'App', 'run_server', 'Server', 'serve']
+__all__ = ['MAX_HEADERS', 'MAX_HEADER_BYTES', 'Settings', 'settings', 'Metrics', 'AccessLog', 'App', 'run_server', 'Server',
+           'serve']
 
 # %% ../nbs/24_serve.ipynb #219c1b08
 @dataclass
@@ -243,6 +244,7 @@ async def _http(self: App, scope, receive, send):
     start, model, rows = time.perf_counter(), "", 0
     headers, endpoint, request_id = {}, "other", None
     try:
+        _headers_fit(scope["headers"])
         handler, endpoint, name = self._route(scope["method"], scope["path"])
         model = name if name in self.models else ""  # only the models served are labels: a client cannot grow them
         status, body, headers, model, rows, request_id = await handler(scope, receive, name)
@@ -263,6 +265,15 @@ async def _http(self: App, scope, receive, send):
         self.access.add(scope, status, seconds, model, rows, request_id)
 
 # %% ../nbs/24_serve.ipynb #fcad1cbf
+MAX_HEADERS, MAX_HEADER_BYTES = 100, 32 * 2**10  # as nginx and Triton bound them: a client has no use for more
+
+
+def _headers_fit(headers: list):
+    "A 431 for a request of more than MAX_HEADERS headers or MAX_HEADER_BYTES of them (10,000 headers, or one of a megabyte)."
+    if len(headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES:
+        raise RequestError(f"this server takes at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES:,} bytes in all; send fewer", 431)
+
+
 def _headers(scope) -> dict:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
@@ -337,7 +348,7 @@ async def _infer(self: App, scope, receive, name):
 @patch
 async def _predict(self: App, scope, receive, name):
     def read(body, headers, signature):
-        return read_plain(body, headers.get("content-type", ""), signature), None
+        return read_plain(body, headers.get("content-type", ""), signature, self.settings.max_body), None
 
     model, x, answers, _, request_id = await self._answer(scope, receive, name, read)
     return 200, write_plain(answers), {"x-model-version": str(model.version or 1)}, model.name, rows(x), request_id

@@ -180,3 +180,36 @@ def test_pipeline_show_prints_and_draws_the_dag(tmp_path):
     assert "after  after.ipynb  uses" in out.stdout  # found from its reference
     assert (tmp_path / "dag.svg").read_text().count("<svg") == 1
     assert workbench("pipeline", "show", tmp_path / "missing.yaml").returncode == 2
+
+
+@pytest.mark.parametrize("how", ["a file in the folder changed", "a file added", "a file removed", "the file itself changed"])
+def test_new_data_behind_a_parameter_path_runs_exactly_what_depends_on_it(tmp_path, how):
+    "A parameter naming a folder (or a file) is keyed by its content: the stage that reads it and the stage after it run again, the rest stay cached."
+    (tmp_path / "traffic").mkdir()
+    for i in range(3):
+        (tmp_path / "traffic" / f"part-{i}.csv").write_text(f"x\n{i}\n")
+    (tmp_path / "labels.csv").write_text("y\n1\n")
+    write_notebook(tmp_path / "count.ipynb", "from pathlib import Path",
+                   "rows = sum(len(p.read_text().split()) - 1 for p in Path(traffic).glob('*.csv')) + len(Path(labels).read_text().split())",
+                   "Path(run_dir, 'rows.txt').write_text(str(rows))", parameters="traffic = ''\nlabels = ''\nrun_dir = '.'")
+    write_notebook(tmp_path / "after.ipynb", "from pathlib import Path\nfrom workbench.runs import record",
+                   "record('rows', int(Path(counted).read_text()))", parameters="counted = ''")
+    write_notebook(tmp_path / "other.ipynb", "import json", parameters="name = 'x'")
+    (tmp_path / "p.yaml").write_text(
+        "stages:\n"
+        "  count: {notebook: count.ipynb, params: {traffic: traffic, labels: labels.csv}, outputs: {rows: rows.txt}}\n"
+        "  after: {notebook: after.ipynb, params: {counted: '${count.outputs.rows}'}}\n"
+        "  other: {notebook: other.ipynb, params: {name: traffic-report}}\n")
+    out = tmp_path / "out"
+    assert set(statuses(tmp_path / "p.yaml", out).values()) == {"ok"}
+    assert set(statuses(tmp_path / "p.yaml", out).values()) == {"cached"}
+    if how == "a file in the folder changed":
+        (tmp_path / "traffic" / "part-1.csv").write_text("x\n1\n2\n")
+    elif how == "a file added":
+        (tmp_path / "traffic" / "part-3.csv").write_text("x\n3\n")
+    elif how == "a file removed":
+        (tmp_path / "traffic" / "part-0.csv").unlink()
+    else:
+        (tmp_path / "labels.csv").write_text("y\n1\n0\n")
+    assert statuses(tmp_path / "p.yaml", out) == {"count": "ok", "after": "ok", "other": "cached"}
+    assert set(statuses(tmp_path / "p.yaml", out).values()) == {"cached"}

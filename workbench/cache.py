@@ -19,8 +19,8 @@ from pathlib import Path
 from .core import InputError, atomic_write, file_sha256
 
 # %% auto #0
-__all__ = ['digest', 'Digests', 'notebook_digest', 'project_modules', 'matches', 'inputs_digest', 'versions', 'key_parts',
-           'stage_key', 'changes', 'remember', 'recall', 'read_record', 'set_aside', 'put_back', 'discard']
+__all__ = ['digest', 'Digests', 'notebook_digest', 'project_modules', 'matches', 'inputs_digest', 'named_paths', 'versions',
+           'key_parts', 'stage_key', 'changes', 'remember', 'recall', 'read_record', 'set_aside', 'put_back', 'discard']
 
 # %% ../nbs/16_cache.ipynb #006c280a
 def digest(path, file_digest=file_sha256) -> str | None:
@@ -187,6 +187,27 @@ def inputs_digest(patterns, digests: Digests, relative_to) -> dict:
     rel = lambda p: Path(os.path.relpath(p, relative_to)).as_posix()
     return {rel(p): {rel(m): digests[m] for m in matches(p)} for p in patterns}
 
+# %% ../nbs/16_cache.ipynb #e3deea5b
+def named_paths(params: dict, digests: Digests, relative_to, out=None) -> dict:
+    "parameter -> digest of the existing file or folder its text names (relative to `relative_to`), but none inside `out` or holding it or the notebook."
+    base = Path(relative_to).resolve()
+    away = [base, *([Path(out).resolve()] if out is not None else [])]
+    found = {}
+    for name, value in params.items():
+        if not isinstance(value, str) or not value.strip() or len(value) > 4096 or "\n" in value or "\0" in value:
+            continue
+        path = Path(value) if os.path.isabs(value) else base / value
+        try:
+            if not path.exists():
+                continue
+            path = path.resolve()
+        except OSError:  # a name too long, a loop of links
+            continue
+        if any(path == a or path in a.parents for a in away) or (out is not None and Path(out).resolve() in path.parents):
+            continue
+        found[name] = digests[path]
+    return found
+
 # %% ../nbs/16_cache.ipynb #1e43c73b
 def versions(packages=()) -> dict:
     "Python's version, workbench's, and those of the installed `packages` named; an InputError for one not installed."
@@ -199,10 +220,11 @@ def versions(packages=()) -> dict:
     return found
 
 # %% ../nbs/16_cache.ipynb #d875fc74
-def key_parts(notebook, params: dict, upstream: dict, inputs, digests: Digests, packages=(), modules: bool = True) -> dict:
-    "What a stage's result depends on, each part by content; `modules=False` leaves the project's modules out."
+def key_parts(notebook, params: dict, upstream: dict, inputs, digests: Digests, packages=(), modules: bool = True, out=None) -> dict:
+    "What a stage's result depends on, each part by content (the data a parameter names too); `modules=False` leaves the project's modules out."
     return {"notebook": notebook_digest(notebook), "params": params, "upstream": upstream,
             "inputs": inputs_digest(inputs, digests, Path(notebook).parent),
+            "paths": named_paths(params, digests, Path(notebook).parent, out),
             "modules": {m: digests[p] for m, p in project_modules(notebook).items()} if modules else {},
             "versions": versions(packages)}
 
@@ -216,6 +238,7 @@ def _labelled(parts: dict) -> dict:
     "`parts` flattened to what a person reads: 'parameter lr' -> 0.1, 'input data/a.csv' -> digest, ..."
     flat = {"the notebook's code": parts.get("notebook")}
     flat.update({f"parameter {k}": v for k, v in parts.get("params", {}).items()})
+    flat.update({f"the data parameter {k} names": d for k, d in parts.get("paths", {}).items()})
     flat.update({f"input {p}": d for files in parts.get("inputs", {}).values() for p, d in files.items()})
     flat.update({f"module {m}": d for m, d in parts.get("modules", {}).items()})
     flat.update({f"output {o} of {s}": d for s, outs in parts.get("upstream", {}).items() for o, d in outs.items()})

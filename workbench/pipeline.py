@@ -279,7 +279,7 @@ def _ready(self: Pipeline, name: str, values: dict, st: _State):
         return Run("", str(stage.notebook), "failed", {}, stage=name, error=_error(e))
     parts = key_parts(stage.notebook, keyed, {d: {k: st.digests[st.out / p] for k, p in self.stages[d].outputs.items()}
                                               for d in stage.depends_on},
-                      stage.inputs, st.digests, stage.packages, stage.track_imports)
+                      stage.inputs, st.digests, stage.packages, stage.track_imports, st.out)
     last, why = self._recall(stage, parts, st)
     if name in st.forced:
         return resolved, parts, ["forced"]

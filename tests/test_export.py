@@ -45,7 +45,9 @@ def test_kill_during_export_leaves_no_bundle(tmp_path):
     """)
     assert subprocess.run([sys.executable, "-c", code]).returncode == -signal.SIGKILL
     assert not (tmp_path / "bundle").exists()  # only a hidden temporary folder remains
-    assert all(p.name.startswith(".bundle.tmp-") for p in tmp_path.iterdir())
+    assert [p.name.startswith(".bundle.tmp-") for p in tmp_path.iterdir()] == [True]
+    ex.export(synth_mlp(), torch.randn(4, 8), tmp_path / "bundle", formats=["onnx"])  # the next export there clears what the dead one left
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
 
 
 def test_check_command(tmp_path):

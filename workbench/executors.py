@@ -13,12 +13,37 @@ from .core import InputError
 __all__ = ['STOP_SECONDS', 'LocalExecutor', 'DaskExecutor', 'executor_for', 'stop_and_wait']
 
 # %% ../nbs/14_executors.ipynb #135810fd
-def _ignore_stop_signals():
-    "In a worker: Ctrl-C, SIGTERM and SIGHUP are for the caller, which stops each run through its stop file."
+def _die_with(parent: int):
+    "In a worker: end at once when `parent` dies, however it dies (SIGKILL too), so nothing the worker does after is recorded."
+    import ctypes
+    import os
+    import signal
+    import threading
+    import time
+
+    try:  # Linux: the kernel sends SIGKILL the moment the parent goes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
+
+    def watch():  # elsewhere (and as a second guard): look every 0.2 s
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _ignore_stop_signals(parent: int | None = None):
+    "In a worker: Ctrl-C, SIGTERM and SIGHUP are for the caller, which stops each run through its stop file; the worker dies with `parent`."
     import signal
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    if parent is not None:
+        _die_with(parent)
 
 
 def _check_workers(workers):
@@ -31,13 +56,14 @@ class LocalExecutor:
 
     def __init__(self, workers: int = 2):
         import multiprocessing
+        import os
         from concurrent.futures import ProcessPoolExecutor
 
         from workbench import executors  # the installed module: a worker process cannot import a notebook's own functions
 
         _check_workers(workers)
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=executors._ignore_stop_signals)
+                                        initializer=executors._ignore_stop_signals, initargs=(os.getpid(),))
 
     def submit(self, fn, *args):
         return self.pool.submit(fn, *args)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import functools
+import glob
 import json
 import os
 import platform
@@ -291,6 +292,25 @@ def _register_in_run(path: Path, meta: dict) -> int | None:
     return _add_version(store, path, meta, meta["name"], {"versions": meta["versions"], **git_state()})
 
 
+def _gone(pid: int) -> bool:
+    "Whether no process has the id `pid` (one we may not signal is alive)."
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
+
+
+def _remove_stale(path: Path):
+    "Remove the temporary folders that exports into `path` left when their process was killed (their pid is in the name, and gone)."
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        pid = tmp.name.rsplit(".tmp-", 1)[1].split("-")[0]
+        if pid.isdigit() and _gone(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _place(tmp: Path, path: Path):
     "Rename the finished bundle into place; an existing one (overwrite=True) is swapped out, then removed."
     if path.exists():
@@ -339,7 +359,8 @@ def export(model, sample, path, formats=None, name: str | None = None, metrics: 
     inputs = {"specs": specs, "frame": frame, "outputs": _varying(expected, axes),
               "padding": padding_of(answer, batches[0], axes, expected[0], atol, rtol, pad_token) if specs and not sklearn else None}
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    _remove_stale(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
     try:
         files, failures, served = {}, {}, {}
         for fmt in formats:

@@ -75,14 +75,12 @@ def keep(folder: Path, names: dict, root: Path) -> tuple[Path, dict]:
         try:
             for name, digest in files.items():
                 _link_or_copy(_blob(root, digest), tmp / name)
-            os.chmod(tmp, 0o555)
             try:
                 os.rename(tmp, bundle)
             except OSError:  # made by another registration of the same files meanwhile
                 pass
         finally:
             if tmp.exists():
-                os.chmod(tmp, 0o755)
                 shutil.rmtree(tmp, ignore_errors=True)
     verified(bundle, files)
     return bundle, files
@@ -125,7 +123,6 @@ def gc(root: Path, versions: list, delete: bool = False) -> list:
     if delete:
         for p in unused:
             if p.is_dir():
-                os.chmod(p, 0o755)
                 shutil.rmtree(p)
             else:
                 p.unlink()

@@ -14,8 +14,9 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from workbench.core import InputError
-from workbench.export import export
+from workbench.export import ExportError, export
 from workbench.registry import promote, register
+from workbench.runs import RunStore
 from workbench.serve import serve
 
 pytestmark = pytest.mark.xdist_group("serve-registry")
@@ -74,9 +75,11 @@ def test_an_alias_that_moves_is_followed_without_a_failed_request(tmp_path):
 
         shutil.copytree(tmp_path / "v2", tmp_path / "v3")  # a third version, whose file is changed after it is registered
         register(tmp_path / "v3", name="scorer")
-        with open(tmp_path / "v3" / "model.onnx", "ab") as f:
+        with open(tmp_path / "v3" / "model.onnx", "ab") as f:  # the bundle's file is the kept blob itself (a hard link)
             f.write(b"\0")
-        promote("scorer", 3, "production")
+        with pytest.raises(ExportError, match="no longer has the digest"):
+            promote("scorer", 3, "production")  # promote checks the files first
+        RunStore().set_alias("scorer", "production", 3)  # an alias moved around that check (by hand in SQL, or before the file changed)
         deadline = time.monotonic() + 30
         metrics = ""
         while time.monotonic() < deadline and 'result="failed"' not in metrics:
@@ -88,7 +91,7 @@ def test_an_alias_that_moves_is_followed_without_a_failed_request(tmp_path):
         assert _ask(server.url) == (200, "2", 2.0)  # the old version goes on
     finally:
         server.stop()
-    assert "version 3 cannot be served, version 2 goes on" in server.log.read_text() and "changed after export" in server.log.read_text()
+    assert "version 3 cannot be served, version 2 goes on" in server.log.read_text() and "no longer has the digest" in server.log.read_text()
 
 
 def test_a_deployed_image_holds_the_version_the_alias_holds(tmp_path):

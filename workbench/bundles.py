@@ -11,7 +11,7 @@ import re
 import stat
 from pathlib import Path
 
-from .artifacts import ArtifactError, verified
+from .artifacts import ArtifactError, artifacts_root, keep, verified
 from .core import InputError, WorkbenchError, file_sha256
 from .inputs import load_sample, read_npy
 
@@ -152,3 +152,18 @@ def _resolve(uri: str, store=None) -> tuple[Path, int]:
     if file_sha256(meta) != row["digest"]:
         raise ExportError(f"{meta} changed after {row['name']} version {row['version']} was registered: restore the bundle, or register it again")
     return path, row["version"]
+
+# %% ../nbs/11a_bundles.ipynb #0247627c
+def _bundle_names(path: Path, meta: dict) -> dict:
+    "The files a registered version keeps: metadata, card, sample and expected answers, and the model files (with the digests the metadata records)."
+    own = [n for n in ("metadata.json", "MODEL_CARD.md", "sample.npy", "sample.npz", *_EXPECTED.values()) if (path / n).is_file()]
+    return {**{n: None for n in own}, **{n: f["sha256"] for n, f in meta["files"].items()}}
+
+
+def _add_version(store, path: Path, meta: dict, name: str, source: dict, tags: dict | None = None) -> int:
+    "Keep the bundle's files in the store's artifact store and add them as the next version of `name`; the number."
+    from workbench.runs import current_run
+
+    kept, files = keep(path, _bundle_names(path, meta), artifacts_root(store.path))
+    return store.add_version(name, str(kept), files["metadata.json"], run_id=current_run(), metrics=meta.get("metrics", {}),
+                             source={**source, "exported_to": str(path.resolve())}, tags=tags, files=files)

@@ -26,8 +26,8 @@ from .serve import Settings, settings
 __all__ = ['TARGETS', 'serverless', 'deploy']
 
 # %% ../nbs/25_deploy.ipynb #3bf01f4f
-_SERVER = ["numpy", "onnxruntime", "orjson", "uvicorn", "uvloop", "httptools", "prometheus_client"]
-_FUNCTION = ["numpy", "onnxruntime", "orjson"]
+_SERVER = ["numpy", "onnxruntime", "onnx", "jsonschema", "orjson", "uvicorn", "uvloop", "httptools", "prometheus_client"]  # onnx and jsonschema: a bundle is checked before it is read
+_FUNCTION = ["numpy", "onnxruntime", "onnx", "jsonschema", "orjson"]
 
 
 def _requirements(names: list, settings: Settings) -> str:

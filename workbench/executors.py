@@ -12,7 +12,7 @@ from .core import InputError
 # %% auto #0
 __all__ = ['STOP_SECONDS', 'LocalExecutor', 'DaskExecutor', 'executor_for', 'stop_and_wait']
 
-# %% ../nbs/14_executors.ipynb #135810fd
+# %% ../nbs/14_executors.ipynb #d316ba65
 def _die_with(parent: int):
     "In a worker: end at once when `parent` dies, however it dies (SIGKILL too), so nothing the worker does after is recorded."
     import ctypes
@@ -35,7 +35,7 @@ def _die_with(parent: int):
 
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
-
+# %% ../nbs/14_executors.ipynb #135810fd
 def _ignore_stop_signals(parent: int | None = None):
     "In a worker: Ctrl-C, SIGTERM and SIGHUP are for the caller, which stops each run through its stop file; the worker dies with `parent`."
     import signal

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import artifacts_root, keep
-from .bundles import _EXPECTED, ExportError, _resolve, _safetensors_ok, _stored, _verified
+from .bundles import _EXPECTED, ExportError, _add_version, _resolve, _safetensors_ok, _stored, _verified
 from .core import InputError, WorkbenchError, _keras, atomic_write, environment, file_sha256, patch
 from .formats import (_KERAS_WRITERS, _SK_WRITERS, _WRITERS, _boosting, _keras_module, _keras_runner,
                                _keras_weights_runner, _native_runner, _numpy, _onnx_runner, _parity, _quiet_exporters,
@@ -267,21 +266,6 @@ def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics
     }
 
 # %% ../nbs/12_export.ipynb #14f22af3
-def _bundle_names(path: Path, meta: dict) -> dict:
-    "The files a registered version keeps: metadata, card, sample and expected answers, and the model files (with the digests the metadata records)."
-    own = [n for n in ("metadata.json", "MODEL_CARD.md", "sample.npy", "sample.npz", *_EXPECTED.values()) if (path / n).is_file()]
-    return {**{n: None for n in own}, **{n: f["sha256"] for n, f in meta["files"].items()}}
-
-
-def _add_version(store, path: Path, meta: dict, name: str, source: dict, tags: dict | None = None) -> int:
-    "Keep the bundle's files in the store's artifact store and add them as the next version of `name`; the number."
-    from workbench.runs import current_run
-
-    kept, files = keep(path, _bundle_names(path, meta), artifacts_root(store.path))
-    return store.add_version(name, str(kept), files["metadata.json"], run_id=current_run(), metrics=meta.get("metrics", {}),
-                             source={**source, "exported_to": str(path.resolve())}, tags=tags, files=files)
-
-
 def _register_in_run(path: Path, meta: dict) -> int | None:
     "Inside a recorded run, the bundle becomes the next version of its model in the run store's registry; the number."
     from workbench.runs import RunStore, current_run, git_state

@@ -264,7 +264,7 @@ async def _http(self: App, scope, receive, send):
     if self.access:
         self.access.add(scope, status, seconds, model, rows, request_id)
 
-# %% ../nbs/24_serve.ipynb #fcad1cbf
+# %% ../nbs/24_serve.ipynb #9a632132
 MAX_HEADERS, MAX_HEADER_BYTES = 100, 32 * 2**10  # as nginx and Triton bound them: a client has no use for more
 
 
@@ -273,7 +273,7 @@ def _headers_fit(headers: list):
     if len(headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in headers) > MAX_HEADER_BYTES:
         raise RequestError(f"this server takes at most {MAX_HEADERS} headers of {MAX_HEADER_BYTES:,} bytes in all; send fewer", 431)
 
-
+# %% ../nbs/24_serve.ipynb #fcad1cbf
 def _headers(scope) -> dict:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['ENVIRONMENTS', 'WorkbenchError', 'InputError', 'DeviceError', 'get_device', 'seed_everything', 'environment',
-           'atomic_write', 'file_sha256', 'png_bytes', 'patch', 'yaml_loader', 'read_yaml']
+           'atomic_write', 'writable_folder', 'file_sha256', 'png_bytes', 'patch', 'yaml_loader', 'read_yaml']
 
 # %% ../nbs/00_core.ipynb #7b2b220c
 class WorkbenchError(Exception):
@@ -208,6 +208,19 @@ def atomic_write(path, mode: str = "w", encoding: str = "utf-8"):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+# %% ../nbs/00_core.ipynb #f9e55839
+def writable_folder(path, what: str = "output folder", how: str = "choose another with -o") -> Path:
+    "`path`, made where missing, once a file can be written in it; an InputError saying why not, and `how` to choose another."
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".workbench-probe-"):
+            pass
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise InputError(f"cannot write the {what} {path} ({why}{': ' + e.filename if e.filename and str(e.filename) != str(path) else ''}); {how}") from None
+    return path
 
 # %% ../nbs/00_core.ipynb #070373aa
 def file_sha256(path) -> str:

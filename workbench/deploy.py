@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from .core import InputError, atomic_write
+from .core import InputError, atomic_write, writable_folder
 from .bundles import _resolve
 from .export import load
 from .protocol import RequestError, Signature, encoding_of, inflate, read_plain, read_v2, write_plain, write_v2
@@ -211,6 +211,7 @@ def _check_out(out: Path, target: str, settings: Settings):
         raise InputError(f"a serverless function serves one bundle; {len(settings.bundles)} were given")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} exists and is not an empty folder: choose a new one")
+    writable_folder(out.parent, "folder for the recipe", "choose another with --out")  # the recipe is made beside it, then renamed
 
 # %% ../nbs/25_deploy.ipynb #ace0b5ae
 def _write(folder: Path, name: str, text: str):

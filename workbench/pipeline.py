@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cache import Digests, discard, key_parts, matches, put_back, read_record, recall, remember, set_aside, versions
-from .core import InputError, patch
+from .core import InputError, patch, writable_folder
 from .executors import _check_executor, _threads, executor_for, stop_and_wait
 from .references import check_reference, has_reference, references, substitute, upstream
 from .run import Run, _check_limits, _detail, _error, check_params, params, run_notebook, summary
@@ -328,9 +328,9 @@ def run(self: Pipeline, params: dict | None = None, out_dir=None, workers: int =
     _check_limits(timeout, retries)
     out, values, st = self._prepare(params, out_dir, force)
     order, runs = self.order(), st.runs
+    writable_folder(out, "output folder", "choose another with -o (out_dir=)")  # before the store is made: a refusal writes nothing
     store = store if isinstance(store, RunStore) else RunStore(store)
     run_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{self.name}-{secrets.token_hex(3)}"
-    out.mkdir(parents=True, exist_ok=True)
     (stop := out / ".stop").unlink(missing_ok=True)
     running, pool, start = {}, None, time.perf_counter()
     say = (lambda r, why=(), width=max(map(len, order)): _say(r, width, why)) if verbose else (lambda r, why=(): None)

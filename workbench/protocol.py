@@ -178,6 +178,14 @@ def _json_strings(data, name: str) -> np.ndarray:
     return flat
 
 # %% ../nbs/21_protocol.ipynb #b175de6a
+def _parameters(doc: dict, what: str) -> dict:
+    "The `parameters` object of a request or of one of its outputs ({} where there is none)."
+    found = doc.get("parameters") or {}
+    if not isinstance(found, dict):
+        raise RequestError(f"{what}'s parameters must be an object such as {{\"binary_data\": true}}, not {type(found).__name__}")
+    return found
+
+
 def _v2_array(tensor: dict, body, at: int) -> tuple[np.ndarray, int]:
     "One input tensor's values, from its JSON data or from the body's bytes at `at`; and where the next tensor's bytes start."
     name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
@@ -202,30 +210,6 @@ def _v2_array(tensor: dict, body, at: int) -> tuple[np.ndarray, int]:
     return x.reshape(shape), at
 
 
-def read_v2(body: bytes, header_length: int | None, signature: Signature) -> tuple:
-    "The rows of a V2 inference request (JSON, or a JSON header then binary tensors, in the order of the inputs) and the request's JSON."
-    if header_length is not None and not 0 < header_length <= len(body):
-        raise RequestError(f"Inference-Header-Content-Length {header_length} is not within the body's {len(body)} bytes")
-    doc = _json(body if header_length is None else body[:header_length])
-    arrays, at = {}, header_length or len(body)
-    for tensor in _v2_tensors(doc, signature):
-        arrays[tensor["name"]], at = _v2_array(tensor, body, at)
-    _wanted(doc, signature.outputs)  # an unknown output is a 400 before the model runs, so no answered row is logged for it
-    return signature.rows(arrays if signature.named else arrays[signature.input]), doc
-
-# %% ../nbs/21_protocol.ipynb #9f615bc6
-def _jsonable(a: np.ndarray):
-    return a.ravel().tolist() if a.dtype.kind in "OUS" else np.ascontiguousarray(a).ravel()
-
-
-def _parameters(doc: dict, what: str) -> dict:
-    "The `parameters` object of a request or of one of its outputs ({} where there is none)."
-    found = doc.get("parameters") or {}
-    if not isinstance(found, dict):
-        raise RequestError(f"{what}'s parameters must be an object such as {{\"binary_data\": true}}, not {type(found).__name__}")
-    return found
-
-
 def _wanted(request: dict, answers: dict) -> list:
     "(name, binary) for each output the request asks for: all by default."
     binary_default = bool(_parameters(request, "the request").get("binary_data_output"))
@@ -240,6 +224,22 @@ def _wanted(request: dict, answers: dict) -> list:
     if unknown:
         raise RequestError(f"unknown output {unknown[0]!r}: this model answers {', '.join(answers)}")
     return [(o["name"], bool(_parameters(o, "an output").get("binary_data", binary_default))) for o in wanted]
+
+
+def read_v2(body: bytes, header_length: int | None, signature: Signature) -> tuple:
+    "The rows of a V2 inference request (JSON, or a JSON header then binary tensors, in the order of the inputs) and the request's JSON."
+    if header_length is not None and not 0 < header_length <= len(body):
+        raise RequestError(f"Inference-Header-Content-Length {header_length} is not within the body's {len(body)} bytes")
+    doc = _json(body if header_length is None else body[:header_length])
+    arrays, at = {}, header_length or len(body)
+    for tensor in _v2_tensors(doc, signature):
+        arrays[tensor["name"]], at = _v2_array(tensor, body, at)
+    _wanted(doc, signature.outputs)  # an unknown output is a 400 before the model runs, so no answered row is logged for it
+    return signature.rows(arrays if signature.named else arrays[signature.input]), doc
+
+# %% ../nbs/21_protocol.ipynb #9f615bc6
+def _jsonable(a: np.ndarray):
+    return a.ravel().tolist() if a.dtype.kind in "OUS" else np.ascontiguousarray(a).ravel()
 
 
 def write_v2(model: str, answers: dict, request: dict, version: str = "1") -> tuple[bytes, dict]:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import InputError, atomic_write, file_sha256
+from .core import InputError, atomic_write, file_sha256, writable_folder
 from .runs import _alive, recorded
 
 # %% auto #0
@@ -565,7 +565,7 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
     notebook = Path(notebook)
     run_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{notebook.stem}-{secrets.token_hex(3)}"
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / run_id
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_folder(out_dir, "output folder", "choose another with -o (out_dir=)")
     output = out_dir / notebook.name
     if output.resolve() == notebook.resolve():
         raise InputError(f"out_dir {out_dir} would overwrite the source notebook; choose another folder")

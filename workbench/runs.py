@@ -59,7 +59,8 @@ def _store_error(path: Path, e: Exception) -> InputError:
     "What went wrong with the store at `path`, and what to do. The file itself is never moved or changed."
     text = str(e)
     if "not a database" in text or "malformed" in text:
-        return InputError(f"{path} is not a SQLite run store ({text}). It is left as it is: keep it for inspection, "
+        what = "a damaged SQLite run store" if "malformed" in text else "not a SQLite run store"
+        return InputError(f"{path} is {what} ({text}). It is left as it is: keep it for inspection, "
                           "and record new runs elsewhere with --store or $WORKBENCH_RUNS_DB")
     if isinstance(e, OSError) or "readonly" in text or "unable to open" in text:
         return InputError(f"cannot write the run store {path} ({text}): its folder must be writable; choose a writable "
@@ -68,8 +69,25 @@ def _store_error(path: Path, e: Exception) -> InputError:
                       "to it; try again when it is done")
 
 # %% ../nbs/04_runs.ipynb #2c97de2b
+def _diagnose(path: Path):
+    "Raise the store's error for an existing file that is not SQLite, or not in WAL mode and damaged; opened read-only, so nothing is written."
+    if not path.is_file() or path.stat().st_size == 0:
+        return  # a new store
+    with open(path, "rb") as f:
+        header = f.read(100)
+    if not header.startswith(b"SQLite format 3\x00"):
+        raise sqlite3.DatabaseError("file is not a database")
+    if len(header) == 100 and header[18] == header[19] == 2:
+        return  # WAL already: no switch, no header write
+    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_SECONDS)) as db:
+        found = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+    if found != "ok":
+        raise sqlite3.DatabaseError(f"database disk image is malformed ({' '.join(found.split())[:160]})")
+
+
 def _create(path: Path):
     "Make the tables and switch to WAL. SQLite answers a WAL switch that races another one 'locked' at once, so retry."
+    _diagnose(path)
     deadline = time.monotonic() + BUSY_SECONDS
     while True:
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .core import InputError, atomic_write, read_yaml
+from .core import InputError, atomic_write, read_yaml, writable_folder
 from .executors import _check_executor, _threads, executor_for, stop_and_wait
 from .pipeline import Pipeline, PipelineInterrupted
 from .run import Run, _error, _read, params, run_notebook
@@ -146,7 +146,7 @@ def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, 
     values, results, staged_runs, pending = dict(params or {}), {}, [], {}
     root = Path(os.path.commonpath([nb.parent.resolve() for nb in notebooks]))
     folder = lambda nb: str(out_dir.resolve() / nb.resolve().relative_to(root).with_suffix(""))  # a/train, b/train
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_folder(out_dir, "output folder", "choose another with -o")
     (stop := out_dir / ".stop").unlink(missing_ok=True)
     pool = executor_for(executor, min(workers, max(1, len(singles))), scheduler) if singles else None
     threads = _threads(executor, workers, scheduler)

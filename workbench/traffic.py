@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import InputError
+from .core import InputError, writable_folder
 from .inputs import rows
 from .protocol import Signature
 
@@ -67,7 +67,7 @@ class TrafficLog:
             raise InputError(f"the sample rate is a fraction of requests in (0, 1], not {sample!r}")
         _warm_up()  # pyarrow's first write sets up 50 MB of its own: at start, not in the middle of traffic
         self.folder, self.sample, self.rows, self.seconds = Path(folder), sample, rows, seconds
-        self.folder.mkdir(parents=True, exist_ok=True)
+        writable_folder(self.folder, "traffic log's folder", "choose another with --log-requests")
         self._pending, self._count = collections.defaultdict(list), collections.Counter()
         self._signatures, self._lock, self._numbers = {}, threading.Lock(), itertools.count()
         self._wake, self._closed = threading.Event(), False

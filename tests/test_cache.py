@@ -2,14 +2,12 @@
 import shutil
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from conftest import workbench, write_notebook
 
 from workbench.cache import project_modules
 from workbench.pipeline import Pipeline
-from workbench.run import make_notebook
 from workbench.testing import run_tests
 
 

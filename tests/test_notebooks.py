@@ -11,9 +11,11 @@ import subprocess
 from xml.etree import ElementTree
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import RESULTS, ROOT, workbench
+from workbench.export import load
 from workbench.pipeline import Pipeline
 from workbench.runs import runs as runs_table
 
@@ -87,3 +89,18 @@ def test_demo_pipeline():
     assert [r.status for r in again.runs.values()] == ["cached"] * 7, again
     assert len(runs_table()) == recorded  # no notebook ran again
     assert again.runs["evaluate"].metrics == runs["evaluate"].metrics
+
+    # the export stage run again into the same folder (overwrite=True): every registered version stays byte for byte
+    from workbench.core import file_sha256
+    from workbench.registry import model_version
+    from workbench.run import run_notebook
+
+    def kept(name, version):
+        return {p.name: file_sha256(p) for p in sorted(Path(model_version(name, version).path).iterdir())}
+
+    before = {(n, v): kept(n, v) for n, v in [("digits-cnn", 1), ("digits-baseline", 1), ("digits-baseline", 2)]}
+    exported = run_notebook(ROOT / "nbs" / "pipelines" / "export.ipynb", runs["export"].params, out_dir=out / "export-again", html=False)
+    assert exported.ok and exported.metrics["cnn_version"] == 2, exported.error
+    assert kept("digits-cnn", 2) != before[("digits-cnn", 1)]  # a new version of new files...
+    assert {key: kept(*key) for key in before} == before  # ...and the old ones as they were registered
+    assert load("models:/digits-cnn/1").predict(np.zeros((1, 1, 8, 8), np.float32)).shape == (1, 10)

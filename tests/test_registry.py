@@ -1,5 +1,4 @@
 """The registry as a team uses it: bundles exported inside runs become versions, aliases move, load goes through it."""
-import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 

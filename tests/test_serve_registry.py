@@ -4,7 +4,6 @@ that cannot be served (its files changed since it was registered) is refused whi
 """
 import concurrent.futures
 import json
-import shutil
 import threading
 import time
 import urllib.request

@@ -156,7 +156,9 @@ def _resolve(uri: str, store=None) -> tuple[Path, int]:
 # %% ../nbs/11a_bundles.ipynb #0247627c
 def _bundle_names(path: Path, meta: dict) -> dict:
     "The files a registered version keeps: metadata, card, sample and expected answers, and the model files (with the digests the metadata records)."
-    own = [n for n in ("metadata.json", "MODEL_CARD.md", "sample.npy", "sample.npz", *_EXPECTED.values()) if (path / n).is_file()]
+    own = [n for n in ("metadata.json", "MODEL_CARD.md", "sample.npy", "sample.npz", *_EXPECTED.values()) if os.path.lexists(path / n)]
+    for name in own:
+        _bundle_file(path, name)  # a link out of the folder is never kept
     return {**{n: None for n in own}, **{n: f["sha256"] for n, f in meta["files"].items()}}
 
 

@@ -244,28 +244,23 @@ def metadata_not_json(b, m):
     (b / "metadata.json").write_text('{"format": "workbench.bundle/1", ')
 
 
-def metadata_files_a_list(b, m):
-    meta = _meta(b)
-    meta["files"] = list(meta["files"])
-    _write_meta(b, meta)
+def _with_meta(name, change):
+    "A case that edits the metadata with `change(meta)` and writes it back, as a forger or a careless hand would."
+    def case(b, m):
+        meta = _meta(b)
+        change(meta)
+        _write_meta(b, meta)
+
+    case.__name__ = name
+    return case
 
 
-def metadata_size_a_string(b, m):
-    meta = _meta(b)
-    meta["files"]["model.onnx"]["size"] = "12"
-    _write_meta(b, meta)
-
-
-def metadata_sha_not_hex(b, m):
-    meta = _meta(b)
-    meta["files"]["model.onnx"]["sha256"] = "../../etc/passwd"
-    _write_meta(b, meta)
-
-
-def metadata_object_dtype(b, m):
-    meta = _meta(b)
-    meta["inputs"][0]["dtype"] = "object"
-    _write_meta(b, meta)
+metadata_files_a_list = _with_meta("metadata_files_a_list", lambda meta: meta.update(files=list(meta["files"])))
+metadata_size_a_string = _with_meta("metadata_size_a_string", lambda meta: meta["files"]["model.onnx"].update(size="12"))
+metadata_sha_not_hex = _with_meta("metadata_sha_not_hex", lambda meta: meta["files"]["model.onnx"].update(sha256="../../etc/passwd"))
+metadata_object_dtype = _with_meta("metadata_object_dtype", lambda meta: meta["inputs"][0].update(dtype="object"))
+metadata_unknown_format = _with_meta("metadata_unknown_format", lambda meta: meta["files"]["model.onnx"].update(format="pickle"))
+metadata_tolerance_text = _with_meta("metadata_tolerance_text", lambda meta: meta.update(tolerance={"atol": "__import__('os')", "rtol": 0.1}))
 
 
 def metadata_deeply_nested(b, m):
@@ -279,18 +274,6 @@ def metadata_huge(b, m):
 
 def metadata_a_list(b, m):
     (b / "metadata.json").write_text("[1, 2, 3]")
-
-
-def metadata_unknown_format(b, m):
-    meta = _meta(b)
-    meta["files"]["model.onnx"]["format"] = "pickle"
-    _write_meta(b, meta)
-
-
-def metadata_tolerance_text(b, m):
-    meta = _meta(b)
-    meta["tolerance"] = {"atol": "__import__('os')", "rtol": 0.1}
-    _write_meta(b, meta)
 
 
 CASES = [  # (case, base, action, words in the error)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WORKBENCH, write_notebook
+from conftest import WORKBENCH, alive, write_notebook
 from workbench.runs import RunStore
 
 pytestmark = pytest.mark.xdist_group("kernels")
@@ -42,14 +42,7 @@ def _descendants(pid: int) -> list:
 
 
 def _alive(pids) -> list:
-    alive = []
-    for pid in pids:
-        try:
-            if Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z":
-                alive.append(pid)
-        except (FileNotFoundError, IndexError):
-            pass
-    return alive
+    return [pid for pid in pids if alive(pid)]
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="walks /proc to find the runner's processes")

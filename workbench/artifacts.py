@@ -16,7 +16,7 @@ from pathlib import Path
 from .core import WorkbenchError, file_sha256
 
 # %% auto #0
-__all__ = ['ArtifactError', 'artifacts_root', 'manifest_digest', 'keep', 'verified', 'gc']
+__all__ = ['ArtifactError', 'artifacts_root', 'manifest_digest', 'keep', 'digest_of', 'verified', 'gc']
 
 # %% ../nbs/04a_artifacts.ipynb #8ba7c69f
 class ArtifactError(WorkbenchError):
@@ -89,7 +89,8 @@ def keep(folder: Path, names: dict, root: Path) -> tuple[Path, dict]:
 _CHECKED: dict = {}  # (path, inode, size, mtime, ctime) -> digest, for files this process has hashed
 
 
-def _digest(file: Path, st) -> str:
+def digest_of(file: Path, st) -> str:
+    "The sha256 of `file`, whose `os.stat` is `st`: computed again only when its inode, size, modification or change time moved."
     key = (str(file), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _CHECKED:
         _CHECKED[key] = file_sha256(file)
@@ -107,7 +108,7 @@ def verified(folder: Path, files: dict, what: str | None = None) -> Path:
             raise ArtifactError(f"{what}: its file {name} is missing from the artifact store ({file}); restore the store, or register the bundle again") from None
         if not stat.S_ISREG(st.st_mode):
             raise ArtifactError(f"{what}: its file {name} in the artifact store is not a regular file ({file}); it was tampered with")
-        if _digest(file, st) != digest:
+        if digest_of(file, st) != digest:
             raise ArtifactError(f"{what}: its file {name} no longer has the digest it was registered with ({file}); "
                                 "the version is refused: restore the artifact store, or register the bundle again")
     return Path(folder)

@@ -5,13 +5,14 @@
 # %% ../nbs/11a_bundles.ipynb #e0db15e0
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import stat
 from pathlib import Path
 
-from .artifacts import ArtifactError, artifacts_root, keep, verified
+from .artifacts import ArtifactError, artifacts_root, digest_of, keep, verified
 from .core import InputError, WorkbenchError, file_sha256
 from .inputs import load_sample, read_npy
 
@@ -24,6 +25,7 @@ class ExportError(WorkbenchError):
 
 
 _EXPECTED = {"predict": "expected.npy", "predict_proba": "expected_proba.npy"}  # the reference's answers on the sample
+_OWN = ("metadata.json", "MODEL_CARD.md", "sample.npy", "sample.npz", *_EXPECTED.values())  # beside the model files
 
 # %% ../nbs/11a_bundles.ipynb #dd027976
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")  # a plain file name: no separator, no '..' (checked too), not hidden
@@ -68,6 +70,14 @@ _METADATA = {  # the metadata workbench writes, as JSON Schema: what a bundle's 
 _MAX_METADATA = 16 * 2**20  # a bundle's metadata is kilobytes
 
 
+@functools.cache
+def _validator():
+    "The schema's validator, made once per process (every load reads a metadata file)."
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(_METADATA)
+
+
 def _read_metadata(file: Path) -> dict:
     "A bundle's metadata, read only if it is JSON of the shape `_METADATA` describes; an ExportError saying where it is not."
     import jsonschema
@@ -78,7 +88,7 @@ def _read_metadata(file: Path) -> dict:
         meta = json.loads(file.read_bytes())
     except (ValueError, RecursionError) as e:
         raise ExportError(f"{file} is not valid JSON ({str(e)[:120]}): re-export the bundle") from None
-    problem = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(_METADATA).iter_errors(meta))
+    problem = jsonschema.exceptions.best_match(_validator().iter_errors(meta))
     if problem is not None:
         where = "/".join(map(str, problem.absolute_path)) or "the top"
         raise ExportError(f"{file} is not a workbench bundle's metadata (at {where}: {problem.message[:160]}): re-export the bundle")
@@ -97,10 +107,10 @@ def _verified(path) -> dict:
     meta = _read_metadata(_bundle_file(path, "metadata.json"))
     for name, f in meta["files"].items():
         file = _bundle_file(path, name)
-        size = file.stat().st_size
-        if size != f["size"]:  # before hashing: a file swapped for a 2 GB one is refused at once
-            raise ExportError(f"{file} has {size:,} bytes where the bundle recorded {f['size']:,}: it was changed after export; re-export it, or restore the original")
-        if file_sha256(file) != f["sha256"]:
+        st = file.stat()
+        if st.st_size != f["size"]:  # before hashing: a file swapped for a 2 GB one is refused at once
+            raise ExportError(f"{file} has {st.st_size:,} bytes where the bundle recorded {f['size']:,}: it was changed after export; re-export it, or restore the original")
+        if digest_of(file, st) != f["sha256"]:  # hashed once per process while the file stays as it was (the registry's check shares it)
             raise ExportError(f"{file} was changed after export (sha256 mismatch); re-export it, or restore the original")
     return meta
 
@@ -117,7 +127,7 @@ def _safetensors_ok(file: Path):
 # %% ../nbs/11a_bundles.ipynb #0a0a946f
 def _stored(path: Path) -> tuple:
     "The bundle's stored sample and the original model's answers on it (`check` and a server's start compare with them), read as data."
-    for name in ("sample.npy", "sample.npz", *_EXPECTED.values()):
+    for name in _OWN[2:]:
         if os.path.lexists(path / name):
             _bundle_file(path, name)  # a link out of the folder is refused here too
     sample = load_sample(path, ExportError)
@@ -156,7 +166,7 @@ def _resolve(uri: str, store=None) -> tuple[Path, int]:
 # %% ../nbs/11a_bundles.ipynb #0247627c
 def _bundle_names(path: Path, meta: dict) -> dict:
     "The files a registered version keeps: metadata, card, sample and expected answers, and the model files (with the digests the metadata records)."
-    own = [n for n in ("metadata.json", "MODEL_CARD.md", "sample.npy", "sample.npz", *_EXPECTED.values()) if os.path.lexists(path / n)]
+    own = [n for n in _OWN if os.path.lexists(path / n)]
     for name in own:
         _bundle_file(path, name)  # a link out of the folder is never kept
     return {**{n: None for n in own}, **{n: f["sha256"] for n, f in meta["files"].items()}}

@@ -191,7 +191,7 @@ def inputs_digest(patterns, digests: Digests, relative_to) -> dict:
 def named_paths(params: dict, digests: Digests, relative_to, out=None) -> dict:
     "parameter -> digest of the existing file or folder its text names (relative to `relative_to`), but none inside `out` or holding it or the notebook."
     base = Path(relative_to).resolve()
-    away = [base, *([Path(out).resolve()] if out is not None else [])]
+    away = [base, *([Path(out).resolve()] if out is not None else [])]  # neither they, what holds them, nor (the pipeline's) what is in them
     found = {}
     for name, value in params.items():
         if not isinstance(value, str) or not value.strip() or len(value) > 4096 or "\n" in value or "\0" in value:
@@ -203,7 +203,7 @@ def named_paths(params: dict, digests: Digests, relative_to, out=None) -> dict:
             path = path.resolve()
         except OSError:  # a name too long, a loop of links
             continue
-        if any(path == a or path in a.parents for a in away) or (out is not None and Path(out).resolve() in path.parents):
+        if any(path == a or path in a.parents for a in away) or (out is not None and away[-1] in path.parents):
             continue
         found[name] = digests[path]
     return found

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .bundles import _EXPECTED, ExportError, _add_version, _resolve, _safetensors_ok, _stored, _verified
-from .core import InputError, WorkbenchError, _keras, atomic_write, environment, file_sha256, patch
+from .core import InputError, WorkbenchError, _keras, atomic_write, environment, file_sha256, patch, writable_folder
 from .formats import (_KERAS_WRITERS, _SK_WRITERS, _WRITERS, _boosting, _keras_module, _keras_runner,
                                _keras_weights_runner, _native_runner, _numpy, _onnx_runner, _parity, _quiet_exporters,
                                _sklearn_outputs, _skops_runner, _torch_runner)
@@ -136,12 +136,7 @@ def _check_path(path: Path, overwrite: bool):
     "Refuse an existing bundle (unless overwriting) and a folder that cannot be made or written."
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists; pass overwrite=True to replace it, or choose another path")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # a file where a folder should be, a read-only disk
-        raise InputError(f"cannot write {path}: its folder {path.parent} cannot be made ({e.strerror})") from e
-    if not os.access(path.parent, os.W_OK):
-        raise InputError(f"cannot write {path}: the folder {path.parent} is not writable")
+    writable_folder(path.parent, f"folder of {path.name}", "choose another path")  # a file in the way, a read-only disk
 
 # %% ../nbs/12_export.ipynb #4dfd45ee
 def _prepare(model, sample, sklearn: bool, axes: dict):
@@ -276,22 +271,13 @@ def _register_in_run(path: Path, meta: dict) -> int | None:
     return _add_version(store, path, meta, meta["name"], {"versions": meta["versions"], **git_state()})
 
 
-def _gone(pid: int) -> bool:
-    "Whether no process has the id `pid` (one we may not signal is alive)."
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass
-    return False
-
-
 def _remove_stale(path: Path):
     "Remove the temporary folders that exports into `path` left when their process was killed (their pid is in the name, and gone)."
+    from workbench.runs import _alive
+
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
         pid = tmp.name.rsplit(".tmp-", 1)[1].split("-")[0]
-        if pid.isdigit() and _gone(int(pid)):
+        if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
 
 

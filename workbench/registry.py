@@ -13,8 +13,7 @@ from pathlib import Path
 from .core import InputError
 from .artifacts import artifacts_root
 from .artifacts import gc as _gc
-from .bundles import _resolve, _verified
-from .export import _add_version
+from .bundles import _add_version, _resolve, _verified
 from .runs import RunStore, git_state
 
 # %% auto #0

@@ -25,7 +25,7 @@ from .core import InputError, WorkbenchError, _keras, atomic_write, environment,
 from .formats import (_KERAS_WRITERS, _SK_WRITERS, _WRITERS, _boosting, _keras_module, _keras_runner,
                                _keras_weights_runner, _native_runner, _numpy, _onnx_runner, _parity, _quiet_exporters,
                                _sklearn_outputs, _skops_runner, _torch_runner)
-from .inputs import (TEXT, Inputs, _as_numpy, _check_axes, _in_model_order, _named_sample, _shape, _sklearn_sample,
+from .inputs import (TEXT, Inputs, _as_numpy, _check_axes, _named_sample, _shape, _sklearn_sample,
                               is_named, padding_of, probe, rows, save_sample, second_batch, shorter)
 
 # %% auto #0
@@ -145,7 +145,7 @@ def _prepare(model, sample, sklearn: bool, axes: dict):
     if is_named(sample):
         sample, specs, frame = _named_sample(model, sample, sklearn, axes)
     if sklearn:
-        sample = sample if frame else _sklearn_sample(_in_model_order(sample, model))
+        sample = sample if frame else _sklearn_sample(sample)
         writers = {fmt: functools.partial(w, specs=specs) for fmt, w in _SK_WRITERS.items()} if frame else _SK_WRITERS
         answer = functools.partial(_sklearn_outputs, model, specs=specs)
         extra = probe(answer, sample, specs) if frame else None  # rows with a column missing, or text never seen

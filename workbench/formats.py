@@ -11,6 +11,7 @@ import functools
 import io
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -321,6 +322,30 @@ def _finite_thresholds():
     sklearn_threshold.passes_infinity = True
     tree_ensemble.sklearn_threshold = sklearn_threshold  # add_node looks it up in its module at each call
 
+# %% ../nbs/11_formats.ipynb #d3e1b1b5
+def _missing_as_fitted(converter):
+    "A skl2onnx converter for scikit-learn trees whose graph sends a missing value (NaN) to the child the fitted tree sends it to."
+
+    def convert(scope, operator, container):
+        raw, add_node = operator.raw_operator, container.add_node
+        trees = [getattr(e, "tree_", None) for e in np.ravel(getattr(raw, "estimators_", [raw]))]  # skl2onnx's tree ids, in order
+
+        def add_node_with_missing(*args, **attrs):
+            if "nodes_missing_value_tracks_true" in attrs and all(t is not None for t in trees):
+                attrs["nodes_missing_value_tracks_true"] = [
+                    int(mode != "LEAF" and trees[t].missing_go_to_left[n])
+                    for t, n, mode in zip(attrs["nodes_treeids"], attrs["nodes_nodeids"], attrs["nodes_modes"])]
+            return add_node(*args, **attrs)
+
+        container.add_node = add_node_with_missing
+        try:
+            return converter(scope, operator, container)
+        finally:
+            del container.add_node
+
+    convert.__name__ = f"missing_{getattr(converter, '__name__', 'converter')}"
+    return convert
+
 # %% ../nbs/11_formats.ipynb #263257ce
 @functools.cache
 def _register_converters():
@@ -328,14 +353,17 @@ def _register_converters():
     from skl2onnx import update_registered_converter
     from skl2onnx._supported_operators import sklearn_operator_name_map
     from skl2onnx.common._registration import get_converter, get_shape_calculator
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn import ensemble, tree
     from sklearn.impute import SimpleImputer
     from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
     from sklearn.svm import LinearSVC
 
-    fixes = {HistGradientBoostingClassifier: _bool_attributes_as_ints, HistGradientBoostingRegressor: _bool_attributes_as_ints,
+    fixes = {ensemble.HistGradientBoostingClassifier: _bool_attributes_as_ints, ensemble.HistGradientBoostingRegressor: _bool_attributes_as_ints,
              LinearSVC: _bool_attributes_as_ints, SimpleImputer: _missing_text_as_empty, OneHotEncoder: _missing_text_as_empty,
              OrdinalEncoder: _missing_text_as_empty}
+    trees = [getattr(module, f"{kind}{task}") for module, kind in ((tree, "DecisionTree"), (tree, "ExtraTree"), (ensemble, "RandomForest"),
+             (ensemble, "ExtraTrees"), (ensemble, "GradientBoosting")) for task in ("Classifier", "Regressor")]
+    fixes.update(dict.fromkeys(trees, _missing_as_fitted))
     for cls, fix in fixes.items():
         alias = sklearn_operator_name_map[cls]
         converter = get_converter(alias)
@@ -386,31 +414,39 @@ def _sklearn_outputs(model, x, specs: list | None = None) -> dict:
 _ORT_TYPES = {"tensor(double)": np.float64, "tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(string)": object}
 
 
-def _coder(specs: list):
-    "A function from a feed of columns to a float32 matrix, each category as its code (NaN where missing or not a category)."
+def _coder(specs: list, dtype=np.float32):
+    "A function from a feed of columns to a matrix of `dtype`, each category as its code (NaN where missing or not a category)."
     index = {s["name"]: {c: i for i, c in enumerate(s["categories"])} for s in specs if "categories" in s}  # once, not per request
 
     def codes(x: dict) -> np.ndarray:
         return np.column_stack([np.array([index[s["name"]].get(v, np.nan) for v in x[s["name"]].reshape(-1)]) if s["name"] in index
-                                else x[s["name"]].reshape(-1) for s in specs]).astype(np.float32)
+                                else x[s["name"]].reshape(-1) for s in specs]).astype(dtype, copy=False)
 
     return codes
+
+
+def _by_column(inputs, specs: list | None) -> bool:
+    "Whether a graph takes a frame's columns as inputs of their own (by position: skl2onnx renames 'a b' to 'a_b'), not one matrix."
+    if specs is None or len(inputs) != len(specs):
+        return False
+    return len(specs) > 1 or inputs[0].type == "tensor(string)" or "categories" not in specs[0]
 
 
 def _graph_feed(session, specs: list | None):
     "A function from an array or a feed to the inputs of `session`."
     inputs = session.get_inputs()
-    types = {i.name: _ORT_TYPES.get(i.type, np.float32) for i in inputs}
-    if specs is None or [i.name for i in inputs] != [s["name"] for s in specs]:
-        name, dtype = inputs[0].name, types[inputs[0].name]
-        if specs is not None:  # a matrix of codes
-            codes = _coder(specs)
-            return lambda x: {name: codes(x)}
+    types = [_ORT_TYPES.get(i.type, np.float32) for i in inputs]
+    if not _by_column(inputs, specs):
+        name, dtype = inputs[0].name, types[0]
+        if specs is not None:  # the columns as one matrix
+            matrix = _coder(specs, dtype)
+            return lambda x: {name: matrix(x)}
         return lambda x: {name: x if x.dtype == dtype else x.astype(dtype)}
+    pairs = [(i.name, s["name"], t) for i, s, t in zip(inputs, specs, types)]
 
     def feed(x):
-        return {name: np.where(_missing(x[name].reshape(-1)).reshape(-1, 1), "", x[name]) if t is object else x[name].astype(t, copy=False)
-                for name, t in types.items()}
+        return {name: np.where(_missing(x[column].reshape(-1)).reshape(-1, 1), "", x[column]) if t is object
+                else x[column].astype(t, copy=False) for name, column, t in pairs}
 
     return feed
 
@@ -429,34 +465,51 @@ def _onnx_sklearn_runner(session, proba: bool, ndim: int, specs: list | None = N
     return run
 
 # %% ../nbs/11_formats.ipynb #7362f12e
-def _column_types(specs: list, floats) -> list:
-    "skl2onnx's input types for a frame's columns: text as strings, numbers as `floats` (double or float) or int64."
-    from skl2onnx.common.data_types import Int64TensorType, StringTensorType
+def _column_types(specs: list, floats, ints) -> list:
+    "skl2onnx's input types for a frame's columns: text as strings, floats as `floats`, whole numbers (and booleans) as `ints`."
+    from skl2onnx.common.data_types import StringTensorType
 
     return [(s["name"], StringTensorType([None, 1]) if s["dtype"] == TEXT else
-             (floats if np.dtype(s["dtype"]).kind == "f" else Int64TensorType)([None, 1])) for s in specs]
+             (floats if np.dtype(s["dtype"]).kind == "f" else ints)([None, 1])) for s in specs]
+
+
+def _graph_tries(model, sample, specs: list | None) -> list:
+    "(how, matrix, column types) for each way of giving skl2onnx the rows, in the order to try them."
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType
+
+    if specs is None:
+        return [("as float64", sample, None), ("as float32", sample.astype(np.float32), None)][sample.dtype == np.float32:]
+    if _boosting(model) and not hasattr(model, "steps"):  # a bare booster fitted on category columns: the codes it takes
+        return [("as category codes", _coder(specs)(sample), None)]
+    tries = []
+    if all(s["dtype"] != TEXT for s in specs):
+        tries += [("as one float64 matrix", _coder(specs, np.float64)(sample), None), ("as one float32 matrix", _coder(specs)(sample), None)]
+    for floats, kind in ((DoubleTensorType, "float64"), (FloatTensorType, "float32")):
+        tries.append((f"column by column ({kind}, whole numbers as int64)", None, _column_types(specs, floats, Int64TensorType)))
+        tries.append((f"column by column ({kind})", None, _column_types(specs, floats, floats)))
+    return tries
+
+
+def _first_sentence(e: Exception) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {re.split(r'(?<=[.!?]) ', text, maxsplit=1)[0][:160]}"
 
 
 def _onnx_graph(model, sample, specs: list | None = None):
-    "The graph and a session on it: in double precision for float64 data where skl2onnx and ONNX Runtime can, else float."
+    "The graph and a session on it, from the first way of giving the rows that skl2onnx converts; else one line saying what was tried."
     import onnxruntime as ort
-    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
-    if specs is None:
-        tries = [(sample, None)] if sample.dtype == np.float32 else [(sample, None), (sample.astype(np.float32), None)]
-    elif _boosting(model):  # fitted on category columns: the codes LightGBM takes
-        tries = [(_coder(specs)(sample), None)]
-    else:
-        tries = [(None, _column_types(specs, DoubleTensorType)), (None, _column_types(specs, FloatTensorType))]
-    for i, (x, types) in enumerate(tries):
+    refusals = {}
+    for how, x, types in _graph_tries(model, sample, specs):
         try:
             onx = _to_onnx(model, x, types).SerializeToString()
             return onx, ort.InferenceSession(onx, _silent(), providers=["CPUExecutionProvider"])
-        except Exception:  # many converters (trees among them) build float graphs only
-            if i == len(tries) - 1:
-                raise
+        except Exception as e:  # many converters (trees among them) build float graphs only; most take one matrix
+            refusals.setdefault(_first_sentence(e), []).append(how)
+    tried = "; ".join(f"{', '.join(hows)}: {why}" for why, hows in refusals.items())
+    raise ValueError(f"skl2onnx cannot convert {type(model).__name__} ({tried})")
 
-
+# %% ../nbs/11_formats.ipynb #0eeb9b57
 def _write_onnx_sklearn(model, sample, folder: Path, specs: list | None = None):
     path = folder / "model.onnx"
     onx, session = _onnx_graph(model, sample, specs)

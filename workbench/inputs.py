@@ -32,11 +32,11 @@ def _text(dtype) -> bool:
 
 
 def is_named(sample) -> bool:
-    "Whether `sample` is several named inputs: a dict (or mapping), a tuple or list of arrays, or a frame with text or category columns."
+    "Whether `sample` is several named inputs: a frame (its columns), a dict (or mapping), or a tuple or list of arrays."
     import pandas as pd
 
     if isinstance(sample, pd.DataFrame):
-        return any(_text(d) or isinstance(d, pd.CategoricalDtype) for d in sample.dtypes)
+        return True
     return isinstance(sample, Mapping) or (isinstance(sample, (tuple, list)) and len(sample) > 0 and hasattr(sample[0], "shape"))
 
 # %% ../nbs/10_inputs.ipynb #cd69a337
@@ -53,8 +53,11 @@ def _column_spec(name, column) -> dict:
         return {**spec, "dtype": TEXT, "categories": [str(c) for c in categories]}
     if _text(dtype):
         return {**spec, "dtype": TEXT}
-    if isinstance(dtype, pd.api.extensions.ExtensionDtype):  # Int64, Float64, boolean: they may hold <NA>
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype) and dtype.kind in "biuf":  # Int64, Float64, boolean: they may hold <NA>
         return {**spec, "dtype": "float64"}
+    if getattr(dtype, "kind", "O") not in "biuf":  # dates, durations, periods: neither numbers nor text
+        raise InputError(f"the sample's column {name!r} ({dtype}) is neither numbers nor text, which a bundle takes: turn it "
+                         "into numbers (a date into its parts) or text, in the frame and in the pipeline")
     return {**spec, "dtype": np.dtype(dtype).name}
 
 
@@ -140,13 +143,16 @@ class Inputs:
     def __init__(self, specs: list, frame: bool = False, error=InputError):
         self.specs, self.frame, self.error = {s["name"]: s for s in specs}, frame, error
         self.names = list(self.specs)
+        self.numbers = frame and all(s["dtype"] != TEXT for s in specs)  # a frame of numbers also takes a plain matrix
 
     def _by_name(self, x) -> dict:
-        "The caller's inputs as name -> values, from a frame, a dict, records, or a tuple in order."
+        "The caller's inputs as name -> values, from a frame, a dict, records, a tuple in order, or a matrix of a frame's numbers."
         import pandas as pd
 
         if isinstance(x, pd.DataFrame):
             return {str(c): x[c].to_numpy() for c in x.columns}
+        if self.frame and hasattr(x, "shape") and len(x.shape) == 2:
+            return self._matrix(x)
         if isinstance(x, (list, tuple)) and x and all(isinstance(r, dict) for r in x):  # records: one dict per row
             keys = list(dict.fromkeys(k for r in x for k in r))
             return {k: [r.get(k) for r in x] for k in keys}
@@ -167,6 +173,21 @@ class Inputs:
         if extra:
             raise self.error(f"unknown {kind}{'s' * (len(extra) > 1)} {', '.join(map(repr, extra[:5]))}: this model takes "
                              f"{', '.join(self.names)}; drop the others")
+
+# %% ../nbs/10_inputs.ipynb #de3dc07e
+def _matrix(self: Inputs, x) -> dict:
+    "The columns of a 2-D array in the order the model was fitted on, as scikit-learn reads an array; only for a frame of numbers."
+    x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    if not self.numbers:
+        raise self.error(f"this model takes text columns ({', '.join(n for n in self.names if self.specs[n]['dtype'] == TEXT)}), "
+                         "which an array cannot carry: pass a frame, a dict of columns, or a list of records")
+    if x.shape[1] != len(self.names):
+        raise self.error(f"an array of {x.shape[1]} columns does not fit this model, which takes {len(self.names)} "
+                         f"({', '.join(self.names[:5])}{' ...' if len(self.names) > 5 else ''}): pass a frame, whose columns are taken by name")
+    return {n: x[:, j] for j, n in enumerate(self.names)}
+
+
+Inputs._matrix = _matrix
 
 # %% ../nbs/10_inputs.ipynb #7c0828e2
 def _column(self: Inputs, name: str, values) -> np.ndarray:
@@ -250,37 +271,45 @@ def to_frame(feed: dict, specs: list):
 _UNSEEN = "\x00unseen"  # a text value no model was fitted on
 
 
+def _tries(spec: dict) -> list:
+    "The values a column is probed with: missing, and for free text a value never seen."
+    if spec["dtype"] == TEXT:
+        return [None] + ([] if "categories" in spec else [_UNSEEN])
+    return [np.nan] if np.dtype(spec["dtype"]).kind == "f" else []  # an int column cannot hold a missing value
+
+
+def _takes(answer, x) -> bool:
+    try:
+        answer(x)
+        return True
+    except Exception:  # the estimator's own refusal: this value cannot be sent
+        return False
+
+
 def probe(answer, feed: dict, specs: list) -> dict | None:
     "Mark each column `nullable` by whether `answer` takes it missing; a feed of the rows it took (missing and unseen values), or None."
-    taken = []
+    cases = []
     for spec in specs:
-        tries = [None] if spec["dtype"] == TEXT else [np.nan] if np.dtype(spec["dtype"]).kind == "f" else []
-        tries += [_UNSEEN] if spec["dtype"] == TEXT and "categories" not in spec else []
-        for value in tries:
+        for value in _tries(spec):
             row = {k: v[:1].copy() for k, v in feed.items()}
             row[spec["name"]][0, 0] = value
-            try:
-                answer(row)
-                ok = True
-            except Exception:  # the estimator's own refusal: this value cannot be sent
-                ok = False
-            if value is None or value is np.nan:
-                spec["nullable"] = ok
-            if ok:
-                taken.append(row)
+            cases.append((spec, value, row))
+    join = lambda rows: {k: np.concatenate([r[k] for r in rows]) for k in feed}
+    every = bool(cases) and _takes(answer, join([row for _, _, row in cases]))  # one call where all are taken, not one per column
+    taken = [every or _takes(answer, row) for _, _, row in cases]
+    for (spec, value, _), ok in zip(cases, taken):
+        if value is not _UNSEEN:
+            spec["nullable"] = ok
+    for spec in specs:
         spec.setdefault("nullable", False)
-    return {k: np.concatenate([r[k] for r in taken]) for k in feed} if taken else None
+    rows = [row for (_, _, row), ok in zip(cases, taken) if ok]
+    return join(rows) if rows else None
 
 # %% ../nbs/10_inputs.ipynb #cb38a32c
 def _sklearn_sample(sample) -> np.ndarray:
     "The sample as a 2-D float array (float32 stays float32, anything else becomes float64), or an InputError."
     if hasattr(sample, "detach"):
         sample = sample.detach().cpu().numpy()
-    named = {str(c): str(kind) for c, kind in getattr(sample, "dtypes", {}).items() if kind.kind not in "biuf"}
-    if named:  # dates and other kinds: neither numbers nor text
-        listed = ", ".join(f"{c} ({kind})" for c, kind in list(named.items())[:5])
-        raise InputError(f"the sample's column(s) {listed} are neither numbers nor text, which a bundle takes: "
-                         "turn them into numbers (a date into its parts) or text, in the frame and in the pipeline")
     try:
         sample = np.asarray(sample)
         sample = sample.astype(np.float32 if sample.dtype == np.float32 else np.float64)

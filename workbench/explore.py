@@ -18,8 +18,8 @@ from .data import Data, as_data
 from .profiling import SAMPLE_ROWS, ColumnProfile, Profile, _kind, _sample, column_profile, profile
 
 # %% auto #0
-__all__ = ['DRIFT_RULE', 'column_plot', 'heatmap_plot', 'spark_png', 'images_png', 'overview_html', 'heat_html', 'report_html',
-           'target_html', 'Explorer', 'explore', 'psi', 'Comparison', 'compare']
+__all__ = ['MIN_ROWS', 'ALPHA', 'DRIFT_RULE', 'column_plot', 'heatmap_plot', 'spark_png', 'images_png', 'overview_html',
+           'heat_html', 'report_html', 'target_html', 'Explorer', 'explore', 'psi', 'Comparison', 'compare']
 
 # %% ../nbs/03_explore.ipynb #4a10aa48
 def _figure(width: float, height: float):
@@ -419,7 +419,9 @@ def explore(data, target: str | None = None, y=None, max_columns: int = 200) -> 
     return Explorer(d, profile(d, max_columns=max_columns))
 
 # %% ../nbs/03_explore.ipynb #14f44175
-DRIFT_RULE = "drift when PSI >= 0.2, or PSI >= 0.1 and p < 0.05"
+MIN_ROWS = 30  # rows on each side below which no drift is called: "too few rows" is said instead
+ALPHA = 0.05  # the chance of a false alarm on data that did not move, over all the columns compared together
+DRIFT_RULE = f"drift when PSI >= 0.1 and p < {ALPHA} after Benjamini-Hochberg over the columns; no verdict under {MIN_ROWS} rows a side"
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:
@@ -441,7 +443,7 @@ def _drift_row(name: str, kind: str, ref: pd.Series, cur: pd.Series) -> dict:
 
     ref, cur = ref.dropna(), cur.dropna()
     if ref.empty or cur.empty:
-        return {"column": name, "kind": kind, "test": "none", "statistic": np.nan, "p_value": np.nan, "psi": np.nan, "drift": False}
+        return {"column": name, "kind": kind, "test": "none", "statistic": np.nan, "p_value": np.nan, "psi": np.nan}
     if kind == "numeric":
         r = ref.to_numpy(dtype="float64")
         c = cur.to_numpy(dtype="float64")
@@ -464,16 +466,38 @@ def _drift_row(name: str, kind: str, ref: pd.Series, cur: pd.Series) -> dict:
             chi2, p = 0.0, 1.0
         value = psi(rc, cc)
         test, statistic, p = "chi2", float(chi2), float(p)
-    drift = value >= 0.2 or (value >= 0.1 and p < 0.05)
-    return {"column": name, "kind": kind, "test": test, "statistic": statistic, "p_value": p, "psi": value, "drift": bool(drift)}
+    return {"column": name, "kind": kind, "test": test, "statistic": statistic, "p_value": p, "psi": value}
+
+
+def _too_few(reference: int, current: int) -> str:
+    "The verdict where a side has too few rows to judge."
+    return (f"too few rows to judge drift: {reference:,} in the reference and {current:,} in the current data; "
+            f"at least {MIN_ROWS} on each side")
+
+
+def _verdicts(table: pd.DataFrame, rows: tuple) -> pd.DataFrame:
+    "The drift table with each p-value adjusted for all the columns tested together (`p_adjusted`) and each column's verdict, given the `rows` of (reference, current)."
+    from scipy import stats
+
+    table = table.copy()
+    tested = table["p_value"].notna().to_numpy()
+    table["p_adjusted"] = np.nan
+    if tested.any():
+        table.loc[tested, "p_adjusted"] = stats.false_discovery_control(table.loc[tested, "p_value"].to_numpy(dtype="float64"))
+    table["drift"] = (min(rows) >= MIN_ROWS) & (table["psi"] >= 0.1) & (table["p_adjusted"] < ALPHA)
+    return table
 
 # %% ../nbs/03_explore.ipynb #10c6d3dd
 @dataclass
 class Comparison:
-    "Per-column drift between a reference and a current dataset."
+    "Per-column drift between a reference and a current dataset; `judged` is False where either has too few rows to say."
     table: pd.DataFrame
     reference: pd.DataFrame
     current: pd.DataFrame
+
+    @property
+    def judged(self) -> bool:
+        return min(len(self.reference), len(self.current)) >= MIN_ROWS
 
     @property
     def drifted(self) -> list:
@@ -482,6 +506,8 @@ class Comparison:
     @property
     def verdict(self) -> str:
         n = len(self.drifted)
+        if not self.judged:
+            return _too_few(len(self.reference), len(self.current))
         return (f"drift in {n} of {len(self.table)} columns: {', '.join(self.drifted[:10])}" if n
                 else f"no drift in {len(self.table)} columns") + f" ({DRIFT_RULE})"
 
@@ -496,7 +522,7 @@ class Comparison:
 
     def to_html(self) -> str:
         shown = self.table.copy()
-        shown[["statistic", "p_value", "psi"]] = shown[["statistic", "p_value", "psi"]].round(4)
+        shown[["statistic", "p_value", "p_adjusted", "psi"]] = shown[["statistic", "p_value", "p_adjusted", "psi"]].round(4)
         plots = [_img(self.plot(c), f"{c} drift") for c in (self.drifted or list(self.table["column"]))[:6]]
         return _CSS + f"<div class='wb-report'><h3>{html.escape(self.verdict)}</h3>" + _table(shown) + "".join(plots) + "</div>"
 
@@ -542,4 +568,4 @@ def compare(reference, current, columns=None) -> Comparison:
         raise InputError(f"none of the shared columns can be compared ({', '.join(f'{c}: {k}' for c, k in list(kinds.items())[:10])}); "
                          "compare takes numeric, categorical and boolean columns")
     rows = [_drift_row(c, kinds[c] if kinds[c] in ("numeric", "boolean") else "categorical", ref[c], cur[c]) for c in comparable]
-    return Comparison(pd.DataFrame(rows), ref, cur)
+    return Comparison(_verdicts(pd.DataFrame(rows), (len(ref), len(cur))), ref, cur)

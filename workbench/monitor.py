@@ -14,15 +14,12 @@ import pandas as pd
 
 from .core import InputError, environment, png_bytes
 from .evaluate import _page
-from .explore import _figure, _img, _table, compare
+from .explore import MIN_ROWS, _figure, _img, _table, _too_few, _verdicts, compare
 
 # %% auto #0
 __all__ = ['Monitoring', 'monitor', 'react']
 
 # %% ../nbs/28_monitor.ipynb #16b022c4
-_META = {"time", "request", "version", "role"}  # what the traffic log adds to each row: not features
-
-
 def _read(data, what: str, model_name: str | None = None) -> pd.DataFrame:
     "A frame from a frame, a file (.parquet, .csv), a traffic-log folder, or an array."
     from workbench.traffic import read_traffic
@@ -55,52 +52,74 @@ def _summarised(frame: pd.DataFrame) -> pd.DataFrame:
         out[f"{c}_mean"], out[f"{c}_std"] = rows.mean(1), rows.std(1)
     return out
 
+# %% ../nbs/28_monitor.ipynb #17634be2
+def _logged(frame: pd.DataFrame) -> tuple[list, dict]:
+    "The traffic log's own columns of `frame` (time, request, version, role) and its answers (column -> output), as the log recorded them; none for data of one's own."
+    roles = frame.attrs.get("traffic") or {}
+    own = [roles[k] for k in ("time", "request", "version", "role") if roles.get(k) in frame]
+    return own, {c: output for c, output in roles.get("answers", {}).items() if c in frame}
+
+
+def _times(frame: pd.DataFrame) -> pd.Series | None:
+    "When each row came: the time the traffic log recorded, or a `time` column of dates in data of one's own."
+    column = (frame.attrs.get("traffic") or {}).get("time", "time")
+    return frame[column] if column in frame and pd.api.types.is_datetime64_any_dtype(frame[column]) else None
+
 # %% ../nbs/28_monitor.ipynb #4ca57721
-def _is_answer(column: str, signature) -> bool:
-    "Whether a column holds one of the model's answers, as the traffic log names them (label, probabilities_<class> ...)."
-    return column in signature.outputs or str(column).startswith(tuple(f"{o}_" for o in signature.outputs))
+def _model_rows(frame: pd.DataFrame, signature):
+    "The rows `frame` gives the model, its inputs taken by name (a frame's columns; a matrix's features, `x0` ... where unnamed; a tensor's `input`)."
+    if signature.named and signature.named.frame:
+        return signature.rows(frame[[c for c in signature.named.names if c in frame]])  # a missing column is named there
+    names = signature.names or [f"x{j}" for j in range(int(np.prod(signature.features)))]
+    if "input" in frame:
+        x = np.stack(frame["input"].to_numpy()).reshape(len(frame), *signature.features)
+    elif all(n in frame.columns for n in names):
+        x = frame[names].to_numpy()
+    else:
+        missing = [n for n in names if n not in frame.columns][:5]
+        raise InputError(f"the model's features {missing} are not columns of the data; name the columns as the model's features")
+    return signature.rows(np.asarray(x).astype(signature.dtype))
 
 
-def _answers(frame: pd.DataFrame, predictor, signature) -> pd.DataFrame:
-    "The answer columns of `frame`, computed by `predictor` where the frame lacks them, and the confidence."
+def _answers(frame: pd.DataFrame, predictor, signature) -> tuple[pd.DataFrame, dict]:
+    "The model's answers on `frame` (as its traffic log recorded them, else computed by `predictor`), the top probability as `confidence`; and which output each column is."
     from workbench.traffic import _columns
 
-    names = signature.names or [f"x{j}" for j in range(int(np.prod(signature.features)))]
-    answered = [c for c in frame.columns if _is_answer(c, signature)]
-    if answered:
-        out = frame[answered].copy()
+    _, logged = _logged(frame)
+    if logged:
+        out = frame[list(logged)].copy()
     else:
-        if signature.named and signature.named.frame:  # its columns by name, text as text
-            x = signature.rows(frame[[c for c in frame.columns if c in signature.named.specs]])
-        elif "input" in frame:
-            x = np.stack(frame["input"].to_numpy()).reshape(len(frame), *signature.features)
-        elif all(n in frame.columns for n in names):
-            x = frame[names].to_numpy()
-        else:
-            missing = [n for n in names if n not in frame.columns][:5]
-            raise InputError(f"the model's features {missing} are not columns of the data; name the columns as the model's features")
-        x = x if isinstance(x, dict) else signature.rows(np.asarray(x).astype(signature.dtype))
-        cols = _columns([(0, None, x, signature.answers(predictor._run(x)), 1, "champion")], signature, wide=0)
-        out = pd.DataFrame({k: v for k, v in cols.items() if _is_answer(k, signature)}, index=frame.index)
-    probabilities = [c for c in out.columns if c.startswith("probabilities_")]
+        x = _model_rows(frame, signature)
+        columns, roles = _columns([(0, None, x, signature.answers(predictor._run(x)), 1, "champion")], signature)
+        logged = roles["answers"]
+        out = pd.DataFrame({c: columns[c] for c in logged}, index=frame.index)
+    probabilities = [c for c, output in logged.items() if output == "probabilities"]
     if probabilities:
         out["confidence"] = out[probabilities].max(axis=1)
-    return out.drop(columns=probabilities)
+    return out.drop(columns=probabilities), {c: o for c, o in logged.items() if c not in probabilities}
 
 # %% ../nbs/28_monitor.ipynb #6129363b
+def _features(frame: pd.DataFrame, target: str | None) -> pd.DataFrame:
+    "The data's own columns: all but the target, the time and the traffic log's own columns and answers; tensors summarised."
+    own, logged = _logged(frame)
+    times = _times(frame)
+    dropped = {target, *own, *logged, *([times.name] if times is not None else [])}
+    return _summarised(frame.drop(columns=[c for c in frame.columns if c in dropped]))
+
+
 def _align(reference: pd.DataFrame, current: pd.DataFrame) -> tuple:
     "(reference, current) on their shared columns, the current cast to the reference's numeric types; and notes."
     notes = []
-    only_ref = [c for c in reference.columns if c not in current.columns and c not in _META]
-    only_cur = [c for c in current.columns if c not in reference.columns and c not in _META]
+    only_ref = [c for c in reference.columns if c not in current.columns]
+    only_cur = [c for c in current.columns if c not in reference.columns]
     if only_ref:
         notes.append(f"{len(only_ref)} column(s) of the reference are missing from the current data, not compared: {', '.join(map(str, only_ref[:10]))}")
     if only_cur:
         notes.append(f"{len(only_cur)} column(s) of the current data are not in the reference, ignored: {', '.join(map(str, only_cur[:10]))}")
-    shared = [c for c in reference.columns if c in current.columns and c not in _META]
+    shared = [c for c in reference.columns if c in current.columns]
     if not shared:
         raise InputError("the reference and the current data share no column: are they the same model's data?")
-    current = current.copy()
+    current = current[shared].copy()
     for c in shared:
         if pd.api.types.is_numeric_dtype(reference[c]) and not pd.api.types.is_numeric_dtype(current[c]):
             parsed = pd.to_numeric(current[c], errors="coerce")
@@ -108,7 +127,7 @@ def _align(reference: pd.DataFrame, current: pd.DataFrame) -> tuple:
             notes.append(f"{c}: numbers in the reference, {current[c].dtype} in the current data; read as numbers"
                          + (f", {bad:,} values that are not numbers counted as missing" if bad else ""))
             current[c] = parsed
-    return reference[shared], current[shared + [c for c in _META if c in current.columns]], notes
+    return reference[shared], current, notes
 
 # %% ../nbs/28_monitor.ipynb #c864cec1
 @dataclass
@@ -119,7 +138,13 @@ class Monitoring:
     performance: dict | None
     timeline: pd.DataFrame | None
     notes: list = field(default_factory=list)
-    comparison: object = field(default=None, repr=False)  # the explore.Comparison behind the two tables, for its plots
+    comparisons: tuple = field(default=(), repr=False)  # the explore.Comparison of the features (and of the answers), for plots
+    rows: tuple = (0, 0)  # of the reference and the current data
+
+    @property
+    def judged(self) -> bool:
+        "Whether both sides have rows enough to call drift in features and answers."
+        return min(self.rows) >= MIN_ROWS
 
     @property
     def drift(self) -> bool:
@@ -127,7 +152,7 @@ class Monitoring:
 
     @property
     def verdict(self) -> str:
-        parts = []
+        parts = [] if self.judged else [_too_few(*self.rows)]
         if self.features["drift"].any():
             parts.append(f"features drifted: {', '.join(map(str, self.features.loc[self.features['drift'], 'column'][:10]))}")
         if self.answers["drift"].any():
@@ -135,7 +160,13 @@ class Monitoring:
         if (self.performance or {}).get("drift"):
             p = self.performance
             parts.append(f"{p['metric']} {p['current']:.4g} [{p['low']:.4g}, {p['high']:.4g}], worse than the reference's {p['reference']:.4g}")
-        return ("drift: " + "; ".join(parts)) if parts else f"no drift in {len(self.features)} features and {len(self.answers)} answers"
+        if self.drift:
+            return "drift: " + "; ".join(parts)
+        return "; ".join(parts) or f"no drift in {len(self.features)} features and {len(self.answers)} answers"
+
+    def plot(self, column: str, answer: bool = False) -> bytes:
+        "The reference's and the current distributions of a feature (or of an answer) side by side."
+        return self.comparisons[1 if answer else 0].plot(column)
 
     def __repr__(self) -> str:
         return self.verdict + "".join(f"\nnote: {n}" for n in self.notes)
@@ -161,8 +192,8 @@ def _monitoring_html(self: Monitoring, path=None) -> str:
     if self.performance:
         parts.append(_table(pd.DataFrame([self.performance]).round(4)))
     parts += ["<h3>answers</h3>", _table(self.answers.round(4)), "<h3>features</h3>", _table(self.features.round(4))]
-    drifted = list(self.answers.loc[self.answers["drift"], "column"]) + list(self.features.loc[self.features["drift"], "column"])
-    parts += [_img(self.comparison.plot(c), f"{c} drift") for c in drifted[:8]]
+    drifted = [(c, True) for c in self.answers.loc[self.answers["drift"], "column"]] + [(c, False) for c in self.features.loc[self.features["drift"], "column"]]
+    parts += [_img(self.plot(c, answer), f"{c} drift") for c, answer in drifted[:8]]
     if self.timeline is not None and len(self.timeline):
         parts += ["<h3>per window</h3>", _img(_timeline_png(self.timeline), "timeline"), _table(self.timeline.round(4))]
     return _page(parts, path)
@@ -200,20 +231,35 @@ def _performance(ref_y, ref_pred, cur_y, cur_pred, task: str) -> dict:
     return {"metric": metric, "reference": reference, "current": current.metrics[metric], "low": low, "high": high, "drift": bool(worse)}
 
 
-def _windows(ref: pd.DataFrame, cur: pd.DataFrame, times: pd.Series, window: str, answer_columns: list) -> pd.DataFrame:
-    "One row per window of the current data: its rows, the share of features that drifted, the answers' PSI."
-    rows = []
-    for start, part in cur.groupby(pd.Grouper(key=times.name, freq=window)) if times.name in cur else []:
+def _judged(features: tuple, answers: tuple | None) -> tuple:
+    "The comparisons of the (reference, current) features and answers, and their two tables, judged together: one correction over every column."
+    compared = [compare(*features), *([compare(*answers)] if answers else [])]
+    rows = (len(features[0]), len(features[1]))
+    table = _verdicts(pd.concat([c.table.assign(answer=i == 1) for i, c in enumerate(compared)], ignore_index=True), rows)
+    split = [table[table["answer"] == side].drop(columns="answer").reset_index(drop=True) for side in (False, True)]
+    return tuple(compared), split[0], split[1]
+
+
+def _windows(features: tuple, answers: tuple | None, times: pd.Series, window: str) -> pd.DataFrame:
+    "One row per window of the current data: its rows, the share of features that drifted, the answers' largest PSI (NaN where the window has too few rows)."
+    out = []
+    for start, part in pd.Series(np.arange(len(times)), index=times.to_numpy()).groupby(pd.Grouper(freq=window)):
         if len(part) == 0:
             continue
-        table = compare(ref, part.drop(columns=[times.name])).table
-        features = table[~table["column"].isin(answer_columns)]
-        answers = table[table["column"].isin(answer_columns)]
-        rows.append({"window": start, "rows": len(part), "drifted_share": float(features["drift"].mean()) if len(features) else 0.0,
-                     **({"answer_psi": float(answers["psi"].max())} if len(answers) else {})})
-    return pd.DataFrame(rows)
+        take = lambda pair: (pair[0], pair[1].iloc[part.to_numpy()])
+        _, drifted, answered = _judged(take(features), take(answers) if answers else None)
+        judged = len(part) >= MIN_ROWS
+        out.append({"window": start, "rows": len(part), "judged": judged,
+                    "drifted_share": float(drifted["drift"].mean()) if judged and len(drifted) else np.nan,
+                    **({"answer_psi": float(answered["psi"].max())} if len(answered) else {})})
+    return pd.DataFrame(out)
 
 # %% ../nbs/28_monitor.ipynb #f3eee7a0
+def _prediction(answers: dict) -> str:
+    "The answer column that is the model's prediction: its label, else its value (or output)."
+    return next((c for c, output in answers.items() if output == "label"), next(iter(answers)))
+
+
 def monitor(reference, current, model=None, target: str | None = None, window: str | None = None) -> Monitoring:
     "Drift between `reference` (training) data and `current` (production) data, for `model`'s features and answers."
     from workbench.export import Predictor, load
@@ -226,33 +272,25 @@ def monitor(reference, current, model=None, target: str | None = None, window: s
     ref, cur = _read(reference, "reference"), _read(current, "current", name)
     if ref.empty or cur.empty:
         raise InputError(f"the {'reference' if ref.empty else 'current'} data has no rows")
-    times = cur["time"] if "time" in cur else None
-    ref_y, cur_y = (ref[target] if target in ref else None), (cur[target] if target in cur else None)
-    ref, cur = ref.drop(columns=[target], errors="ignore"), cur.drop(columns=[target], errors="ignore")  # the caller's frames stay whole
-    answer_columns, notes = [], []
+    times = _times(cur)
+    answers = outputs = None
     if predictor is not None:
         signature = Signature(predictor.metadata)
-        ref_answers, cur_answers = _answers(ref, predictor, signature), _answers(cur, predictor, signature)
-        answer_columns = list(ref_answers.columns)
-        ref, cur = ([_summarised(f.drop(columns=[c for c in f if _is_answer(c, signature)])), a] for f, a in ((ref, ref_answers), (cur, cur_answers)))
-        ref, cur = pd.concat(ref, axis=1), pd.concat(cur, axis=1)
-    else:
-        ref, cur = _summarised(ref), _summarised(cur)
-    ref, cur, notes = _align(ref, cur)
-    comparison = compare(ref, cur.drop(columns=[c for c in _META if c in cur]))
-    table = comparison.table
+        (ref_a, outputs), (cur_a, _) = _answers(ref, predictor, signature), _answers(cur, predictor, signature)
+        answers = (ref_a, cur_a)
+    ref_f, cur_f, notes = _align(_features(ref, target), _features(cur, target))
+    comparisons, features, answered = _judged((ref_f, cur_f), answers)
     performance = None
-    if target is not None and predictor is not None and cur_y is not None and ref_y is not None:
-        label = "label" if "label" in answer_columns else answer_columns[0]
+    if target is not None and answers and target in ref and target in cur:
         task = "classification" if predictor.metadata.get("task") == "classification" else "regression"
-        performance = _performance(ref_y.to_numpy(), ref[label].to_numpy(), cur_y.to_numpy(), cur[label].to_numpy(), task)
+        label = _prediction(outputs)
+        performance = _performance(ref[target].to_numpy(), ref_a[label].to_numpy(), cur[target].to_numpy(), cur_a[label].to_numpy(), task)
     elif target is not None:
         notes.append(f"no performance check: {target!r} must be a column of both sides, and a model must be given")
-    timeline = _windows(ref, cur, times, window, answer_columns) if window and times is not None else None
+    timeline = _windows((ref_f, cur_f), answers, times, window) if window and times is not None else None
     if window and times is None:
         notes.append("no windows: the current data has no time column")
-    return Monitoring(table[~table["column"].isin(answer_columns)].reset_index(drop=True),
-                      table[table["column"].isin(answer_columns)].reset_index(drop=True), performance, timeline, notes, comparison)
+    return Monitoring(features, answered, performance, timeline, notes, comparisons, (len(ref), len(cur)))
 
 # %% ../nbs/28_monitor.ipynb #58c9c133
 def _as_path(data, folder: Path, name: str) -> str:

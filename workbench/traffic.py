@@ -47,16 +47,28 @@ def _inputs(xs: list, signature: Signature, wide: int) -> dict:
     return {"input": list(x.reshape(len(x), -1))}  # images and other tensors: each row flattened
 
 
-def _columns(items: list, signature: Signature, wide: int = 256) -> dict:
-    "Columns of the rows of `items` [(milliseconds, request id, inputs, answers, version, role)]: time, request, version, role, inputs, answers."
+def _free(name: str, taken, prefix: str) -> str:
+    "`name`, or where an input has it already, `prefix.name` (with `_` before it until no input has that either)."
+    column = name if name not in taken else f"{prefix}.{name}"
+    while column in taken:
+        column = "_" + column
+    return column
+
+
+def _columns(items: list, signature: Signature, wide: int = 256) -> tuple[dict, dict]:
+    "Columns of the rows of `items` [(milliseconds, request id, inputs, answers, version, role)], and their roles: which column is the log's time, request, version and role, and which are answers (of which output)."
     counts = [rows(item[2]) for item in items]
     per_row = lambda at, dtype: np.repeat(np.array([item[at] for item in items], dtype=dtype), counts)
-    columns = {"time": per_row(0, "int64").astype("datetime64[ms]"), "request": np.repeat(np.array([str(i[1]) for i in items], dtype=object), counts),
-               "version": per_row(4, "int64"), "role": per_row(5, object)}
-    columns.update(_inputs([item[2] for item in items], signature, wide))
+    inputs = _inputs([item[2] for item in items], signature, wide)
+    own = {"time": per_row(0, "int64").astype("datetime64[ms]"), "request": np.repeat(np.array([str(i[1]) for i in items], dtype=object), counts),
+           "version": per_row(4, "int64"), "role": per_row(5, object)}
+    roles = {name: _free(name, inputs, "log") for name in own}  # an input named `time` stays the model's input
+    columns, answers = {roles[name]: values for name, values in own.items()} | inputs, {}
     for name in items[0][3]:
-        columns.update(_spread(name, np.concatenate([item[3][name] for item in items]), signature.classes))
-    return columns
+        for column, values in _spread(name, np.concatenate([item[3][name] for item in items]), signature.classes).items():
+            column = _free(column, inputs, "answer")  # an input named `value` or `label` is an input, never an answer
+            columns[column], answers[column] = values, name
+    return columns, {**roles, "answers": answers}
 
 # %% ../nbs/22_traffic.ipynb #aacfb344
 class TrafficLog:
@@ -97,12 +109,17 @@ def _warm_up():
     pq.write_table(pa.table({"x": pa.array([0.0]), "s": pa.array(["a"]), "t": pa.array(np.zeros(1, "datetime64[ms]"))}), io.BytesIO())
 
 
-def _write_parquet(columns: dict, path: Path):
-    "Write `columns` to `path` atomically: a hidden temporary file beside it, renamed into place."
+_ROLES = b"workbench.traffic"  # the key of the columns' roles in a file's schema metadata
+
+
+def _write_parquet(columns: dict, roles: dict, path: Path):
+    "Write `columns` to `path` atomically (a hidden temporary file beside it, renamed into place), their `roles` beside them."
+    import json
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({k: pa.array(v) for k, v in columns.items()})
+    table = pa.table({k: pa.array(v) for k, v in columns.items()}).replace_schema_metadata({_ROLES: json.dumps(roles)})
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)
@@ -120,7 +137,7 @@ def _flush(self: TrafficLog):
             items = list(items)
             name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{next(self._numbers):05d}.parquet"
             try:
-                _write_parquet(_columns(items, self._signatures[model, version, role]), folder / name)
+                _write_parquet(*_columns(items, self._signatures[model, version, role]), folder / name)
             except Exception as e:  # the log must never stop the server
                 print(f"workbench serve: traffic log: {len(items)} requests of {model} not written: {type(e).__name__}: {e}", file=sys.stderr)
 
@@ -143,9 +160,22 @@ def _close(self: TrafficLog):
 TrafficLog.flush, TrafficLog._write_every, TrafficLog.close = _flush, _write_every, _close
 
 # %% ../nbs/22_traffic.ipynb #4e544c97
+def _roles(tables: list) -> dict:
+    "The roles of the columns of a model's log files: which is the time, request, version and role, and which are answers (of which output)."
+    import json
+
+    roles = {"time": "time", "request": "request", "version": "version", "role": "role", "answers": {}}
+    for table in tables:
+        kept = json.loads((table.schema.metadata or {}).get(_ROLES, b"{}"))  # none in a log written before roles were kept
+        roles |= {k: v for k, v in kept.items() if k != "answers"}
+        roles["answers"] |= kept.get("answers", {})
+    return roles
+
+
 def read_traffic(folder, model: str | None = None, shadow: bool = False):
-    "The logged traffic of `model` (the only one in `folder` by default) as one pandas frame, oldest first: what clients were answered, or with `shadow` what its shadow answered to the same requests."
+    "The logged traffic of `model` (the only one in `folder` by default) as one pandas frame, oldest first: what clients were answered, or with `shadow` what its shadow answered to the same requests; `frame.attrs['traffic']` says which columns are the log's own and which the answers."
     import pandas as pd
+    import pyarrow.parquet as pq
 
     folder = Path(folder)
     models = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
@@ -157,9 +187,13 @@ def read_traffic(folder, model: str | None = None, shadow: bool = False):
     files = sorted((folder / model).glob("[!.]*.parquet"))
     if not files:
         raise InputError(f"no traffic of {model!r} in {folder}" + ("" if model in models else f"; it holds {', '.join(models)}"))
-    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    if "role" in frame:  # logs written before versions were recorded have no roles: all were answers
-        frame = frame[(frame["role"] == "shadow") == shadow]
+    tables = [pq.read_table(f) for f in files]
+    roles = _roles(tables)
+    frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+    if roles["role"] in frame:  # logs written before versions were recorded have no roles: all were answers
+        frame = frame[(frame[roles["role"]] == "shadow") == shadow]
     if shadow and frame.empty:
         raise InputError(f"no shadow traffic of {model!r} in {folder}: serve with --shadow and --log-requests")
-    return frame.sort_values("time", kind="stable", ignore_index=True)
+    frame = frame.sort_values(roles["time"], kind="stable", ignore_index=True)
+    frame.attrs["traffic"] = roles
+    return frame

@@ -49,7 +49,6 @@ def _predict(model, X, task: str | None) -> tuple:
         model = load(model)
     if isinstance(model, Predictor):
         meta = model.metadata
-        X = X if model.inputs is not None else _numpy(X)  # named inputs (a frame's columns) are taken by name
         if (task or meta.get("task") or "regression") != "classification":
             values = model.predict(X)
             return values.reshape(len(values), -1).squeeze(-1), None, None, "regression"

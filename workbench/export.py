@@ -378,12 +378,18 @@ class Predictor:
         spec = meta["inputs"][0]
         self._features = tuple(spec["shape"][1:])
         self._dtype = np.dtype(object if self.inputs else spec["dtype"])
+        columns = meta.get("features") if self.inputs is None else None  # exported from an array, fitted on a frame
+        self._columns = Inputs([{"name": c, "dtype": spec["dtype"], "shape": ["batch", 1]} for c in columns], frame=True) if columns else None
 
     def _check(self, x) -> np.ndarray | dict:
         if self.inputs is not None:
             return self.inputs.feed(x)  # each input by name: missing, unknown, of the wrong kind are said
         if type(x) is np.ndarray and x.dtype == self._dtype and x.shape[1:] == self._features:
             return x  # the common case, checked in a few hundred nanoseconds
+        if self._columns is not None and hasattr(x, "columns"):  # a frame: its columns by name, whatever their order
+            x = x.rename(columns=str)
+            self._columns._names_checked(dict.fromkeys(x.columns))
+            x = x[self._columns.names]
         if hasattr(x, "detach"):
             x = x.detach().cpu().numpy()
         x = np.asarray(x)

@@ -33,6 +33,24 @@ V2_DATATYPES = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": 
 _V2_NAMES = {numpy: v2 for v2, numpy in V2_DATATYPES.items()}
 
 
+def _accepted(dtype) -> list:
+    "The V2 datatypes an input served in `dtype` takes: its own first, then those numpy casts to it without loss."
+    served = v2_datatype(dtype)
+    if served == "BYTES":
+        return ["BYTES"]
+    into = np.dtype(V2_DATATYPES[served])
+    return [served] + [v2 for v2, name in V2_DATATYPES.items()
+                       if v2 not in ("BYTES", served) and np.can_cast(np.dtype(name), into, "safe")]
+
+
+def _refuse_cast(what: str, given: str, dtype):
+    "A RequestError for `what` (an input, a body) of datatype `given` sent to an input served in `dtype`, unless it casts to it without loss."
+    takes = _accepted(dtype)
+    if given not in takes:
+        others = f" (or {', '.join(takes[1:])}, which cast to it without loss)" if len(takes) > 1 else ""
+        raise RequestError(f"{what} is {given}, and this model takes {takes[0]}{others}: send {takes[0]}")
+
+
 def v2_datatype(dtype) -> str:
     "The Open Inference Protocol's name for a numpy dtype (or a signature's 'string'); text and Python objects are `BYTES`."
     if isinstance(dtype, str) and dtype == TEXT:
@@ -50,6 +68,7 @@ class Signature:
         self.named = Inputs(meta["inputs"], meta.get("frame", False), RequestError) if meta.get("named") else None
         self.input, self.features = spec["name"], tuple(spec["shape"][1:])
         self.dtype = np.dtype(object if self.named else spec["dtype"])
+        self.served = {s["name"]: s["dtype"] for s in self.specs}  # each input's dtype, as it is served
         self.names = meta.get("features")  # the columns of the frame a scikit-learn model was fitted on, if any
         self.allow_nan = bool(meta.get("allow_nan", False))  # bundles older than the key: finite values only
         self.classes = None if meta.get("classes") is None else np.asarray(meta["classes"])
@@ -69,7 +88,7 @@ class Signature:
             raise RequestError(f"this model takes one input, {self.input!r}, of numbers in rows: send a list of rows")
         if x.dtype != self.dtype:
             if x.dtype.kind not in "biuf" or (x.dtype.kind == "f" and self.dtype.kind != "f"):
-                raise RequestError(f"inputs of type {x.dtype} do not fit the model, which takes {self.dtype}: send numbers")
+                raise RequestError(f"inputs of type {x.dtype} do not fit the model, which takes {v2_datatype(self.dtype)}: send numbers")
             x = x.astype(self.dtype)
         if not _fits(x.shape, self.features):  # a named axis (a sequence) takes any size
             want = ", ".join(["batch", *map(str, self.features)])
@@ -110,6 +129,7 @@ def read_plain(body: bytes, content_type: str, signature: Signature, limit: int 
         if signature.named:
             raise RequestError(f"this model takes named inputs ({', '.join(signature.named.names)}): send JSON, not .npy")
         x = read_npy(body, "the .npy body", RequestError, limit, too_big=lambda m: RequestError(f"{m} (--max-body)", 413))
+        _refuse_cast("the .npy body", "BYTES" if x.dtype.kind in "OUS" else _V2_NAMES.get(x.dtype.name, x.dtype.name), signature.dtype)
         return signature.rows(x)
     doc = _json(body)
     if not isinstance(doc, dict) or "inputs" not in doc:
@@ -143,6 +163,8 @@ def _v2_tensors(doc, signature: Signature) -> list:
             raise RequestError(f"input {tensor.get('name')!r}: the shape must be a list of whole numbers, not {shape!r}")
         if tensor.get("datatype") not in V2_DATATYPES:
             raise RequestError(f"input {tensor.get('name')!r}: datatype {tensor.get('datatype')!r}: send one of {', '.join(V2_DATATYPES)}")
+        if isinstance(tensor.get("name"), str) and tensor["name"] in signature.served:  # an unknown name is said by the rows' check
+            _refuse_cast(f"input {tensor['name']!r}", tensor["datatype"], signature.served[tensor["name"]])
     names = [t.get("name") for t in tensors]
     if len(set(names)) != len(names):
         raise RequestError(f"the request names an input twice: {', '.join(map(repr, names))}")
@@ -278,6 +300,7 @@ def v2_metadata(name: str, signature: Signature, platform: str, version: str = "
 
     inputs = ([tensor(s["name"], s["shape"], s["dtype"]) for s in signature.specs] if signature.named
               else [tensor(signature.input, ["batch", *signature.features], signature.dtype)])
+    inputs = [{**i, "parameters": {"accepts": _accepted(signature.served[i["name"]])}} for i in inputs]  # the datatypes each input takes
     return {"name": name, "versions": [version], "platform": platform, "inputs": inputs,
             "outputs": [tensor(o["name"], o["shape"], o["dtype"]) for o in signature.outputs.values()]}
 

@@ -104,3 +104,10 @@ def test_demo_pipeline():
     assert kept("digits-cnn", 2) != before[("digits-cnn", 1)]  # a new version of new files...
     assert {key: kept(*key) for key in before} == before  # ...and the old ones as they were registered
     assert load("models:/digits-cnn/1").predict(np.zeros((1, 1, 8, 8), np.float32)).shape == (1, 10)
+
+    # another seed, into the same folder: every stage runs again, and the loop learns from this run's traffic alone
+    other = DEMO.run({"smoke": True, "seed": 1}, out_dir=out, workers=2, verbose=False, lock=False)
+    if not other.ok:
+        pytest.fail(other.failed[0].describe_error(), pytrace=False)
+    seeded = other.runs["loop"].metrics
+    assert seeded["promoted_version"] == seeded["champion_version"] + 1 and seeded["faded_accuracy_after"] > seeded["faded_accuracy_before"]

@@ -305,6 +305,8 @@ def _parser() -> argparse.ArgumentParser:
     _with_executor(test, "a new temporary folder, which also holds the run store unless --store is given")
     test.add_argument("--junit-xml", type=Path, help="write a JUnit XML report here")
     test.add_argument("--kernel", help="kernel for notebooks that name none (default: this Python's own)")
+    test.add_argument("--flags", nargs="*", default=[], metavar="FLAG",
+                      help="nbdev test flags to run (the settings.ini tst_flags, such as slow; their cells are left out otherwise)")
     params = _command(sub, "params", "list the parameters a notebook declares")
     params.add_argument("notebook", type=Path)
     _tracking_commands(sub)
@@ -438,7 +440,7 @@ def _test(args) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="workbench-test-"))
     runs = run_tests(args.paths, workers=args.workers, params=dict(args.param), out_dir=out, timeout=args.timeout,
                      store=args.store, junit=args.junit_xml, on_done=line, executor=args.executor,
-                     scheduler=args.scheduler, kernel=args.kernel)
+                     scheduler=args.scheduler, kernel=args.kernel, flags=args.flags)
     code = _report(runs)
     print(f"output: {out}")
     return code

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import functools
 import os
 import random
 import re
@@ -101,6 +102,51 @@ def check_params(notebook, values: dict | None) -> dict:
                 f"(default {declared[name]['default']}) but got {type(value).__name__} {value!r}"
             )
     return values
+
+# %% ../nbs/13_run.ipynb #0425e092
+_DIRECTIVE = re.compile(r"^\s*#\s*\|(.*)$")
+
+
+def _directives(source: str) -> dict:
+    "A code cell's nbdev directives: the `#|` lines at its top, as nbdev reads them (`#| eval: false` -> {'eval:': ['false']})."
+    found = {}
+    for line in source.splitlines():
+        if not line.strip():
+            continue
+        match = _DIRECTIVE.match(line)
+        if match is None:
+            break
+        words = match.group(1).replace(":", ": ").split()
+        if words:
+            found[words[0]] = words[1:]
+    return found
+
+
+def _skipped(cell, flags) -> str | None:
+    "Why nbdev would leave this cell out (a directive, a test flag, an export of the project), or None."
+    if cell.cell_type != "code":
+        return None
+    if "nbdev_export" + "(" in cell.source:  # spelled apart, as nbdev does, so that this cell is not one of them
+        return "it runs nbdev_export, which would rewrite the project's modules"
+    found = _directives(cell.source)
+    if found.get("eval:", [""])[0].lower() == "false":
+        return "#| eval: false"
+    flagged = sorted(set(flags) & found.keys())
+    return f"#| {flagged[0]}: a test flag (--flags {flagged[0]} runs it)" if flagged else None
+
+
+def _runnable(source_nb, flags=()) -> tuple:
+    "The node to run: `source_nb` with the cells nbdev leaves out made raw cells, marked with why; and how many."
+    import copy
+
+    nb, count = copy.deepcopy(source_nb), 0
+    for cell in nb.cells:
+        why = _skipped(cell, flags)
+        if why:
+            cell.cell_type, count = "raw", count + 1
+            cell.pop("outputs", None), cell.pop("execution_count", None)
+            cell.metadata["workbench"] = {"not_run": why}
+    return nb, count
 
 # %% ../nbs/13_run.ipynb #14ca584c
 @dataclass
@@ -479,13 +525,55 @@ def _mendable(exc, error: dict) -> str | None:
     "What went wrong, when running again may mend it: 'dead_kernel', 'timeout'; None when a cell raised."
     return "dead_kernel" if _infrastructure(exc) else "timeout" if error["ename"] == "CellTimeoutError" else None
 
+# %% ../nbs/13_run.ipynb #14a447ed
+@functools.cache
+def _engine() -> str:
+    "Register workbench's papermill engine once per process; its name."
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 
-def _papermill(notebook: Path, output: Path, values: dict, kernel, timeout, kernels: list, log, env: dict):
-    "One papermill execution of `notebook` into `output`, on a kernel that `kernels` tracks; the executed notebook."
+    class Manager(NotebookExecutionManager):
+        "papermill's manager, writing the running notebook at most every `autosave_cell_every` seconds, and always at the start and the end."
+
+        def save(self, **kwargs):
+            if self._due or (self.now() - self.last_save_time).total_seconds() >= self.autosave_cell_every:
+                self._due = False
+                super().save(**kwargs)
+
+        def notebook_complete(self, **kwargs):
+            self._due = True
+            super().notebook_complete(**kwargs)
+
+    class Engine(NBClientEngine):
+        "papermill's nbclient engine on `Manager`, handing the notebook it runs to `keep` (a list)."
+
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                             autosave_cell_every=30, keep=None, source=None, **kwargs):
+            nb.metadata.papermill["input_path"] = source  # the source's path, not the node it was given (papermill would store that)
+            manager = Manager(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+                              autosave_cell_every=autosave_cell_every)
+            manager._due = True  # the first write: the notebook as it starts
+            if keep is not None:
+                keep.append(manager.nb)
+            manager.notebook_start()
+            try:
+                cls.execute_managed_notebook(manager, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                manager.cleanup_pbar()
+                manager.notebook_complete()
+            return manager.nb
+
+    papermill_engines.register("workbench", Engine)
+    return "workbench"
+
+
+def _papermill(notebook: Path, runnable, output: Path, values: dict, kernel, timeout, kernels: list, log, env: dict, keep: list):
+    "One papermill execution of `runnable` (the node of `notebook` to run) into `output`, on a kernel that `kernels` tracks; the executed notebook."
     import papermill as pm
 
     return pm.execute_notebook(  # no cwd=: papermill would chdir this whole process; the kernel starts there instead
-        str(notebook.resolve()), str(output.resolve()), parameters=values, kernel_name=kernel,
+        runnable, str(output.resolve()), parameters=values, kernel_name=kernel, engine_name=_engine(), keep=keep,
+        source=str(notebook.resolve()),
         execution_timeout=timeout, progress_bar=False,
         extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the TCP warning on every start
         kernel_manager_class=_tracking_manager(kernels, log, env, str(notebook.parent.resolve())),
@@ -494,26 +582,25 @@ def _papermill(notebook: Path, output: Path, values: dict, kernel, timeout, kern
     )
 
 # %% ../nbs/13_run.ipynb #00bdc2bd
-def _execute(notebook: Path, output: Path, source, values: dict, kernel, timeout, retries: tuple, kernels: list, log,
+def _execute(notebook: Path, runnable, output: Path, source, values: dict, kernel, timeout, retries: tuple, kernels: list, log,
              stopper, env: dict) -> tuple:
-    "Run the notebook: a kernel that never started is started again, `retries` (times, on, done) honoured; (error, exited, interrupt)."
-    import nbformat
-
+    "Run the notebook: a kernel that never started is started again, `retries` (times, on, done) honoured; (error, exited, interrupt, executed notebook)."
     (times, retry_on, retried), restarts = retries, 0
     while True:
+        keep = []  # the notebook as the engine ran it, in memory: also when the run fails
         try:
-            executed = _papermill(notebook, output, values, kernel, timeout, kernels, log, env)
+            executed = _papermill(notebook, runnable, output, values, kernel, timeout, kernels, log, env, keep)
             exited = _exited_early(executed)
             if exited is None and _unanswered(executed) is not None:  # papermill can miss a kernel killed between cells
                 from nbclient.exceptions import DeadKernelError
 
                 raise DeadKernelError("Kernel died")
-            return None, exited, None
+            return None, exited, None, executed
         except Exception as exc:  # papermill's execution error, a dead kernel, a timeout
-            executed = nbformat.read(str(output), as_version=4) if output.exists() else None
+            executed = keep[0] if keep else None
             error = _failed_cell(source, executed, exc)
             if stopper.fired:
-                return error, None, None
+                return error, None, None, executed
             if timeout and error["ename"] == "KeyboardInterrupt":  # the interrupt nbclient sent at the timeout
                 error.update({k: v for k, v in _timeout_error(timeout).items() if k != "traceback"})
             if _never_started(exc, executed) and restarts < 3:
@@ -522,24 +609,23 @@ def _execute(notebook: Path, output: Path, source, values: dict, kernel, timeout
             elif _mendable(exc, error) in retry_on and len(retried) < times:
                 retried.append(_mendable(exc, error).replace("_", " "))
                 if stopper.wait(_backoff(len(retried))):  # Ctrl-C while it waits: no new kernel
-                    return error, None, None
+                    return error, None, None, executed
             else:
-                return error, None, None
+                return error, None, None, executed
         except KeyboardInterrupt as exc:  # Ctrl-C here, in the process that runs the kernel
             import signal
 
             _signal_kernels(kernels, signal.SIGKILL)
-            executed = nbformat.read(str(output), as_version=4) if output.exists() else None
-            return _failed_cell(source, executed, exc), None, exc
+            executed = keep[0] if keep else None
+            return _failed_cell(source, executed, exc), None, exc, executed
 
 # %% ../nbs/13_run.ipynb #57594ea9
-def _keep(output: Path, source, exited, run_id: str, values: dict, status: str, max_output: int, html: bool) -> tuple:
-    "Finish the executed notebook: cells after an early exit marked, outputs cut, run metadata, HTML; (notebook, html, note)."
+def _keep(executed, output: Path, source, exited, run_id: str, values: dict, status: str, max_output: int, html: bool) -> tuple:
+    "Finish the executed notebook (in memory): cells after an early exit marked, outputs cut, run metadata; written to `output`, and as HTML; (notebook, html, note)."
     import nbformat
 
-    if not output.exists():
+    if executed is None:
         return None, None, None
-    executed = nbformat.read(str(output), as_version=4)
     note = _mark_not_run(executed, source, exited) if exited is not None and status == "ok" else None
     _truncate_outputs(executed, max_output)
     executed.metadata["workbench"] = {"run_id": run_id, "params": values, "status": status, "records": recorded(executed)}
@@ -553,12 +639,13 @@ def _keep(output: Path, source, exited, run_id: str, values: dict, status: str, 
 # %% ../nbs/13_run.ipynb #f0c2290a
 def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None, html=True, retries=0,
                  max_output=1_000_000, store=None, pipeline=None, stop_file=None, threads=None,
-                 retry_on=("dead_kernel",)) -> Run:
-    "Execute `notebook` with `params` under papermill; keep the executed notebook (and HTML) in `out_dir`; return a Run."
+                 retry_on=("dead_kernel",), skip_flags=()) -> Run:
+    "Execute `notebook` with `params` under papermill (cells nbdev leaves out, or flagged with `skip_flags`, not run); keep the executed notebook (and HTML) in `out_dir`; return a Run."
     from workbench.runs import RunStore
 
     source = _read(notebook)
     values = check_params(notebook, params)
+    runnable, left_out = _runnable(source, skip_flags)
     if kernel is None and not source.metadata.get("kernelspec", {}).get("name"):
         kernel = "python3"  # no kernelspec (VS Code saves notebooks so): this interpreter's own kernel
     _check_limits(timeout, retries, retry_on)
@@ -578,13 +665,13 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
         try:
             env = _run_env(run_id, store.path, threads)
             with store.beating(run_id), _Stopper(stop_file, kernels) as stopper, quiet as log:
-                error, exited, interrupt = _execute(notebook, output, source, values, kernel, timeout,
-                                                    (retries, tuple(retry_on), retried), kernels, log, stopper, env)
+                error, exited, interrupt, executed = _execute(notebook, runnable, output, source, values, kernel, timeout,
+                                                              (retries, tuple(retry_on), retried), kernels, log, stopper, env)
                 duration = time.perf_counter() - start
                 status = "interrupted" if error and (interrupt or stopper.fired) else "failed" if error else "ok"
                 if status == "interrupted":
                     error = {**error, "ename": "KeyboardInterrupt", "evalue": "stopped by the user (Ctrl-C)"}
-                executed, html_path, note = _keep(output, source, exited, run_id, values, status, max_output, html)
+                executed, html_path, note = _keep(executed, output, source, exited, run_id, values, status, max_output, html)
         except BaseException as e:  # the machinery failed, not a cell: the run must not stay 'running'
             store.finish(run_id, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
                          time.perf_counter() - start, _error(e))
@@ -596,4 +683,5 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
     return Run(id=run_id, notebook=str(notebook), status=status, params=values,
                metrics=executed.metadata["workbench"]["records"] if executed is not None else {}, duration=duration,
                output=kept, html=str(html_path) if html_path else None, error=error,
-               reason="; ".join(filter(None, [note, retried and f"run again after: {', '.join(retried)}"])) or None)
+               reason="; ".join(filter(None, [note, retried and f"run again after: {', '.join(retried)}",
+                                              left_out and f"{left_out} cell{'s' * (left_out > 1)} left out as nbdev leaves them"])) or None)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from .core import InputError, atomic_write, read_yaml, writable_folder
@@ -17,12 +18,19 @@ from .run import Run, _error, _read, params, run_notebook
 __all__ = ['find_notebooks', 'pipelines_beside', 'junit_xml', 'SuiteInterrupted', 'run_tests']
 
 # %% ../nbs/20_testing.ipynb #03882ded
+def _searched(path: Path, root: Path) -> bool:
+    "Whether a notebook found under `root` is one to test, as nbdev_test decides: no part of its path starts with `_` or `.` (checkpoints, drafts), and no folder on the way holds a `.notest` file."
+    parts = path.relative_to(root).parts
+    return not any(part.startswith(("_", ".")) for part in parts) and not any(
+        (root.joinpath(*parts[:i]) / ".notest").exists() for i in range(len(parts)))
+
+
 def find_notebooks(paths) -> list[Path]:
-    "The notebooks named in `paths` (files or folders searched recursively; checkpoints and hidden folders left out)."
+    "The notebooks named in `paths`: files as named, folders searched recursively (`_draft.ipynb`, hidden folders, checkpoints and `.notest` folders left out)."
     found = []
     for path in [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*.ipynb") if not any(part.startswith(".") for part in p.relative_to(path).parts))
+            found += sorted(p for p in path.rglob("*.ipynb") if _searched(p, path))
         elif path.suffix == ".ipynb" and path.is_file():
             found.append(path)
         else:
@@ -43,9 +51,39 @@ def pipelines_beside(notebooks) -> dict:
     return found
 
 # %% ../nbs/20_testing.ipynb #98a1f4f4
+def _test_flags(notebook: Path) -> set:
+    "The test flags of the nbdev project holding `notebook` (`tst_flags` in the first settings.ini above it): cells flagged so run only when asked."
+    from configparser import ConfigParser
+
+    for folder in notebook.resolve().parents:
+        if (folder / "settings.ini").is_file():
+            config = ConfigParser(delimiters=["="], interpolation=None)
+            config.read(folder / "settings.ini", encoding="utf-8")
+            return set(config.defaults().get("tst_flags", "").split())
+    return set()
+
+
+def _front_matter(nb) -> dict:
+    "A notebook's front matter, as nbdev reads it: a raw cell of YAML between `---` lines, or `- key: value` lines in its first markdown cell."
+    first = next((c for c in nb.cells if c.cell_type in ("raw", "markdown")), None)
+    if first is None:
+        return {}
+    if first.cell_type == "raw" and first.source.startswith("---"):
+        import yaml
+
+        try:
+            found = yaml.safe_load(first.source.strip().strip("-"))
+        except yaml.YAMLError:  # nbdev would refuse it too; the notebook runs
+            found = None
+        return found if isinstance(found, dict) else {}
+    return {k: v.strip() for k, v in re.findall(r"^- (\w+): (.*)$", first.source, flags=re.M)}
+
+
 def _skip_reason(notebook: Path) -> str | None:
-    requires = _read(notebook).metadata.get("workbench", {}).get("requires")
-    if requires == "gpu":
+    nb = _read(notebook)
+    if str(_front_matter(nb).get("skip_exec", "")).lower() in ("true", "yes", "1"):
+        return "skip_exec in its front matter"
+    if nb.metadata.get("workbench", {}).get("requires") == "gpu":
         import torch
 
         if not torch.cuda.is_available():
@@ -54,8 +92,8 @@ def _skip_reason(notebook: Path) -> str | None:
 
 
 def _test_one(notebook: str, values: dict, out_dir: str, timeout, html: bool, store, threads=None, kernel=None,
-              stop_file=None) -> Run:
-    "Run one notebook as a test (in a worker process), its outputs in `out_dir`: skipped, or run with the values it declares."
+              stop_file=None, flags=()) -> Run:
+    "Run one notebook as a test (in a worker process), its outputs in `out_dir`: skipped, or run with the values it declares, cells with test flags not in `flags` left out."
     notebook = Path(notebook)
     if stop_file and Path(stop_file).exists():
         return Run("", str(notebook), "interrupted", {}, reason="the tests were stopped before it started")
@@ -65,7 +103,7 @@ def _test_one(notebook: str, values: dict, out_dir: str, timeout, html: bool, st
     declared = params(notebook)
     given = {k: v for k, v in values.items() if k in declared}
     return run_notebook(notebook, given, out_dir=out_dir, timeout=timeout, html=html, store=store, threads=threads,
-                        kernel=kernel, stop_file=stop_file)
+                        kernel=kernel, stop_file=stop_file, skip_flags=tuple(sorted(_test_flags(notebook) - set(flags))))
 
 # %% ../nbs/20_testing.ipynb #b5ecc163
 def junit_xml(runs: list[Run], path):
@@ -129,8 +167,8 @@ def _stop(stop: Path, pool, pending: dict, results: dict, on_done):
 
 # %% ../nbs/20_testing.ipynb #45ea3aea
 def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, html=False, store=None,
-              junit=None, on_done=None, executor="local", scheduler=None, kernel=None) -> list[Run]:
-    "Run every notebook under `paths` as a test, `workers` at a time (pipelines' stages as their pipeline); return the Runs."
+              junit=None, on_done=None, executor="local", scheduler=None, kernel=None, flags=()) -> list[Run]:
+    "Run every notebook under `paths` as a test, `workers` at a time (pipelines' stages as their pipeline); cells with an nbdev test flag run only when `flags` names it; return the Runs."
     import tempfile
 
     from workbench import testing  # the installed module: a worker process cannot import a notebook's own functions
@@ -152,7 +190,7 @@ def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, 
     threads = _threads(executor, workers, scheduler)
     try:
         pending = {pool.submit(testing._test_one, str(nb.resolve()), values, folder(nb), timeout, html, store_path,
-                               threads, kernel, str(stop)): nb for nb in singles}
+                               threads, kernel, str(stop), tuple(flags)): nb for nb in singles}
         while pending:
             _collect(pool, pending, results, on_done)
         for p in pipelines.values():

@@ -4,9 +4,12 @@
    vs `nbdev_test --n_workers 2` (in-process shells, no isolation) vs `pytest --nbmake -n 2` (when nbmake is installed).
 2. Eight trivial notebooks back to back: per-notebook cost of `workbench test --workers 1` vs the papermill CLI once
    per notebook, and the bare cost of starting and stopping a kernel (jupyter_client) measured here.
+3. One generated notebook of 500 small cells: `workbench run` vs the papermill CLI (which writes the whole notebook
+   around every cell) vs `jupyter nbconvert --execute`; and a 5-cell notebook, `workbench run` vs papermill.
 
-Targets: workbench test no slower than nbmake -n 2, within 1.5x of nbdev_test. Prints seconds and ratios.
-Run: `make bench` or `.venv/bin/python bench/notebooks.py`.
+Targets: workbench test no slower than nbmake -n 2, within 1.5x of nbdev_test; the 500-cell notebook no slower than
+nbconvert (its cost linear in the cells); `workbench run` within 1.2x of papermill on a small notebook.
+Prints seconds and ratios. Run: `make bench` or `.venv/bin/python bench/notebooks.py [--only long]`.
 """
 import shutil
 import subprocess
@@ -40,9 +43,34 @@ def kernel_start_stop() -> float:
     return time.perf_counter() - start
 
 
+def cells(work: Path, n: int) -> Path:
+    "A notebook of `n` small code cells, each printing a line."
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"x{i} = {i}\nprint(x{i})") for i in range(n)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
+    path = work / f"cells{n}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def long_notebooks(work: Path):
+    "A 500-cell notebook and a 5-cell one: workbench run against papermill and nbconvert."
+    for n in (500, 5):
+        nb = cells(work, n)
+        ours = min(timed([BIN / "workbench", "run", nb, "-o", work / f"run{n}-{i}", "--store", work / "runs.db"], work) for i in range(2))
+        papermill = min(timed([BIN / "papermill", "--no-progress-bar", nb, work / f"pm{n}.ipynb"], work) for _ in range(2))
+        print(f"one notebook of {n} cells")
+        print(f"  workbench run:            {ours:6.1f} s")
+        print(f"  papermill CLI:            {papermill:6.1f} s   workbench/papermill = {ours / papermill:.2f}x")
+        if n == 500:
+            nbconvert = timed([BIN / "jupyter", "nbconvert", "--to", "notebook", "--execute", nb, "--output", work / "nbc500.ipynb"], work)
+            print(f"  jupyter nbconvert:        {nbconvert:6.1f} s   workbench/nbconvert = {ours / nbconvert:.2f}x (target <= 1.0x)")
+
+
 def main():
     work = Path(tempfile.mkdtemp())
     try:
+        if "--only" in sys.argv and sys.argv[-1] == "long":
+            return long_notebooks(work)
         chapters = sorted((ROOT / "nbs").glob("*.ipynb"))
         copy = work / "nbs"
         copy.mkdir()
@@ -80,6 +108,7 @@ def main():
         print(f"  bare kernel start+stop:     {kernel:6.2f} s each")
         print(f"  workbench test --workers 1: {serial / 8:6.2f} s each  ({serial / 8 / kernel:.1f}x a bare kernel)")
         print(f"  papermill CLI per notebook: {papermill / 8:6.2f} s each  ({papermill / serial:.1f}x workbench)")
+        long_notebooks(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

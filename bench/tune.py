@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 import optuna
 
-from workbench.run import make_notebook
+from workbench.notebooks import make_notebook
 from workbench.runs import RunStore
 
 WORKBENCH = Path(sys.executable).parent / "workbench"

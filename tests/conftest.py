@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workbench.run import make_notebook
+from workbench.notebooks import make_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "test-results"  # executed notebooks are kept here for inspection (git-ignored)

@@ -70,8 +70,17 @@ def test_chapters_come_after_what_they_build_on():
 
     chapter = {}
     for p in (ROOT / "workbench").glob("*.py"):
-        if found := re.search(r"File to edit: \.\./nbs/(\d+)[a-z]?_\w+\.ipynb", p.read_text()):
-            chapter[p.stem] = int(found.group(1))
+        if found := re.search(r"File to edit: \.\./nbs/(\d+)([a-z]?)_\w+\.ipynb", p.read_text()):
+            chapter[p.stem] = (int(found.group(1)), found.group(2))  # 16 < 16a < 17
     late = [f"{m} ({chapter[m]}) imports {d} ({chapter[d]})" for m, deps in module_graph().items() if m in chapter
             for d in deps if d in chapter and chapter[d] >= chapter[m]]
     assert len(chapter) >= 20 and not late, late
+
+
+def test_chapter_numbers_are_unique():
+    "Each chapter has a number of its own (a letter after it counts: 16a is not 16), so the numbers give one reading order."
+    import collections
+    import re
+
+    numbers = collections.Counter(re.match(r"(\d+[a-z]?)_", p.name).group(1) for p in (ROOT / "nbs").glob("[0-9]*.ipynb"))
+    assert not [n for n, count in numbers.items() if count > 1], numbers

@@ -4,7 +4,8 @@ from pathlib import Path
 import nbformat
 
 from conftest import workbench
-from workbench.run import make_notebook, run_notebook
+from workbench.notebooks import make_notebook
+from workbench.run import run_notebook
 from workbench.runs import RunStore
 
 

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from conftest import ROOT, WORKBENCH, workbench
-from workbench.run import make_notebook
+from workbench.notebooks import make_notebook
 from workbench.runs import RunStore
 from workbench.tune import tune
 

@@ -534,23 +534,25 @@ class Comparison:
         live = self.widget()._repr_mimebundle_(include=include, exclude=exclude) if environment() == "widgets" else {}
         return {**live, "text/plain": self.verdict, "text/html": self.to_html()}
 
-    def widget(self):
-        "A table of every column and a picker that draws its two distributions."
-        import ipywidgets as w
+# %% ../nbs/03_explore.ipynb #50d4ca4a
+@patch
+def widget(self: Comparison):
+    "A table of every column and a picker that draws its two distributions."
+    import ipywidgets as w
 
-        pick = w.Dropdown(options=list(self.table["column"]), description="column")
-        image = w.Image(format="png", value=self.plot(pick.value))
-        error = w.HTML()
+    pick = w.Dropdown(options=list(self.table["column"]), description="column")
+    image = w.Image(format="png", value=self.plot(pick.value))
+    error = w.HTML()
 
-        def show(change):
-            try:
-                image.value, error.value = self.plot(pick.value), ""
-            except Exception as e:
-                error.value = f"<div class='wb-error'>{html.escape(str(e))}</div>"
+    def show(change):
+        try:
+            image.value, error.value = self.plot(pick.value), ""
+        except Exception as e:
+            error.value = f"<div class='wb-error'>{html.escape(str(e))}</div>"
 
-        pick.observe(show, names="value")
-        shown = self.table.round(4)
-        return w.VBox([w.HTML(_CSS + f"<div class='wb-report'><h3>{html.escape(self.verdict)}</h3>{_table(shown)}</div>"), pick, image, error])
+    pick.observe(show, names="value")
+    shown = self.table.round(4)
+    return w.VBox([w.HTML(_CSS + f"<div class='wb-report'><h3>{html.escape(self.verdict)}</h3>{_table(shown)}</div>"), pick, image, error])
 
 # %% ../nbs/03_explore.ipynb #ae5e8426
 def compare(reference, current, columns=None) -> Comparison:

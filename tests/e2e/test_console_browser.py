@@ -14,7 +14,7 @@ from sklearn.datasets import load_iris
 
 from conftest import RESULTS, WORKBENCH, workbench
 from test_lab import _port, browser  # noqa: F401 (the browser fixture)
-from workbench.run import make_notebook
+from workbench.notebooks import make_notebook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 SHOTS = RESULTS / "e2e"

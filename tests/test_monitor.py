@@ -81,16 +81,24 @@ def test_labels_that_arrive_later_check_accuracy(cancer, tmp_path):
     (lambda f: f.assign(source="app"), "not in the reference, ignored: source"),
     (lambda f: f.assign(**{"mean area": f["mean area"].astype(str).where(f.index % 10 > 0, "n/a")}), "mean area: numbers in the reference, "),
 ])
-def test_messy_production_columns_are_notes(cancer, change, note):
+def test_messy_production_columns_are_notes(cancer, change, note, tmp_path):
     bundle, reference, production, _ = cancer
     from workbench.export import load
     from workbench.protocol import Signature
+    from workbench.traffic import TrafficLog, read_traffic
 
     predictor = load(bundle)
-    answers = Signature(predictor.metadata).answers(predictor._run(production.to_numpy()))
-    logged = production.assign(label=answers["label"], probabilities_0=answers["probabilities"][:, 0], probabilities_1=answers["probabilities"][:, 1])
-    result = monitor(reference, change(logged), bundle)
+    signature = Signature(predictor.metadata)
+    log = TrafficLog(tmp_path / "log")
+    log.add("cancer", signature, production.to_numpy(), signature.answers(predictor._run(production.to_numpy())))
+    log.close()
+    result = monitor(reference, change(read_traffic(tmp_path / "log")), bundle)  # the log's answers: nothing to compute
     assert any(note in n for n in result.notes), result.notes
+    assert list(result.answers["column"]) == ["label", "confidence"]
+    computed = monitor(reference, change(production), bundle)  # no answers logged: the model is asked, or it is said why not
+    assert any(note in n for n in computed.notes), computed.notes
+    if "mean area" not in change(production) or change(production)["mean area"].dtype == object:
+        assert any("answers on the current data could not be computed" in n for n in computed.notes) and computed.answers.empty
 
 
 def test_images_drift_by_brightness_and_contrast(tmp_path):

@@ -273,18 +273,21 @@ def monitor(reference, current, model=None, target: str | None = None, window: s
     if ref.empty or cur.empty:
         raise InputError(f"the {'reference' if ref.empty else 'current'} data has no rows")
     times = _times(cur)
+    ref_f, cur_f, notes = _align(_features(ref, target), _features(cur, target))
     answers = outputs = None
     if predictor is not None:
         signature = Signature(predictor.metadata)
-        (ref_a, outputs), (cur_a, _) = _answers(ref, predictor, signature), _answers(cur, predictor, signature)
-        answers = (ref_a, cur_a)
-    ref_f, cur_f, notes = _align(_features(ref, target), _features(cur, target))
+        ref_a, outputs = _answers(ref, predictor, signature)  # the reference must be whole
+        try:
+            answers = (ref_a, _answers(cur, predictor, signature)[0])
+        except (InputError, ValueError) as e:  # production lost a feature, or sends text for numbers: said, not a crash
+            notes.append(f"the model's answers on the current data could not be computed, so they are not compared: {e}")
     comparisons, features, answered = _judged((ref_f, cur_f), answers)
     performance = None
     if target is not None and answers and target in ref and target in cur:
         task = "classification" if predictor.metadata.get("task") == "classification" else "regression"
         label = _prediction(outputs)
-        performance = _performance(ref[target].to_numpy(), ref_a[label].to_numpy(), cur[target].to_numpy(), cur_a[label].to_numpy(), task)
+        performance = _performance(ref[target].to_numpy(), ref_a[label].to_numpy(), cur[target].to_numpy(), answers[1][label].to_numpy(), task)
     elif target is not None:
         notes.append(f"no performance check: {target!r} must be a column of both sides, and a model must be given")
     timeline = _windows((ref_f, cur_f), answers, times, window) if window and times is not None else None

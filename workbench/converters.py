@@ -72,6 +72,54 @@ def _missing_text_as_empty(converter):
     convert.__name__ = f"text_{getattr(converter, '__name__', 'converter')}"
     return convert
 
+# %% ../nbs/15_converters.ipynb #5d089f2c
+def _missing_code_as_nan(converter):
+    "An OrdinalEncoder converter whose lookups answer NaN for missing text (`\"\"` in the graph) where scikit-learn codes it NaN."
+
+    def convert(scope, operator, container):
+        raw, add_node = operator.raw_operator, container.add_node
+
+        def add_node_in_floats(op_type, *args, **attrs):
+            if op_type == "LabelEncoder" and "keys_strings" in attrs and "values_int64s" in attrs:
+                values = np.asarray(attrs.pop("values_int64s"), dtype=np.float32)
+                values[[k in (b"", "") for k in attrs["keys_strings"]]] = np.nan  # the missing value's code
+                attrs["values_floats"] = values
+                if "default_int64" in attrs:
+                    attrs["default_float"] = float(attrs.pop("default_int64"))
+            return add_node(op_type, *args, **attrs)
+
+        if _absent(getattr(raw, "encoded_missing_value", 0)):
+            container.add_node = add_node_in_floats
+        try:
+            return converter(scope, operator, container)
+        finally:
+            container.__dict__.pop("add_node", None)  # the container's own method again
+
+    convert.__name__ = f"nan_{getattr(converter, '__name__', 'converter')}"
+    return convert
+
+# %% ../nbs/15_converters.ipynb #fca85f54
+def _imputer_in_double(converter):
+    "A SimpleImputer converter that fills NaN in a float64 input with its statistics itself (IsNaN, Where): ONNX Runtime's Imputer takes float32 alone."
+
+    def convert(scope, operator, container):
+        import onnx
+        from skl2onnx.common.data_types import DoubleTensorType
+
+        raw, given = operator.raw_operator, operator.inputs[0]
+        stats = getattr(raw, "statistics_", None)
+        if (not isinstance(given.type, DoubleTensorType) or raw.add_indicator or not _absent(raw.missing_values)
+                or stats is None or stats.dtype.kind not in "fiu" or np.isnan(stats.astype(float)).any()):
+            return converter(scope, operator, container)
+        fill, missing = scope.get_unique_variable_name("fill"), scope.get_unique_variable_name("missing")
+        container.add_initializer(fill, onnx.TensorProto.DOUBLE, [len(stats)], stats.astype(np.float64).tolist())
+        container.add_node("IsNaN", [given.full_name], [missing], name=scope.get_unique_operator_name("IsNaN"))
+        container.add_node("Where", [missing, fill, given.full_name], [operator.outputs[0].full_name],
+                           name=scope.get_unique_operator_name("Where"))
+
+    convert.__name__ = f"double_{getattr(converter, '__name__', 'converter')}"
+    return convert
+
 # %% ../nbs/15_converters.ipynb #7ee57bb9
 def _boosting(model) -> str | None:
     "'xgboost' or 'lightgbm' when `model` is, or a pipeline ends in, one of their estimators."
@@ -93,9 +141,11 @@ def _register_boosting():
         from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
 
         for cls in (xgboost.XGBClassifier, xgboost.XGBRFClassifier):  # random forests are trees in parallel, as boosting's
-            update_registered_converter(cls, f"XGBoost{cls.__name__}", classifier, convert_xgboost, options=options)
+            convert, shapes = _as_xgboost_reads(convert_xgboost, classifier)
+            update_registered_converter(cls, f"XGBoost{cls.__name__}", shapes, convert, options=options)
         for cls in (xgboost.XGBRegressor, xgboost.XGBRFRegressor):
-            update_registered_converter(cls, f"XGBoost{cls.__name__}", regressor, convert_xgboost)
+            convert, shapes = _as_xgboost_reads(convert_xgboost, regressor)
+            update_registered_converter(cls, f"XGBoost{cls.__name__}", shapes, convert)
     except ImportError:
         pass
     try:
@@ -106,6 +156,44 @@ def _register_boosting():
         update_registered_converter(lightgbm.LGBMRegressor, "LightGbmLGBMRegressor", regressor, convert_lightgbm, options={"split": None})
     except ImportError:
         pass
+
+# %% ../nbs/15_converters.ipynb #a3e6c9c7
+def _as_xgboost_reads(converter, calculator):
+    "onnxmltools' XGBoost converter (and its shape calculator) reading the features as float32, as XGBoost does: a float64 input is cast first, and the outputs are floats."
+    import onnx
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+    def shapes(operator):
+        calculator(operator)
+        for output in operator.outputs:
+            if isinstance(output.type, DoubleTensorType):
+                output.type = FloatTensorType(output.type.shape)
+
+    def convert(scope, operator, container):
+        given = operator.inputs[0]
+        if isinstance(given.type, DoubleTensorType):
+            floats = scope.declare_local_variable(f"{given.onnx_name}_float", FloatTensorType(given.type.shape))
+            container.add_node("Cast", [given.full_name], [floats.full_name], to=onnx.TensorProto.FLOAT,
+                               name=scope.get_unique_operator_name("CastToFloat"))
+            list.__setitem__(operator.inputs, 0, floats)  # skl2onnx's list refuses item assignment; restored below
+        try:
+            return converter(scope, operator, container)
+        finally:
+            list.__setitem__(operator.inputs, 0, given)
+
+    convert.__name__ = f"float_{getattr(converter, '__name__', 'converter')}"
+    return convert, shapes
+
+
+def _unnamed_xgboost(model):
+    "`model` (or a copy whose XGBoost booster has no feature names, which onnxmltools reads as f0, f1 ...)."
+    steps = getattr(model, "steps", None)
+    last = steps[-1][1] if steps else model
+    if _boosting(model) != "xgboost" or not last.get_booster().feature_names:
+        return model
+    model = copy.deepcopy(model)
+    (model.steps[-1][1] if steps else model).get_booster().feature_names = None
+    return model
 
 # %% ../nbs/15_converters.ipynb #516d0457
 def _finite_thresholds():
@@ -159,8 +247,8 @@ def _register_converters():
     from sklearn.svm import LinearSVC
 
     fixes = {ensemble.HistGradientBoostingClassifier: _bool_attributes_as_ints, ensemble.HistGradientBoostingRegressor: _bool_attributes_as_ints,
-             LinearSVC: _bool_attributes_as_ints, SimpleImputer: _missing_text_as_empty, OneHotEncoder: _missing_text_as_empty,
-             OrdinalEncoder: _missing_text_as_empty}
+             LinearSVC: _bool_attributes_as_ints, SimpleImputer: lambda c: _missing_text_as_empty(_imputer_in_double(c)), OneHotEncoder: _missing_text_as_empty,
+             OrdinalEncoder: lambda c: _missing_text_as_empty(_missing_code_as_nan(c))}
     trees = [getattr(module, f"{kind}{task}") for module, kind in ((tree, "DecisionTree"), (tree, "ExtraTree"), (ensemble, "RandomForest"),
              (ensemble, "ExtraTrees"), (ensemble, "GradientBoosting")) for task in ("Classifier", "Regressor")]
     fixes.update(dict.fromkeys(trees, _missing_as_fitted))
@@ -186,6 +274,7 @@ def _to_onnx(model, sample: np.ndarray, types: list | None = None):
         except ImportError:
             raise InputError("ONNX of an XGBoost or LightGBM model needs onnxmltools: pip install 'workbench[boosting]'") from None
     _register_converters()
+    model = _unnamed_xgboost(model)
     opset = {"": 17, "ai.onnx.ml": 3} if _boosting(model) else None  # onnxmltools' tree converters stop at ai.onnx.ml 3
     given = {"initial_types": types} if types else {"X": sample[:1]}
     if is_classifier(model):
@@ -273,38 +362,66 @@ def _column_types(specs: list, floats, ints) -> list:
              (floats if np.dtype(s["dtype"]).kind == "f" else ints)([None, 1])) for s in specs]
 
 
+def _reads_float32(model) -> bool:
+    "Whether the estimator (a pipeline's last step) is made of scikit-learn's trees, which compare every value as float32."
+    last = model.steps[-1][1] if hasattr(model, "steps") else model
+    return any(hasattr(e, "tree_") for e in np.ravel(getattr(last, "estimators_", [last])))
+
+
 def _graph_tries(model, sample, specs: list | None) -> list:
     "(how, matrix, column types) for each way of giving skl2onnx the rows, in the order to try them."
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType
 
     if specs is None:
-        return [("as float64", sample, None), ("as float32", sample.astype(np.float32), None)][sample.dtype == np.float32:]
+        tries = [("as float64", sample, None), ("as float32", sample.astype(np.float32), None)][sample.dtype == np.float32:]
+        return tries[::-1] if _reads_float32(model) else tries
     if _boosting(model) and not hasattr(model, "steps"):  # a bare booster fitted on category columns: the codes it takes
         return [("as category codes", _coder(specs)(sample), None)]
     tries = []
     if all(s["dtype"] != TEXT for s in specs):
-        tries += [("as one float64 matrix", _coder(specs, np.float64)(sample), None), ("as one float32 matrix", _coder(specs)(sample), None)]
+        matrices = [("as one float64 matrix", _coder(specs, np.float64)(sample), None), ("as one float32 matrix", _coder(specs)(sample), None)]
+        tries += matrices[::-1] if _reads_float32(model) else matrices
     for floats, kind in ((DoubleTensorType, "float64"), (FloatTensorType, "float32")):
         tries.append((f"column by column ({kind}, whole numbers as int64)", None, _column_types(specs, floats, Int64TensorType)))
         tries.append((f"column by column ({kind})", None, _column_types(specs, floats, floats)))
     return tries
 
-
+# %% ../nbs/15_converters.ipynb #200c3d23
 def _first_sentence(e: Exception) -> str:
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {re.split(r'(?<=[.!?]) ', text, maxsplit=1)[0][:160]}"
 
 
+def _agrees(session, expected: dict, sample, specs) -> bool:
+    "Whether a graph answers the sample as the estimator did (`expected`): the same labels, values and probabilities within float32's reach."
+    got = _onnx_sklearn_runner(session, "predict_proba" in expected, expected["predict"].ndim, specs)(sample)
+    for key, want in expected.items():
+        have = np.asarray(got[key])
+        if have.shape != want.shape:
+            return False
+        if want.dtype.kind not in "fc" and not np.array_equal(have, want):
+            return False
+        if want.dtype.kind in "fc" and not np.allclose(have.astype(float), want.astype(float), rtol=1e-3, atol=1e-4, equal_nan=True):
+            return False
+    return True
+
+
 def _onnx_graph(model, sample, specs: list | None = None):
-    "The graph and a session on it, from the first way of giving the rows that skl2onnx converts; else one line saying what was tried."
+    "The graph and a session on it: the first way of giving the rows that converts and answers the sample as the estimator does (else the first that converts); else one line saying what was tried."
     import onnxruntime as ort
 
-    refusals = {}
+    expected, refusals, converted = _sklearn_outputs(model, sample, specs), {}, []
     for how, x, types in _graph_tries(model, sample, specs):
         try:
             onx = _to_onnx(model, x, types).SerializeToString()
-            return onx, ort.InferenceSession(onx, _silent(), providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(onx, _silent(), providers=["CPUExecutionProvider"])
         except Exception as e:  # many converters (trees among them) build float graphs only; most take one matrix
             refusals.setdefault(_first_sentence(e), []).append(how)
+            continue
+        if _agrees(session, expected, sample, specs):
+            return onx, session
+        converted.append((onx, session))  # a tree compared in float64 where scikit-learn compares float32: try on
+    if converted:
+        return converted[0]  # parity then says how it differs
     tried = "; ".join(f"{', '.join(hows)}: {why}" for why, hows in refusals.items())
     raise ValueError(f"skl2onnx cannot convert {type(model).__name__} ({tried})")

@@ -298,15 +298,19 @@ def _torch_runner(module):
     return run
 
 # %% ../nbs/16_formats.ipynb #ecb25265
+_DATA = {"numpy.dtype", "builtins.object", "collections.OrderedDict"}  # plain data, as skops files of our pipelines hold them
+_MODEL_LIBRARIES = ("sklearn", "xgboost", "lightgbm")  # their classes: estimators and boosters, whose state is their own model file
+
+
 def _data_class(name: str) -> bool:
-    "Whether `name` is numpy's dtype or a class of scikit-learn (data and methods), not a function a skops file could have called."
+    "Whether `name` is a type export puts in a skops file: numpy's dtype, plain containers, or a class (never a function) of scikit-learn, XGBoost or LightGBM."
     import importlib
     import inspect
 
-    if name == "numpy.dtype":
+    if name in _DATA:
         return True
     module, _, attr = name.rpartition(".")
-    if module.split(".")[0] != "sklearn":
+    if module.split(".")[0] not in _MODEL_LIBRARIES:
         return False
     try:
         return inspect.isclass(getattr(importlib.import_module(module), attr, None))
@@ -318,7 +322,7 @@ def _skops_runner(file: Path, trusted, specs: list | None = None):
     import skops.io as sio
 
     untrusted = sio.get_untrusted_types(file=file)
-    own = [t for t in untrusted if _data_class(t)]  # scikit-learn's classes (kernels ...) and dtypes hold data, not code
+    own = [t for t in untrusted if _data_class(t)]  # the models' classes and plain data: what export puts there, not code
     missing = sorted(set(untrusted) - set(own) - set(trusted or []))
     if missing:  # anything else (a function a FunctionTransformer calls, another library's class) must be named
         raise InputError(f"{file} contains types that are not trusted by default; if you trust them, "

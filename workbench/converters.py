@@ -152,8 +152,9 @@ def _register_boosting():
         import lightgbm
         from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
 
-        update_registered_converter(lightgbm.LGBMClassifier, "LightGbmLGBMClassifier", classifier, convert_lightgbm, options={**options, "split": None})
-        update_registered_converter(lightgbm.LGBMRegressor, "LightGbmLGBMRegressor", regressor, convert_lightgbm, options={"split": None})
+        convert = _thresholds_as_given(convert_lightgbm)
+        update_registered_converter(lightgbm.LGBMClassifier, "LightGbmLGBMClassifier", classifier, convert, options={**options, "split": None})
+        update_registered_converter(lightgbm.LGBMRegressor, "LightGbmLGBMRegressor", regressor, convert, options={"split": None})
     except ImportError:
         pass
 
@@ -194,6 +195,32 @@ def _unnamed_xgboost(model):
     model = copy.deepcopy(model)
     (model.steps[-1][1] if steps else model).get_booster().feature_names = None
     return model
+
+# %% ../nbs/15_converters.ipynb #77239c85
+def _thresholds_as_given(converter):
+    "onnxmltools' LightGBM converter whose trees keep their thresholds in float64 where they read float64 (`nodes_values_as_tensor`), as LightGBM compares them."
+
+    def convert(scope, operator, container):
+        import onnx
+        from skl2onnx.common.data_types import DoubleTensorType
+
+        add_node = container.add_node
+
+        def add_node_in_double(op_type, *args, **attrs):
+            if op_type.startswith("TreeEnsemble") and "nodes_values" in attrs:
+                values = np.asarray(attrs.pop("nodes_values"), dtype=np.float64)  # the booster's own thresholds, not yet rounded
+                attrs["nodes_values_as_tensor"] = onnx.helper.make_tensor("nodes_values", onnx.TensorProto.DOUBLE, [len(values)], values)
+            return add_node(op_type, *args, **attrs)
+
+        if isinstance(operator.inputs[0].type, DoubleTensorType):
+            container.add_node = add_node_in_double
+        try:
+            return converter(scope, operator, container)
+        finally:
+            container.__dict__.pop("add_node", None)
+
+    convert.__name__ = f"double_{getattr(converter, '__name__', 'converter')}"
+    return convert
 
 # %% ../nbs/15_converters.ipynb #516d0457
 def _finite_thresholds():

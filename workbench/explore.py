@@ -420,7 +420,7 @@ def explore(data, target: str | None = None, y=None, max_columns: int = 200) -> 
 
 # %% ../nbs/03_explore.ipynb #14f44175
 MIN_ROWS = 30  # rows on each side below which no drift is called: "too few rows" is said instead
-ALPHA = 0.05  # the chance of a false alarm on data that did not move, over all the columns compared together
+ALPHA = 0.01  # the chance of a false alarm on data that did not move, over all the columns compared together
 DRIFT_RULE = f"drift when PSI >= 0.1 and p < {ALPHA} after Benjamini-Hochberg over the columns; no verdict under {MIN_ROWS} rows a side"
 
 

@@ -82,12 +82,12 @@ def _data(name: str, target: str):
     return (X.drop(columns="spend"), X["spend"].fillna(0)) if target == "spend" else (X, churned)
 
 
-def _unseen(X):
-    "Rows with values the model never saw: text it has no category for."
+def _unseen(X, value="never-seen"):
+    "Rows with values the model never saw: text it has no category for (`value`)."
     X = X.head(5).copy()
     for c in X.columns:
         if X[c].dtype.kind not in "biuf" and not hasattr(X[c], "cat"):
-            X[c] = "never-seen"
+            X[c] = value
     return X
 
 
@@ -113,6 +113,7 @@ def test_pipelines_fitted_on_frames_with_text_answer_as_they_do(name, tmp_path):
     _same(predictor, model, X)
     if any(s["dtype"] == "string" and "categories" not in s for s in bundle.metadata["inputs"]):
         _same(predictor, model, _unseen(X))  # text never seen in fitting: answered as the model answers it
+        _same(predictor, model, _unseen(X, ""))  # an empty string is a value, not a missing one (as scikit-learn takes it)
     check(tmp_path / name)  # the stored sample still answers as at export (the graph formats; raises where one does not)
     assert set(bundle.files) & {"model.onnx", "model.skops", "model.xgb.json", "model.lgb.txt"}
 

@@ -49,8 +49,11 @@ def _bool_attributes_as_ints(converter):
     return convert
 
 # %% ../nbs/15_converters.ipynb #dd1cc9f5
-def _missing_text_as_empty(converter):
-    "A skl2onnx converter that, on string inputs, sees its estimator with missing text (NaN) written as ''."
+_MISSING_TEXT = "\x00missing"  # missing text in a graph: a string no client sends (an empty string is a value)
+
+
+def _missing_text_marked(converter):
+    "A skl2onnx converter that, on string inputs, sees its estimator with missing text (NaN) written as _MISSING_TEXT."
 
     def convert(scope, operator, container):
         from skl2onnx.common.data_types import StringTensorType
@@ -59,9 +62,9 @@ def _missing_text_as_empty(converter):
         if isinstance(operator.inputs[0].type, StringTensorType):
             fixed = copy.copy(raw)  # shallow: the estimator itself is left as it is
             if _absent(getattr(raw, "missing_values", 0)):
-                fixed.missing_values = ""
+                fixed.missing_values = _MISSING_TEXT
             if hasattr(raw, "categories_"):
-                fixed.categories_ = [np.array(["" if _absent(v) else v for v in c], dtype=object) if c.dtype == object else c
+                fixed.categories_ = [np.array([_MISSING_TEXT if _absent(v) else v for v in c], dtype=object) if c.dtype == object else c
                                      for c in raw.categories_]
             operator.raw_operator = fixed
         try:
@@ -74,7 +77,7 @@ def _missing_text_as_empty(converter):
 
 # %% ../nbs/15_converters.ipynb #5d089f2c
 def _missing_code_as_nan(converter):
-    "An OrdinalEncoder converter whose lookups answer NaN for missing text (`\"\"` in the graph) where scikit-learn codes it NaN."
+    "An OrdinalEncoder converter whose lookups answer NaN for missing text (`_MISSING_TEXT` in the graph) where scikit-learn codes it NaN."
 
     def convert(scope, operator, container):
         raw, add_node = operator.raw_operator, container.add_node
@@ -82,7 +85,7 @@ def _missing_code_as_nan(converter):
         def add_node_in_floats(op_type, *args, **attrs):
             if op_type == "LabelEncoder" and "keys_strings" in attrs and "values_int64s" in attrs:
                 values = np.asarray(attrs.pop("values_int64s"), dtype=np.float32)
-                values[[k in (b"", "") for k in attrs["keys_strings"]]] = np.nan  # the missing value's code
+                values[[k in (_MISSING_TEXT, _MISSING_TEXT.encode()) for k in attrs["keys_strings"]]] = np.nan  # the missing value's code
                 attrs["values_floats"] = values
                 if "default_int64" in attrs:
                     attrs["default_float"] = float(attrs.pop("default_int64"))
@@ -238,27 +241,42 @@ def _finite_thresholds():
     tree_ensemble.sklearn_threshold = sklearn_threshold  # add_node looks it up in its module at each call
 
 # %% ../nbs/15_converters.ipynb #d3e1b1b5
-def _missing_as_fitted(converter):
-    "A skl2onnx converter for scikit-learn trees whose graph sends a missing value (NaN) to the child the fitted tree sends it to."
+def _as_fitted(converter):
+    "A skl2onnx converter for scikit-learn trees whose graph routes each row as the fitted tree does: a missing value to the child the tree sends it to; in float64, the value rounded to float32 and compared with the tree's own thresholds."
 
     def convert(scope, operator, container):
-        raw, add_node = operator.raw_operator, container.add_node
-        trees = [getattr(e, "tree_", None) for e in np.ravel(getattr(raw, "estimators_", [raw]))]  # skl2onnx's tree ids, in order
+        import onnx
+        from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
-        def add_node_with_missing(*args, **attrs):
+        raw, add_node, given = operator.raw_operator, container.add_node, operator.inputs[0]
+        trees = [getattr(e, "tree_", None) for e in np.ravel(getattr(raw, "estimators_", [raw]))]  # skl2onnx's tree ids, in order
+        double = isinstance(given.type, DoubleTensorType) and all(t is not None for t in trees)
+
+        def add_node_as_fitted(*args, **attrs):
             if "nodes_missing_value_tracks_true" in attrs and all(t is not None for t in trees):
-                attrs["nodes_missing_value_tracks_true"] = [
-                    int(mode != "LEAF" and trees[t].missing_go_to_left[n])
-                    for t, n, mode in zip(attrs["nodes_treeids"], attrs["nodes_nodeids"], attrs["nodes_modes"])]
+                at = list(zip(attrs["nodes_treeids"], attrs["nodes_nodeids"], attrs["nodes_modes"]))
+                attrs["nodes_missing_value_tracks_true"] = [int(mode != "LEAF" and trees[t].missing_go_to_left[n]) for t, n, mode in at]
+                if double and "nodes_values" in attrs:  # the thresholds as the tree keeps them, not rounded to float32
+                    exact = [float(trees[t].threshold[n]) if mode != "LEAF" else 0.0 for t, n, mode in at]
+                    del attrs["nodes_values"]
+                    attrs["nodes_values_as_tensor"] = onnx.helper.make_tensor("nodes_values", onnx.TensorProto.DOUBLE, [len(exact)], exact)
+                    attrs["op_version"] = 3  # the tree ensembles that take tensors of thresholds
             return add_node(*args, **attrs)
 
-        container.add_node = add_node_with_missing
+        if double:  # scikit-learn's trees read every value as float32: round it so, then compare in float64
+            floats = scope.declare_local_variable(f"{given.onnx_name}_float", FloatTensorType(given.type.shape))
+            rounded = scope.declare_local_variable(f"{given.onnx_name}_rounded", DoubleTensorType(given.type.shape))
+            container.add_node("Cast", [given.full_name], [floats.full_name], to=onnx.TensorProto.FLOAT, name=scope.get_unique_operator_name("Cast"))
+            container.add_node("Cast", [floats.full_name], [rounded.full_name], to=onnx.TensorProto.DOUBLE, name=scope.get_unique_operator_name("Cast"))
+            list.__setitem__(operator.inputs, 0, rounded)  # skl2onnx's list refuses item assignment; restored below
+        container.add_node = add_node_as_fitted
         try:
             return converter(scope, operator, container)
         finally:
-            del container.add_node
+            container.__dict__.pop("add_node", None)
+            list.__setitem__(operator.inputs, 0, given)
 
-    convert.__name__ = f"missing_{getattr(converter, '__name__', 'converter')}"
+    convert.__name__ = f"fitted_{getattr(converter, '__name__', 'converter')}"
     return convert
 
 # %% ../nbs/15_converters.ipynb #263257ce
@@ -274,11 +292,11 @@ def _register_converters():
     from sklearn.svm import LinearSVC
 
     fixes = {ensemble.HistGradientBoostingClassifier: _bool_attributes_as_ints, ensemble.HistGradientBoostingRegressor: _bool_attributes_as_ints,
-             LinearSVC: _bool_attributes_as_ints, SimpleImputer: lambda c: _missing_text_as_empty(_imputer_in_double(c)), OneHotEncoder: _missing_text_as_empty,
-             OrdinalEncoder: lambda c: _missing_text_as_empty(_missing_code_as_nan(c))}
+             LinearSVC: _bool_attributes_as_ints, SimpleImputer: lambda c: _missing_text_marked(_imputer_in_double(c)), OneHotEncoder: _missing_text_marked,
+             OrdinalEncoder: lambda c: _missing_text_marked(_missing_code_as_nan(c))}
     trees = [getattr(module, f"{kind}{task}") for module, kind in ((tree, "DecisionTree"), (tree, "ExtraTree"), (ensemble, "RandomForest"),
              (ensemble, "ExtraTrees"), (ensemble, "GradientBoosting")) for task in ("Classifier", "Regressor")]
-    fixes.update(dict.fromkeys(trees, _missing_as_fitted))
+    fixes.update(dict.fromkeys(trees, _as_fitted))
     for cls, fix in fixes.items():
         alias = sklearn_operator_name_map[cls]
         converter = get_converter(alias)
@@ -302,7 +320,10 @@ def _to_onnx(model, sample: np.ndarray, types: list | None = None):
             raise InputError("ONNX of an XGBoost or LightGBM model needs onnxmltools: pip install 'workbench[boosting]'") from None
     _register_converters()
     model = _unnamed_xgboost(model)
-    opset = {"": 17, "ai.onnx.ml": 3} if _boosting(model) else None  # onnxmltools' tree converters stop at ai.onnx.ml 3
+    from skl2onnx import get_latest_tested_opset_version
+
+    # ai.onnx.ml 3: trees with float64 thresholds; onnxmltools' tree converters stop there, and at opset 17
+    opset = {"": 17 if _boosting(model) else get_latest_tested_opset_version(), "ai.onnx.ml": 3}
     given = {"initial_types": types} if types else {"X": sample[:1]}
     if is_classifier(model):
         try:
@@ -361,7 +382,7 @@ def _graph_feed(session, specs: list | None):
     pairs = [(i.name, s["name"], t) for i, s, t in zip(inputs, specs, types)]
 
     def feed(x):
-        return {name: np.where(_missing(x[column].reshape(-1)).reshape(-1, 1), "", x[column]) if t is object
+        return {name: np.where(_missing(x[column].reshape(-1)).reshape(-1, 1), _MISSING_TEXT, x[column]) if t is object
                 else x[column].astype(t, copy=False) for name, column, t in pairs}
 
     return feed
@@ -389,25 +410,18 @@ def _column_types(specs: list, floats, ints) -> list:
              (floats if np.dtype(s["dtype"]).kind == "f" else ints)([None, 1])) for s in specs]
 
 
-def _reads_float32(model) -> bool:
-    "Whether the estimator (a pipeline's last step) is made of scikit-learn's trees, which compare every value as float32."
-    last = model.steps[-1][1] if hasattr(model, "steps") else model
-    return any(hasattr(e, "tree_") for e in np.ravel(getattr(last, "estimators_", [last])))
-
 
 def _graph_tries(model, sample, specs: list | None) -> list:
     "(how, matrix, column types) for each way of giving skl2onnx the rows, in the order to try them."
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, Int64TensorType
 
     if specs is None:
-        tries = [("as float64", sample, None), ("as float32", sample.astype(np.float32), None)][sample.dtype == np.float32:]
-        return tries[::-1] if _reads_float32(model) else tries
+        return [("as float64", sample, None), ("as float32", sample.astype(np.float32), None)][sample.dtype == np.float32:]
     if _boosting(model) and not hasattr(model, "steps"):  # a bare booster fitted on category columns: the codes it takes
         return [("as category codes", _coder(specs)(sample), None)]
     tries = []
     if all(s["dtype"] != TEXT for s in specs):
-        matrices = [("as one float64 matrix", _coder(specs, np.float64)(sample), None), ("as one float32 matrix", _coder(specs)(sample), None)]
-        tries += matrices[::-1] if _reads_float32(model) else matrices
+        tries += [("as one float64 matrix", _coder(specs, np.float64)(sample), None), ("as one float32 matrix", _coder(specs)(sample), None)]
     for floats, kind in ((DoubleTensorType, "float64"), (FloatTensorType, "float32")):
         tries.append((f"column by column ({kind}, whole numbers as int64)", None, _column_types(specs, floats, Int64TensorType)))
         tries.append((f"column by column ({kind})", None, _column_types(specs, floats, floats)))

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .core import WorkbenchError
+from .core import WorkbenchError, _lean_imports
 
 # %% auto #0
 __all__ = ['parse_param', 'parse_values', 'main']
@@ -535,6 +535,7 @@ def _stop_on_signals() -> list:
 # %% ../nbs/44_cli.ipynb #7ce8c3cb
 def main(argv=None) -> int:
     "Entry point of the `workbench` command; returns the exit code."
+    _lean_imports()
     args = _parser().parse_args(argv)
     received = _stop_on_signals()
     if getattr(args, "verbose", False):

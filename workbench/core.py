@@ -316,3 +316,8 @@ def read_yaml(path):
         raise InputError(f"{path}, line {mark.line + 1}, column {mark.column + 1}: YAML syntax error, {e.problem}") from None
     except yaml.YAMLError as e:
         raise InputError(f"{path}: not valid YAML ({e})") from None
+
+# %% ../nbs/00_core.ipynb #276a9418
+def _lean_imports():
+    "In a process of workbench's own (the command, its workers): leave out jsonschema's IRI format checker, whose import compiles a grammar (1.4 s)."
+    sys.modules.setdefault("rfc3987_syntax", None)  # an import of it then raises ImportError, which jsonschema expects

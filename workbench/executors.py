@@ -37,9 +37,12 @@ def _die_with(parent: int):
 
 # %% ../nbs/21_executors.ipynb #135810fd
 def _ignore_stop_signals(parent: int | None = None):
-    "In a worker: Ctrl-C, SIGTERM and SIGHUP are for the caller, which stops each run through its stop file; the worker dies with `parent`."
+    "In a worker: Ctrl-C, SIGTERM and SIGHUP are for the caller, which stops each run through its stop file; the worker dies with `parent`; its imports start lean."
     import signal
 
+    from workbench.core import _lean_imports
+
+    _lean_imports()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     if parent is not None:

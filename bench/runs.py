@@ -13,7 +13,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from workbench.runs import RunStore, runs
+from workbench.runs import runs
+from workbench.store import RunStore
 
 RUNS, METRICS, STEPS = 100_000, 20, 10
 

@@ -23,7 +23,7 @@ import nbformat
 import optuna
 
 from workbench.notebooks import make_notebook
-from workbench.runs import RunStore
+from workbench.store import RunStore
 
 WORKBENCH = Path(sys.executable).parent / "workbench"
 SCORE = ("import math, time\nfrom workbench.runs import record\n"

@@ -22,7 +22,8 @@ def workbench(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
 def run_store(tmp_path, monkeypatch):
     "Each test records its runs in its own store, never the project's runs/runs.db."
     path = tmp_path / "runs.db"
-    monkeypatch.setenv("WORKBENCH_RUNS_DB", str(path))
+    monkeypatch.setenv("WORKBENCH_STORE", str(path))
+    monkeypatch.delenv("WORKBENCH_RUNS_DB", raising=False)
     return path
 
 

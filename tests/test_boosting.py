@@ -15,7 +15,7 @@ from workbench.estimators import fit_estimator
 from workbench.evaluate import evaluate
 from workbench.export import ExportError, check, export, load
 from workbench.run import run_notebook
-from workbench.runs import RunStore
+from workbench.store import RunStore
 
 xgboost = pytest.importorskip("xgboost")
 lightgbm = pytest.importorskip("lightgbm")

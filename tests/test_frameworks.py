@@ -17,7 +17,7 @@ from workbench.core import InputError  # noqa: E402
 from workbench.export import export, load  # noqa: E402
 from workbench.frameworks import keras_callback  # noqa: E402
 from workbench.run import run_notebook  # noqa: E402
-from workbench.runs import RunStore  # noqa: E402
+from workbench.store import RunStore  # noqa: E402
 from workbench.train import Callback, Checkpoint, StopTraining, Trainer  # noqa: E402
 
 L = keras.layers

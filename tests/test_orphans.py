@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import WORKBENCH, alive, write_notebook
-from workbench.runs import RunStore
+from workbench.store import RunStore
 
 pytestmark = pytest.mark.xdist_group("kernels")
 

@@ -12,7 +12,7 @@ from conftest import WORKBENCH, alive, pipeline_folder, start_until, workbench, 
 from workbench.core import InputError
 from workbench.pipeline import Pipeline
 from workbench.sweep import sweep
-from workbench.runs import RunStore
+from workbench.store import RunStore
 
 
 

@@ -13,7 +13,7 @@ from workbench.core import InputError, file_sha256
 from workbench.export import ExportError, check, export, load
 from workbench.registry import lineage, model_version, models, promote, register
 from workbench.run import run_notebook
-from workbench.runs import RunStore
+from workbench.store import RunStore
 
 
 def _hashes(folder) -> dict:

@@ -10,7 +10,7 @@ from conftest import write_notebook
 
 from workbench.core import InputError
 from workbench.run import run_notebook
-from workbench.runs import RunStore
+from workbench.store import RunStore
 
 
 
@@ -169,7 +169,7 @@ def test_a_store_in_a_read_only_folder_says_so(tmp_path):
     RunStore(folder / "old.db")  # an existing store, and a new one, in a folder the user cannot write
     folder.chmod(0o555)
     tmp_path.chmod(0o755)
-    code = ("from workbench.runs import RunStore\nimport sys\n"
+    code = ("from workbench.store import RunStore\nimport sys\n"
             "for name in ('new.db', 'old.db'):\n"
             "    try:\n        RunStore(sys.argv[1] + '/' + name).start('r', 'nb.ipynb', {})\n"
             "    except Exception as e:\n        print(type(e).__name__, e)\n")

@@ -15,7 +15,7 @@ from sklearn.linear_model import LinearRegression
 from workbench.core import InputError
 from workbench.export import ExportError, export
 from workbench.registry import promote, register
-from workbench.runs import RunStore
+from workbench.store import RunStore
 from workbench.serve import serve
 
 pytestmark = pytest.mark.xdist_group("serve-registry")

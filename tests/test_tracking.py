@@ -6,7 +6,7 @@ import nbformat
 from conftest import workbench
 from workbench.notebooks import make_notebook
 from workbench.run import run_notebook
-from workbench.runs import RunStore
+from workbench.store import RunStore
 
 
 def _runs(folder: Path, lrs=(0.1, 0.3, 0.2)):

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, WORKBENCH, workbench
 from workbench.notebooks import make_notebook
-from workbench.runs import RunStore
+from workbench.store import RunStore
 from workbench.tune import tune
 
 SCORE = ("import math, time\nfrom workbench.runs import record\n"

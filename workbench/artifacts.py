@@ -23,9 +23,9 @@ class ArtifactError(WorkbenchError):
     "A registered version's files are missing or changed in the artifact store; the message names the file."
 
 
-def artifacts_root(store_path) -> Path:
-    "The artifact store of the run store at `store_path`: `$WORKBENCH_ARTIFACTS`, or `artifacts/` beside the store."
-    return Path(os.environ.get("WORKBENCH_ARTIFACTS") or Path(store_path).resolve().parent / "artifacts")
+def artifacts_root(store) -> Path:
+    "The artifact store of `store` (a RunStore): `$WORKBENCH_ARTIFACTS`, or `artifacts/` beside the store."
+    return Path(os.environ.get("WORKBENCH_ARTIFACTS") or store.beside("artifacts"))
 
 
 def _blob(root: Path, digest: str) -> Path:

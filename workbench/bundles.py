@@ -146,9 +146,9 @@ def model_ref(uri: str) -> tuple[str, str]:
 
 def _resolve(uri: str, store=None) -> tuple[Path, int]:
     "The folder and number of the version a registry URI names now, its files checked against the digests it was registered with."
-    from workbench.runs import RunStore
+    from workbench.store import RunStore
 
-    store = store if isinstance(store, RunStore) else RunStore(store or os.environ.get("WORKBENCH_RUNS_DB"))
+    store = store if isinstance(store, RunStore) else RunStore(store)
     row = store.version(*model_ref(uri))
     path, what = Path(row["path"]), f"{uri} (version {row['version']} of {row['name']})"
     if row.get("files"):  # kept in the artifact store: every file's digest is the registry's
@@ -176,6 +176,6 @@ def _add_version(store, path: Path, meta: dict, name: str, source: dict, tags: d
     "Keep the bundle's files in the store's artifact store and add them as the next version of `name`; the number."
     from workbench.runs import current_run
 
-    kept, files = keep(path, _bundle_names(path, meta), artifacts_root(store.path))
+    kept, files = keep(path, _bundle_names(path, meta), artifacts_root(store))
     return store.add_version(name, str(kept), files["metadata.json"], run_id=current_run(), metrics=meta.get("metrics", {}),
                              source={**source, "exported_to": str(path.resolve())}, tags=tags, files=files)

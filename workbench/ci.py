@@ -64,7 +64,7 @@ def github_actions(r: Recipe) -> str:
         {"name": "pipeline", "run": c["pipeline"]}, {"name": "gate", "run": c["gate"]},
         {"name": "keep the registry", "if": "always()", "uses": "actions/cache/save@v5", "with": cache}]
     doc = {"name": "workbench", "on": {"push": {"branches": ["main"]}, "pull_request": None, "workflow_dispatch": None},
-           "env": {"WORKBENCH_RUNS_DB": "runs/runs.db"},
+           "env": {"WORKBENCH_STORE": "${{ secrets.WORKBENCH_STORE || 'runs/runs.db' }}"},
            "jobs": {"test": {"runs-on": "ubuntu-latest", "steps": test},
                     "promote": {"needs": "test", "if": "github.event_name == 'push'", "runs-on": "ubuntu-latest",
                                 "concurrency": {"group": "workbench-registry", "cancel-in-progress": False}, "steps": promote}}}
@@ -87,7 +87,7 @@ def jenkins(r: Recipe) -> str:
               stage("pipeline", venv + c["pipeline"], main), stage("gate", venv + c["gate"], main)]
     return "\n".join([f"// Written by `workbench deploy {r.model} --target jenkins`: test, run the pipeline, promote through the gate.",
                       "pipeline {", "    agent any", "    options { disableConcurrentBuilds() }",
-                      "    environment { WORKBENCH_RUNS_DB = 'runs/runs.db' }", "    stages {", *stages, "    }",
+                      "    environment { WORKBENCH_STORE = 'runs/runs.db' }", "    stages {", *stages, "    }",
                       "    post { always { archiveArtifacts artifacts: 'runs/**/*.html', allowEmptyArchive: true } }", "}", ""])
 
 # %% ../nbs/34_ci.ipynb #41bdec03

@@ -55,7 +55,7 @@ _ALL = "*every stage*"
 def _command(sub, name: str, help: str) -> argparse.ArgumentParser:
     "A command that runs notebooks or reads their runs: it takes --store and --verbose."
     c = sub.add_parser(name, help=help, description=help)
-    c.add_argument("--store", type=Path, help="run store (default: runs/runs.db or $WORKBENCH_RUNS_DB)")
+    c.add_argument("--store", help="the store: a SQLite file or a postgresql:// URL (default: $WORKBENCH_STORE, or runs/runs.db)")
     c.add_argument("-v", "--verbose", action="store_true",
                    help="also show what is kept quiet by default: kernels' own logs, exporters' messages and warnings")
     return c

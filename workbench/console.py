@@ -21,9 +21,9 @@ from .core import InputError, png_bytes
 from .explore import _img
 from .gate import decisions
 from .registry import files_read, lineage
-from .runs import RunStore
+from .store import RunStore
 from .stages import dag_plot
-from .tracking import _files, compare_runs
+from .tracking import compare_runs
 
 # %% auto #0
 __all__ = ['ago', 'took', 'group_of', 'grouped', 'key_columns', 'runs_page', 'run_page', 'compare_page', 'models_page',
@@ -154,7 +154,7 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#fff;border:1px solid
 def _page(title: str, body: str, store: RunStore) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)} · workbench</title>{_STYLE}</head>"
             f"<body><header><a href='/'>runs</a><a href='/models'>models</a>"
-            f"<span class='store' title='{html.escape(str(store.path))}'>{html.escape(store.path.name)}</span></header>"
+            f"<span class='store' title='{html.escape(store.where)}'>{html.escape(store.path.name if store.path else store.where.rsplit('/', 1)[-1])}</span></header>"
             f"<main><h2>{html.escape(title)}</h2>{body}</main></body></html>")
 
 
@@ -240,7 +240,7 @@ def runs_page(store: RunStore, query: dict) -> str:
 
     heads = ["<th></th><th>run</th>", head("status", "status"), head("started", "started"), head("duration", "took", "n")]
     heads += [head(c, c.split(".", 1)[1], f"n {c.split('.')[0]}") for c in chosen]
-    outputs = _files(store, list(table["id"]))
+    outputs = store.files(list(table["id"]))
     groups = grouped(table)
     body = []
     for kind, key, title, rows in groups:
@@ -282,7 +282,7 @@ def run_page(store: RunStore, run_id: str) -> str | None:
     if table.empty:
         return None
     run = table.iloc[0].to_dict()
-    output, page = _files(store, [run_id])[run_id]
+    output, page = store.files([run_id])[run_id]
     kind, key, title = group_of(run["pipeline"])
     where = f" · {kind} <a href='/?{html.escape(urlencode({'q': key}))}'>{html.escape(title)}</a>" if key else ""
     error = f"<p class='error'>{html.escape(str(run['error']))}</p>" if run.get("error") else ""
@@ -392,15 +392,8 @@ def lineage_graph(found) -> dict:
 
 def _pages_of(store: RunStore, run_id: str | None) -> list:
     "Links to the pages of the pipeline run that made a version: each stage's executed notebook and the reports it wrote."
-    from contextlib import closing
-
-    columns = "SELECT id, notebook, output, html FROM runs WHERE "
-    with closing(store._connect()) as db:
-        tag = db.execute("SELECT pipeline FROM runs WHERE id=?", (run_id,)).fetchone()  # None: no run, or one of another store
-        rows = [] if tag is None else db.execute(columns + "pipeline=? ORDER BY started", tag).fetchall() if tag[0] else \
-            db.execute(columns + "id=?", (run_id,)).fetchall()
     links = []
-    for run, notebook, output, page in rows:
+    for run, notebook, output, page in store.pipeline_runs(run_id) if run_id else []:  # none: no run, or one of another store
         name = _label(notebook, output)
         if page and Path(page).is_file():
             links.append(f"<a href='/runs/{html.escape(run)}/notebook'>{html.escape(name)}</a>")
@@ -445,7 +438,7 @@ def model_page(store: RunStore, name: str, query: dict) -> str | None:
 # %% ../nbs/41_console.ipynb #18976643
 def _file(store: RunStore, run_id: str, name: str | None) -> str | None:
     "A run's executed notebook as HTML (`name` None), or a page it wrote beside it; None when there is none."
-    output, page = _files(store, [run_id]).get(run_id, (None, None))
+    output, page = store.files([run_id]).get(run_id, (None, None))
     if name is None:
         return Path(page).read_text() if page and Path(page).is_file() else None
     return (Path(output).parent / name).read_text() if name in _written(output) else None  # only what the run wrote, by name
@@ -507,7 +500,7 @@ def ui(store=None, host: str = "127.0.0.1", port: int = 8765, ready=None):
     except OSError as e:
         raise InputError(f"cannot listen on {host}:{port} ({e.strerror}): choose another --port") from e
     where = "this machine only; --host 0.0.0.0 to share it" if host in ("127.0.0.1", "localhost") else "every address it has"
-    print(f"workbench ui: http://{host}:{server.server_address[1]}/ ({store.path}; listening on {where})", flush=True)
+    print(f"workbench ui: http://{host}:{server.server_address[1]}/ ({store.where}; listening on {where})", flush=True)
     if ready:
         ready(server)
     try:

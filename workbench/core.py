@@ -321,3 +321,17 @@ def read_yaml(path):
 def _lean_imports():
     "In a process of workbench's own (the command, its workers): leave out jsonschema's IRI format checker, whose import compiles a grammar (1.4 s)."
     sys.modules.setdefault("rfc3987_syntax", None)  # an import of it then raises ImportError, which jsonschema expects
+
+# %% ../nbs/00_core.ipynb #b4800261
+def _alive(pid: int) -> bool:
+    "Whether process `pid` runs on this machine (a zombie has ended; someone else's process is alive)."
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    try:  # a zombie has ended; its parent has not read its status yet
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -263,17 +263,18 @@ def _metadata(model, sample, answer: dict, sklearn: bool, name, classes, metrics
 # %% ../nbs/18_export.ipynb #14f22af3
 def _register_in_run(path: Path, meta: dict) -> int | None:
     "Inside a recorded run, the bundle becomes the next version of its model in the run store's registry; the number."
-    from workbench.runs import RunStore, current_run, git_state
+    from workbench.runs import current_run, git_state
+    from workbench.store import RunStore
 
     if not current_run():
         return None
-    store = RunStore(os.environ.get("WORKBENCH_RUNS_DB"))
+    store = RunStore()
     return _add_version(store, path, meta, meta["name"], {"versions": meta["versions"], **git_state()})
 
 
 def _remove_stale(path: Path):
     "Remove the temporary folders that exports into `path` left when their process was killed (their pid is in the name, and gone)."
-    from workbench.runs import _alive
+    from workbench.core import _alive
 
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
         pid = tmp.name.rsplit(".tmp-", 1)[1].split("-")[0]

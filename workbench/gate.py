@@ -5,8 +5,6 @@
 # %% ../nbs/39_gate.ipynb #f8dd432d
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -86,30 +84,14 @@ def gate(name: str, version, alias: str, X, y, against=None, not_worse: float | 
     return decision
 
 # %% ../nbs/39_gate.ipynb #b3db9591
-_DECISIONS = """CREATE TABLE IF NOT EXISTS gate_decisions (name TEXT NOT NULL, version INTEGER NOT NULL, alias TEXT NOT NULL,
-    against INTEGER NOT NULL, promoted INTEGER NOT NULL, reason TEXT NOT NULL, evidence TEXT NOT NULL, at REAL NOT NULL)"""
-
-
 def _record(store, decision: Decision):
-    from contextlib import closing
-
-    with closing(store._connect()) as db, db:
-        db.execute(_DECISIONS)
-        db.execute("INSERT INTO gate_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   (decision.name, decision.version, decision.alias, decision.against, int(decision.promoted), decision.reason,
-                    json.dumps(decision.evidence, default=float), time.time()))
+    store.add_decision(decision.name, decision.version, decision.alias, decision.against, decision.promoted, decision.reason,
+                       decision.evidence)
 
 
 def decisions(name: str, store=None) -> pd.DataFrame:
     "The gate's decisions on model `name`, newest first: version, alias, against, promoted, reason, evidence, at."
-    from contextlib import closing
-
-    with closing(_store(store)._connect()) as db, db:
-        db.execute(_DECISIONS)
-        rows = db.execute("SELECT version, alias, against, promoted, reason, evidence, at FROM gate_decisions WHERE name=? "
-                          "ORDER BY rowid DESC", (name,)).fetchall()
-    table = pd.DataFrame(rows, columns=["version", "alias", "against", "promoted", "reason", "evidence", "at"])
-    table["promoted"], table["evidence"] = table["promoted"].astype(bool), table["evidence"].map(json.loads)
+    table = pd.DataFrame(_store(store).decisions(name), columns=["version", "alias", "against", "promoted", "reason", "evidence", "at"])
     table["at"] = pd.to_datetime(table["at"], unit="s", utc=True)
     return table
 

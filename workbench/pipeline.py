@@ -323,7 +323,7 @@ def run(self: Pipeline, params: dict | None = None, out_dir=None, workers: int =
         scheduler: str | None = None, timeout=None, html: bool = True, retries: int = 0, store=None,
         verbose: bool = True, explain: bool = False, lock: bool = True) -> PipelineRun:
     "Run the stages in dependency order, `workers` at a time; return a PipelineRun. Ctrl-C: PipelineInterrupted."
-    from workbench.runs import RunStore
+    from workbench.store import RunStore
 
     _check_executor(executor, workers, scheduler)
     _check_limits(timeout, retries)
@@ -336,7 +336,7 @@ def run(self: Pipeline, params: dict | None = None, out_dir=None, workers: int =
     running, pool, start = {}, None, time.perf_counter()
     say = (lambda r, why=(), width=max(map(len, order)): _say(r, width, why)) if verbose else (lambda r, why=(): None)
     outcome = lambda: PipelineRun(run_id, self.name, str(out), {n: runs[n] for n in order}, time.perf_counter() - start)
-    job = (timeout, html, retries, str(store.path.resolve()), run_id, str(stop), _threads(executor, workers, scheduler))
+    job = (timeout, html, retries, store.location, run_id, str(stop), _threads(executor, workers, scheduler))
 
     def done(name, run):
         runs[name] = run

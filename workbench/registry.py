@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from .core import InputError
 from .artifacts import artifacts_root
 from .artifacts import gc as _gc
 from .bundles import _add_version, _resolve, _verified
-from .runs import RunStore, git_state
+from .runs import git_state
+from .store import RunStore
 
 # %% auto #0
 __all__ = ['ModelVersion', 'model_version', 'register', 'promote', 'models', 'gc', 'files_read', 'Lineage', 'lineage']
@@ -43,7 +43,7 @@ class ModelVersion:
 
 
 def _store(store) -> RunStore:
-    return store if isinstance(store, RunStore) else RunStore(store or os.environ.get("WORKBENCH_RUNS_DB"))
+    return store if isinstance(store, RunStore) else RunStore(store)
 
 
 def model_version(name: str, ref="latest", store=None) -> ModelVersion:
@@ -84,7 +84,7 @@ def models(name: str | None = None, store=None):
 def gc(store=None, delete: bool = False) -> list:
     "The files and folders of the store's artifact store that no registered version references; removed when `delete`."
     store = _store(store)
-    return _gc(artifacts_root(store.path), store.kept_files(), delete)
+    return _gc(artifacts_root(store), store.kept_files(), delete)
 
 # %% ../nbs/38_registry.ipynb #da9e7a88
 def _step(store: RunStore, run_id: str | None, stage: str | None = None) -> dict:
@@ -102,11 +102,8 @@ def _step(store: RunStore, run_id: str | None, stage: str | None = None) -> dict
 
 def _stage_record(notebook, run_id, store) -> dict:
     "The stage.json beside the executed notebook of `run_id`, if the run was a pipeline stage whose record is still there."
-    from contextlib import closing
-
-    with closing(store._connect()) as db:
-        found = db.execute("SELECT output FROM runs WHERE id=?", (run_id,)).fetchone()
-    record_path = Path(found[0]).parent / "stage.json" if found and found[0] else None
+    output = store.files([run_id]).get(run_id, (None, None))[0]
+    record_path = Path(output).parent / "stage.json" if output else None
     if not record_path or not record_path.is_file():
         return {}
     record = json.loads(record_path.read_text())

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import InputError, atomic_write, file_sha256, writable_folder
+from .core import InputError, _alive, atomic_write, file_sha256, writable_folder
 from .notebooks import _read, _runnable, check_params
-from .runs import _alive, recorded
+from .runs import recorded
 
 # %% auto #0
 __all__ = ['RETRY_ON', 'Run', 'summary', 'run_notebook']
@@ -61,9 +61,9 @@ class Run:
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def _run_env(run_id: str, store_path: Path, threads: int | None = None) -> dict:
+def _run_env(run_id: str, store: str, threads: int | None = None) -> dict:
     "What the kernel's environment adds: unwatched (widgets render statically), its run id and store, its threads capped."
-    values = {"WORKBENCH_DISPLAY": "headless", "WORKBENCH_RUN_ID": run_id, "WORKBENCH_RUNS_DB": str(store_path.resolve())}
+    values = {"WORKBENCH_DISPLAY": "headless", "WORKBENCH_RUN_ID": run_id, "WORKBENCH_STORE": store}
     if threads:  # a cap the user set themselves is kept
         values.update({k: str(threads) for k in _THREAD_VARS if k not in os.environ})
     return values
@@ -516,7 +516,7 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
                  max_output=1_000_000, store=None, pipeline=None, stop_file=None, threads=None,
                  retry_on=("dead_kernel",), skip_flags=()) -> Run:
     "Execute `notebook` with `params` under papermill (cells nbdev leaves out, or flagged with `skip_flags`, not run); keep the executed notebook (and HTML) in `out_dir`; return a Run."
-    from workbench.runs import RunStore
+    from workbench.store import RunStore
 
     source = _read(notebook)
     values = check_params(notebook, params)
@@ -538,7 +538,7 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
         store.start(run_id, str(notebook), values, file_sha256(notebook),
                     _git_commit(notebook.parent.resolve()), pipeline)
         try:
-            env = _run_env(run_id, store.path, threads)
+            env = _run_env(run_id, store.location, threads)
             with store.beating(run_id), _Stopper(stop_file, kernels) as stopper, quiet as log:
                 error, exited, interrupt, executed = _execute(notebook, runnable, output, source, values, kernel, timeout,
                                                               (retries, tuple(retry_on), retried), kernels, log, stopper, env)

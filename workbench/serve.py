@@ -430,11 +430,11 @@ async def _retire(model: Model):
 @patch
 async def _watch(self: App, name: str, models: dict):
     "Follow the alias that `models[name]` (a model served, or the shadow or canary beside it) is served by: when it moves, load and check the new version beside the old, then swap it in."
-    from workbench.runs import RunStore
+    from workbench.store import RunStore
 
     log, loop, rejected = logging.getLogger("workbench.serve"), asyncio.get_running_loop(), None
     await self.loaded.wait()
-    store = await loop.run_in_executor(None, RunStore, os.environ.get("WORKBENCH_RUNS_DB"))  # once: opening one sets the tables up
+    store = await loop.run_in_executor(None, RunStore)  # once: opening one sets the tables up
     name_ref = model_ref(models[name].source)
     while True:
         await asyncio.sleep(self.settings.watch_seconds)

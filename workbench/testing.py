@@ -13,6 +13,7 @@ from .executors import _check_executor, _threads, executor_for, stop_and_wait
 from .notebooks import _front_matter, _nbdev_flags, _read, params
 from .pipeline import Pipeline, PipelineInterrupted
 from .run import Run, _error, run_notebook
+from .store import RunStore
 
 # %% auto #0
 __all__ = ['find_notebooks', 'pipelines_beside', 'junit_xml', 'SuiteInterrupted', 'run_tests']
@@ -151,8 +152,8 @@ def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, 
     singles = [nb for nb in notebooks if nb.resolve() not in staged]
     _check_executor(executor, workers, scheduler)
     out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="workbench-test-"))
-    store = store if store is not None else os.environ.get("WORKBENCH_RUNS_DB") or out_dir / "runs.db"
-    store_path = str(Path(store.path if hasattr(store, "path") else store).resolve())
+    store = store if store is not None else os.environ.get("WORKBENCH_STORE") or os.environ.get("WORKBENCH_RUNS_DB") or out_dir / "runs.db"
+    store_path = RunStore(store).location  # what the workers open
     values, results, staged_runs, pending = dict(params or {}), {}, [], {}
     root = Path(os.path.commonpath([nb.parent.resolve() for nb in notebooks]))
     folder = lambda nb: str(out_dir.resolve() / nb.resolve().relative_to(root).with_suffix(""))  # a/train, b/train

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .core import InputError, environment, png_bytes
 from .explore import _CSS, _figure, _img, _table
-from .runs import RunStore
+from .store import RunStore
 
 # %% auto #0
 __all__ = ['RunsComparison', 'compare_runs', 'gc', 'export_mlflow']
@@ -161,17 +161,6 @@ RunsComparison._repr_mimebundle_ = lambda self, include=None, exclude=None: {
     **(self.widget()._repr_mimebundle_() if environment() == "widgets" else {}), "text/plain": repr(self), "text/html": self.to_html()}
 
 # %% ../nbs/40_tracking.ipynb #1c35fbe6
-def _files(store: RunStore, ids=None) -> dict:
-    "run id -> (executed notebook, its HTML) as the store has them; every run's when `ids` is None."
-    from contextlib import closing
-
-    with closing(store._connect()) as db:
-        rows = db.execute("SELECT id, output, html FROM runs").fetchall() if ids is None else [
-            r for i in range(0, len(ids), 900) for r in db.execute(
-                f"SELECT id, output, html FROM runs WHERE id IN ({','.join('?' * len(ids[i:i + 900]))})", ids[i:i + 900])]
-    return {run: (output, page) for run, output, page in rows}
-
-
 def compare_runs(ids, store=None, metric: str | None = None, mode: str = "max") -> RunsComparison:
     "Runs by id side by side: parameters, values and their changes, histories, code diffs; sorted by `metric` if given."
     store = store if isinstance(store, RunStore) else RunStore(store)
@@ -181,7 +170,7 @@ def compare_runs(ids, store=None, metric: str | None = None, mode: str = "max") 
     table = store.runs(ids=ids)
     unknown = sorted(set(ids) - set(table["id"] if len(table) else []))
     if unknown:
-        raise InputError(f"no run with id {unknown} in {store.path}; `workbench runs` lists them")
+        raise InputError(f"no run with id {unknown} in {store.where}; `workbench runs` lists them")
     if metric is not None:
         if f"value.{metric}" not in table:
             raise InputError(f"no run recorded {metric!r}; they recorded {sorted(c[6:] for c in table.columns if c.startswith('value.'))}")
@@ -192,33 +181,15 @@ def compare_runs(ids, store=None, metric: str | None = None, mode: str = "max") 
             frame = store.history(run, name)
             if len(frame) > 1 and pd.api.types.is_numeric_dtype(frame["value"]):
                 series.setdefault(name, {})[run] = frame
-    outputs = _files(store, ids)
+    outputs = store.files(ids)
     code = {run: _code_diff(outputs[ids[0]][0], outputs[run][0]) for run in ids[1:]}
     return RunsComparison(ids, _side_by_side(table, "param.", ids, False), _side_by_side(table, "value.", ids, True),
                           series, code, metric)
 
 # %% ../nbs/40_tracking.ipynb #06931e87
-def _kept(store: RunStore, keep_last: int, keep_aliased: bool) -> set:
-    "The runs gc keeps: the newest `keep_last`, and those that made an aliased version."
-    from contextlib import closing
-
-    with closing(store._connect()) as db:
-        newest = {r[0] for r in db.execute("SELECT id FROM runs ORDER BY started DESC LIMIT ?", (keep_last,))}
-        aliased = {r[0] for r in db.execute("SELECT m.run_id FROM models m JOIN aliases a ON a.name=m.name AND a.version=m.version")} if keep_aliased else set()
-    return newest | (aliased - {None})
-
-
 def _paths_of(store: RunStore, runs: set, files: dict) -> set:
     "Every file or folder the runs `runs` refer to: executed notebooks, HTML, recorded artifacts, model bundles."
-    from contextlib import closing
-
-    paths = {p for r in runs for p in files.get(r, ()) if p}
-    with closing(store._connect()) as db:
-        for run, value in db.execute("SELECT run_id, value FROM records WHERE kind='artifact'"):
-            if run in runs:
-                paths.add(json.loads(value))
-        # a version kept in the artifact store is the registry's, never a run's file
-        paths |= {r[0] for r in db.execute("SELECT path, run_id FROM models WHERE files IS NULL") if r[1] in runs}
+    paths = {p for r in runs for p in files.get(r, ()) if p} | store.paths_of(runs)
     return {str(Path(p).resolve()) for p in paths}
 
 # %% ../nbs/40_tracking.ipynb #b9b65699
@@ -227,16 +198,10 @@ def gc(keep_last: int = 20, keep_aliased: bool = True, store=None, dry_run: bool
     if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
         raise InputError(f"keep_last is a whole number >= 0, not {keep_last!r}")
     store = store if isinstance(store, RunStore) else RunStore(store)
-    files = _files(store)
-    kept = _kept(store, keep_last, keep_aliased)
-    if keep_aliased:  # an aliased version's bundle is kept, whoever made it
-        from contextlib import closing
-
-        with closing(store._connect()) as db:
-            aliased_paths = {str(Path(r[0]).resolve()) for r in db.execute(
-                "SELECT m.path FROM models m JOIN aliases a ON a.name=m.name AND a.version=m.version")}
-    else:
-        aliased_paths = set()
+    files = store.files()
+    kept = store.kept_runs(keep_last, keep_aliased)
+    # an aliased version's bundle is kept, whoever made it
+    aliased_paths = {str(Path(p).resolve()) for p in store.aliased_paths()} if keep_aliased else set()
     keep = _paths_of(store, kept, files) | aliased_paths
     gone = sorted(p for p in _paths_of(store, set(files) - kept, files) - keep if Path(p).exists())
     if not dry_run:
@@ -284,7 +249,7 @@ def export_mlflow(uri: str, store=None) -> dict:
     experiment = experiment.experiment_id if experiment else client.create_experiment("workbench")
     copied = {r.data.tags["workbench.run_id"]: r.info.run_id for r in client.search_runs([experiment], max_results=50_000)
               if "workbench.run_id" in r.data.tags}
-    table, files = store.runs(), _files(store)
+    table, files = store.runs(), store.files()
     new = {row["id"]: _mlflow_run(client, experiment, store, row, files.get(row["id"], ())) for row in table.to_dict("records")
            if row["id"] not in copied}
     copied |= new

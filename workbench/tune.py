@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import InputError, WorkbenchError, environment, png_bytes
-from .runs import RunStore
+from .store import RunStore
 
 # %% auto #0
 __all__ = ['distribution', 'TuneError', 'TuneInterrupted', 'tune', 'TuneResult']
@@ -90,12 +90,7 @@ def _run_trial(notebook, values, out_dir, timeout, html, store, tag, stop_file, 
                         stop_file=stop_file, threads=threads)
 
 
-def _run_id(store: RunStore, tag: str) -> str | None:
-    from contextlib import closing
 
-    with closing(store._connect()) as db:
-        found = db.execute("SELECT id FROM runs WHERE pipeline=? ORDER BY started DESC LIMIT 1", (tag,)).fetchone()
-    return found[0] if found else None
 
 # %% ../nbs/42_tune.ipynb #bbc8b678
 @dataclass
@@ -103,7 +98,7 @@ class _Trial:
     trial: object
     tag: str
     stop: Path
-    seen: int = 0  # values read so far
+    seen: int = 0  # the last value read so far (its place in the store)
     steps: set = field(default_factory=set)  # steps reported
     pruned: bool = False
     run_id: str | None = None
@@ -111,22 +106,16 @@ class _Trial:
 
 def _report(store: RunStore, t: _Trial, metric: str):
     "Give the study the trial's new intermediate values; stop the trial if the pruner says so."
-    t.run_id = t.run_id or _run_id(store, t.tag)
+    t.run_id = t.run_id or store.newest_of(t.tag)
     if t.pruned or not t.run_id:
         return
-    import json
-    from contextlib import closing
-
-    with closing(store._connect()) as db:  # the values recorded with a step, the ones not given yet
-        new = db.execute("SELECT step, value FROM records WHERE run_id=? AND name=? AND step IS NOT NULL ORDER BY rowid LIMIT -1 OFFSET ?",
-                         (t.run_id, metric, t.seen)).fetchall()
-    for step, value in new:
-        value = json.loads(value)
+    new = store.steps(t.run_id, metric, after=t.seen)  # the values recorded with a step, the ones not given yet
+    for seen, step, value in new:
         if isinstance(value, (int, float)) and math.isfinite(value) and step not in t.steps:  # a step reported twice: the first stands
             t.trial.report(float(value), int(step))
             t.steps.add(step)
-    t.seen += len(new)
-    if t.seen and t.trial.should_prune():
+        t.seen = seen
+    if t.steps and t.trial.should_prune():
         t.pruned = True
         t.stop.touch()
 
@@ -138,7 +127,7 @@ def _tell(study, store: RunStore, t: _Trial, run, metric: str) -> str | None:
     t.trial.set_user_attr("run_id", run.id)
     reason = None
     if t.pruned:
-        store._write("UPDATE runs SET status='pruned' WHERE id=?", (run.id,))
+        store.mark(run.id, "pruned")
         study.tell(t.trial, state=TrialState.PRUNED)
         return None
     value = run.metrics.get(metric) if run.status == "ok" else None
@@ -163,6 +152,11 @@ class TuneError(WorkbenchError):
 
 class TuneInterrupted(KeyboardInterrupt):
     "Ctrl-C (or SIGTERM) during a search; `.result` holds the study as it stands."
+
+
+def _storage(store: RunStore) -> str:
+    "Where a study is kept by default: beside a SQLite store (tune.db), or in the PostgreSQL store itself, where trials on several hosts meet."
+    return f"sqlite:///{store.beside('tune.db')}" if store.path else store.url
 
 
 def _study(name: str, storage: str, direction: str, sampler: str, pruner: str, seed):
@@ -203,7 +197,7 @@ def tune(notebook, space: dict, metric: str, direction: str = "maximize", trials
         raise InputError(f"trials must be a whole number >= 1, not {trials!r}")
     store = store if isinstance(store, RunStore) else RunStore(store)
     name = study or f"{notebook.stem}-{metric}"
-    the_study = _study(name, storage or f"sqlite:///{store.path.resolve().parent / 'tune.db'}", direction, sampler, pruner, seed)
+    the_study = _study(name, storage or _storage(store), direction, sampler, pruner, seed)
     out = Path(out_dir or Path("runs") / f"{notebook.stem}-tune")
     out.mkdir(parents=True, exist_ok=True)
     job = dict(notebook=str(notebook.resolve()), out=out, store=store, metric=metric, verbose=verbose, html=html,
@@ -230,7 +224,7 @@ def _start(study, pool, dists: dict, fixed: dict, job: dict) -> tuple:
     values = {**fixed, **trial.params}
     installed = __import__("importlib").import_module("workbench.tune")  # a worker process cannot import a notebook's functions
     future = pool.submit(installed._run_trial, job["notebook"], values, str(job["out"] / f"trial-{trial.number:04d}"), None,
-                         job["html"], str(job["store"].path.resolve()), tag, str(stop), job["threads"])
+                         job["html"], job["store"].location, tag, str(stop), job["threads"])
     return future, _Trial(trial, tag, stop)
 
 

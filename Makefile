@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 README_DIR ?= .
 
-.PHONY: venv browser wrk test demo lab bench readme _readme sync clean
+.PHONY: venv browser postgres wrk test demo lab bench readme _readme sync clean
 
 # torch first, pinned: the CPU wheel lies on local disk here, while an unpinned torch would pull a multi-GB CUDA
 # build. The package itself asks only for torch>=2.2, so a GPU user's own build is kept.
@@ -36,7 +36,25 @@ browser:
 	  rm -f $$log; \
 	}
 
-test: $(STAMP) browser
+# The store's tests run on SQLite and on a real PostgreSQL server: the tests start their own (initdb in a temporary
+# folder, as the postgres user where they run as root) from the machine's packages, installed here where missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "make test: the store's tests need a PostgreSQL server; install it with your system's packages, then run make test again"; \
+	    exit 1; \
+	  fi; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "make test: installing Debian's postgresql for the store's tests (once)"; \
+	  log=$$(mktemp); \
+	  if ! { $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q postgresql; } >$$log 2>&1; then \
+	    tail -20 $$log; echo "make test: installing postgresql failed (above); install it by hand, then run make test again"; \
+	    exit 1; \
+	  fi; \
+	  rm -f $$log; \
+	}
+
+test: $(STAMP) browser postgres
 	$(PY) -m pytest
 
 demo: $(STAMP)

@@ -82,7 +82,7 @@ def test_test_runs_a_folder_with_a_pipeline_as_that_pipeline_and_writes_nothing_
     project.mkdir()
     pipeline_folder(project)
     before = sorted(p.name for p in project.iterdir())
-    monkeypatch.delenv("WORKBENCH_RUNS_DB")  # the default store: under the output folder, not the project
+    monkeypatch.delenv("WORKBENCH_STORE")  # the default store: under the output folder, not the project
     out = workbench("test", ".", "-p", "n=3", "-p", "smoke=true", "--junit-xml", tmp_path / "junit.xml", cwd=project)
     assert out.returncode == 0, out.stderr
     assert "twice=6" in out.stdout and "[prepare]" in out.stdout and "alone.ipynb" in out.stdout

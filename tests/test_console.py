@@ -11,6 +11,8 @@ import pytest
 from conftest import WORKBENCH, workbench
 from test_tracking import _runs
 
+pytestmark = pytest.mark.both_stores  # each test on a SQLite store and on a PostgreSQL one
+
 
 def test_workbench_ui_serves_runs_models_and_notebooks_and_says_when_its_port_is_taken(tmp_path):
     runs = _runs(tmp_path)

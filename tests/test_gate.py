@@ -17,6 +17,8 @@ from workbench.export import export
 from workbench.gate import decisions
 from workbench.registry import model_version, promote, register
 
+pytestmark = pytest.mark.both_stores  # each test on a SQLite store and on a PostgreSQL one
+
 
 @pytest.fixture
 def tumours(tmp_path):

@@ -71,7 +71,7 @@ def test_sigkill_of_the_runner_leaves_no_orphan_and_no_false_ok(tmp_path, moment
         time.sleep(0.1)
     assert not _alive(below), f"still alive 5 s after the runner was killed: {_alive(below)}"
     time.sleep(1)  # whatever an orphan would still have written, it would have by now
-    store = RunStore(os.environ["WORKBENCH_RUNS_DB"])
+    store = RunStore(os.environ["WORKBENCH_STORE"])
     runs = store.runs()
     assert "ok" not in set(runs["status"]), runs[["notebook", "status"]]
     assert all(not records.get("finished") for records in map(store.records, runs["id"]))
@@ -81,4 +81,4 @@ def test_sigkill_of_the_runner_leaves_no_orphan_and_no_false_ok(tmp_path, moment
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert not list((tmp_path / "out").glob(".bundle.tmp-*")) and (tmp_path / "out" / "bundle" / "metadata.json").is_file()
-    assert set(RunStore(os.environ["WORKBENCH_RUNS_DB"]).runs()["status"]) <= {"ok", "interrupted", "failed"}
+    assert set(RunStore(os.environ["WORKBENCH_STORE"]).runs()["status"]) <= {"ok", "interrupted", "failed"}

@@ -15,6 +15,8 @@ from workbench.registry import lineage, model_version, models, promote, register
 from workbench.run import run_notebook
 from workbench.store import RunStore
 
+pytestmark = pytest.mark.both_stores  # each test on a SQLite store and on a PostgreSQL one
+
 
 def _hashes(folder) -> dict:
     return {p.name: file_sha256(p) for p in sorted(Path(folder).iterdir())}
@@ -106,7 +108,7 @@ def test_models_gc_lists_then_removes_only_what_no_version_references(tmp_path):
     v1 = register(_bundle(tmp_path / "a").path)
     (tmp_path / "stray").mkdir()
     (tmp_path / "stray" / "notes.txt").write_text("left by a registration that died before its row")
-    keep(tmp_path / "stray", {"notes.txt": None}, artifacts_root(RunStore().path))
+    keep(tmp_path / "stray", {"notes.txt": None}, artifacts_root(RunStore()))
     listed = workbench("models", "gc")
     assert listed.returncode == 0 and listed.stdout.count("\n") == 3 and "--delete" in listed.stdout, listed.stdout  # a blob, a folder, the hint
     assert workbench("models", "gc", "--delete").returncode == 0

@@ -234,8 +234,9 @@ def _old_store(path: Path):
         db.executemany("INSERT INTO records VALUES (?, 'loss', ?, 'metric', ?)", [(f"r{i % 50}", str(i), float(i)) for i in range(500)])
 
 
-def test_a_migration_killed_halfway_leaves_the_store_usable(tmp_path):
-    "SIGKILL inside the step that adds metric histories: the step is rolled back whole and done at the next opening."
+@pytest.mark.parametrize("step", [2, 4])
+def test_a_migration_killed_halfway_leaves_the_store_usable(tmp_path, step):
+    "SIGKILL inside the step that adds metric histories (2), or the one that rebuilds the tables in order (4): the step is rolled back whole and done at the next opening."
     import signal
     import subprocess
     import sys
@@ -244,13 +245,14 @@ def test_a_migration_killed_halfway_leaves_the_store_usable(tmp_path):
     _old_store(tmp_path / "runs.db")
     code = textwrap.dedent(f"""
         import os, signal
-        from workbench import runs
-        real = runs._add_history
+        from workbench import database, store
+        steps = list(database._SQLITE_STEPS)
+        real = steps[{step} - 1]
         def dying(db):
-            real(db)  # the column added and the latest values copied, not yet committed
+            real(db)  # done, not yet committed
             os.kill(os.getpid(), signal.SIGKILL)
-        runs._MIGRATIONS = (runs._add_columns, dying)
-        runs.RunStore({str(tmp_path / "runs.db")!r})
+        database._SQLITE_STEPS = (*steps[:{step} - 1], dying)
+        store.RunStore({str(tmp_path / "runs.db")!r})
     """)
     assert subprocess.run([sys.executable, "-c", code]).returncode == -signal.SIGKILL
     store = RunStore(tmp_path / "runs.db")  # opens, and finishes the migration

@@ -3,10 +3,14 @@ from pathlib import Path
 
 import nbformat
 
+import pytest
+
 from conftest import workbench
 from workbench.notebooks import make_notebook
 from workbench.run import run_notebook
 from workbench.store import RunStore
+
+pytestmark = pytest.mark.both_stores  # each test on a SQLite store and on a PostgreSQL one
 
 
 def _runs(folder: Path, lrs=(0.1, 0.3, 0.2)):

@@ -11,7 +11,9 @@ import pytest
 from conftest import ROOT, WORKBENCH, workbench
 from workbench.notebooks import make_notebook
 from workbench.store import RunStore
-from workbench.tune import tune
+from workbench.tune import _storage, tune
+
+pytestmark = pytest.mark.both_stores  # each test on a SQLite store and on a PostgreSQL one
 
 SCORE = ("import math, time\nfrom workbench.runs import record\n"
          "for epoch in range(1, epochs + 1):\n"
@@ -37,7 +39,7 @@ def test_a_search_does_at_least_as_well_as_the_grid_of_its_size(tmp_path):
     out = workbench("tune", nb, "-p", "lr=loguniform:1e-4:1", "-p", "width=int:8:128", "--metric", "score", "--trials", "16",
                     "--seed", "0", "--pruner", "none", "-o", tmp_path / "search")
     assert out.returncode == 0, out.stderr
-    best = optuna.load_study(study_name="score-score", storage=f"sqlite:///{RunStore().path.parent / 'tune.db'}").best_value
+    best = optuna.load_study(study_name="score-score", storage=_storage(RunStore())).best_value
     assert best >= best_grid, (best, best_grid)
     assert "best score" in out.stdout and "params:\n  lr: " in out.stdout and (tmp_path / "search" / "tune.html").exists()
 
@@ -66,12 +68,12 @@ def test_ctrl_c_stops_the_trials_and_the_same_command_continues(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "run the same command again to continue" in err, err
-    study = optuna.load_study(study_name="score-score", storage=f"sqlite:///{RunStore().path.parent / 'tune.db'}")
+    study = optuna.load_study(study_name="score-score", storage=_storage(RunStore()))
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
     assert "running" not in set(RunStore().runs()["status"])
     again = workbench(*command[1:], timeout=300)
     assert again.returncode == 0, again.stderr
-    study = optuna.load_study(study_name="score-score", storage=f"sqlite:///{RunStore().path.parent / 'tune.db'}")
+    study = optuna.load_study(study_name="score-score", storage=_storage(RunStore()))
     assert len([t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL")]) == 4
 
 

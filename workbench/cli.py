@@ -208,6 +208,17 @@ def _models(args) -> int:
     return 0
 
 
+def _store(args) -> int:
+    "workbench store copy SRC DST: a whole history from one store to another, checked."
+    from workbench.store import copy_store
+
+    if len(args.words) != 3 or args.words[0] != "copy":
+        raise WorkbenchError("workbench store copy SRC DST: each a SQLite file or a postgresql:// URL; DST must be empty")
+    copied = copy_store(args.words[1], args.words[2])
+    print("copied, and checked by counts and digests: " + ", ".join(f"{n} {table}" for table, n in copied.items()))
+    return 0
+
+
 def _monitor(args) -> int:
     from workbench.monitor import monitor, react
 
@@ -312,6 +323,8 @@ def _parser() -> argparse.ArgumentParser:
     _tracking_commands(sub)
     _tuning_command(sub)
     _registry_command(sub)
+    copy = sub.add_parser("store", help="the store itself: copy a whole history to another store (SQLite, PostgreSQL)")
+    copy.add_argument("words", nargs="+", metavar="copy SRC DST", help="copy every run, value, version, alias move and decision of SRC into the empty DST")
     chk = _command(sub, "check", "verify a bundle (a folder, or models:/NAME/VERSION|ALIAS): file sizes and hashes, and outputs on its stored sample")
     chk.add_argument("bundle", help="a bundle's folder, or models:/NAME/VERSION (or @ALIAS)")
     chk.add_argument("--trust-pt2", action="store_true", help="also run model.pt2 (torch.export.load unpickles: only for bundles you trust)")
@@ -543,7 +556,7 @@ def main(argv=None) -> int:
     try:
         return {"run": _run, "sweep": _sweep, "test": _test, "params": _params, "runs": _runs,
                 "check": _check, "pipeline": _pipeline, "serve": _serve, "deploy": _deploy,
-                "monitor": _monitor, "models": _models, "ui": _ui, "tune": _tune}[args.command](args)
+                "monitor": _monitor, "models": _models, "ui": _ui, "tune": _tune, "store": _store}[args.command](args)
     except WorkbenchError as e:
         print(f"workbench: error: {e}", file=sys.stderr)
         return 2

@@ -134,7 +134,8 @@ def _add_history(db):
 
 def _add_files(db):
     "Step 3: each model version's files and their digests, as the artifact store keeps them (none for versions registered before)."
-    if "files" not in {row[1] for row in db.execute("PRAGMA table_info(models)")}:
+    have = {row[1] for row in db.execute("PRAGMA table_info(models)")}
+    if have and "files" not in have:  # a store older than the registry gets its models table whole, from create_all
         db.execute("ALTER TABLE models ADD COLUMN files TEXT")
 
 # %% ../nbs/04_database.ipynb #a2e193a6

@@ -20,7 +20,7 @@ from .database import (_engines, _shown, _store_error, alias_history, aliases, g
                                 store_url)
 
 # %% auto #0
-__all__ = ['HEARTBEAT_SECONDS', 'STALE_SECONDS', 'RunStore']
+__all__ = ['HEARTBEAT_SECONDS', 'STALE_SECONDS', 'RunStore', 'copy_store']
 
 # %% ../nbs/04a_store.ipynb #08b6e5ed
 class RunStore:
@@ -411,3 +411,39 @@ def _aliased_paths(self: RunStore) -> set:
 
 
 RunStore.kept_runs, RunStore.paths_of, RunStore.aliased_paths = _kept_runs, _paths_of, _aliased_paths
+
+# %% ../nbs/04a_store.ipynb #057e4144
+_COPIED = (runs, records, latest, models, aliases, alias_history, gate_decisions)  # everything but the schema's version
+
+
+def _digest(store: RunStore, table) -> tuple:
+    "(rows, sha256 of their contents in key order) of a table of `store`."
+    import hashlib
+
+    digest, count = hashlib.sha256(), 0
+    for row in store._read(sa.select(table).order_by(*table.primary_key.columns)):
+        digest.update(json.dumps([round(v, 6) if isinstance(v, float) else v for v in row], default=str).encode())
+        count += 1
+    return count, digest.hexdigest()
+
+
+def copy_store(source, target) -> dict:
+    "Copy every run, value, version, alias move and decision of store `source` into the empty store `target`; {table: rows}, checked by counts and digests."
+    source, target = RunStore(source), RunStore(target)
+    held = {t.name: n for t in (runs, models) if (n := target._read(sa.select(sa.func.count()).select_from(t))[0][0])}
+    if held:
+        raise InputError(f"the target store {target.where} is not empty ({', '.join(f'{n} {t}' for t, n in held.items())}): copy into a new store")
+
+    def fill(c):
+        for table in _COPIED:
+            rows = [r._asdict() for r in source._read(sa.select(table).order_by(*table.primary_key.columns))]
+            for start in range(0, len(rows), 1000):
+                c.execute(table.insert(), rows[start:start + 1000])
+            if "seq" in table.c and c.dialect.name == "postgresql" and rows:  # the next new row after the copied ones
+                c.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'seq'), :n)"), {"n": max(r["seq"] for r in rows)})
+
+    target._transaction(fill)
+    differ = [t.name for t in _COPIED if _digest(source, t) != _digest(target, t)]
+    if differ:
+        raise InputError(f"the copy in {target.where} differs from {source.where} in {', '.join(differ)}: keep the source, and look")
+    return {t.name: _digest(target, t)[0] for t in _COPIED}

@@ -12,6 +12,7 @@ from .core import InputError, atomic_write, read_yaml, writable_folder
 from .executors import _check_executor, _threads, executor_for, stop_and_wait
 from .notebooks import _front_matter, _nbdev_flags, _read, params
 from .pipeline import Pipeline, PipelineInterrupted
+from .database import store_url
 from .run import Run, _error, run_notebook
 from .store import RunStore
 
@@ -153,7 +154,7 @@ def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, 
     _check_executor(executor, workers, scheduler)
     out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="workbench-test-"))
     store = store if store is not None else os.environ.get("WORKBENCH_STORE") or os.environ.get("WORKBENCH_RUNS_DB") or out_dir / "runs.db"
-    store_path = RunStore(store).location  # what the workers open
+    store_path = store.location if isinstance(store, RunStore) else store_url(store)  # what the workers open; not opened here, before the folder is checked
     values, results, staged_runs, pending = dict(params or {}), {}, [], {}
     root = Path(os.path.commonpath([nb.parent.resolve() for nb in notebooks]))
     folder = lambda nb: str(out_dir.resolve() / nb.resolve().relative_to(root).with_suffix(""))  # a/train, b/train

@@ -208,17 +208,6 @@ def _models(args) -> int:
     return 0
 
 
-def _store(args) -> int:
-    "workbench store copy SRC DST: a whole history from one store to another, checked."
-    from workbench.store import copy_store
-
-    if len(args.words) != 3 or args.words[0] != "copy":
-        raise WorkbenchError("workbench store copy SRC DST: each a SQLite file or a postgresql:// URL; DST must be empty")
-    copied = copy_store(args.words[1], args.words[2])
-    print("copied, and checked by counts and digests: " + ", ".join(f"{n} {table}" for table, n in copied.items()))
-    return 0
-
-
 def _monitor(args) -> int:
     from workbench.monitor import monitor, react
 
@@ -231,6 +220,16 @@ def _monitor(args) -> int:
         return react(result, args.on_drift, args.current, args.reference, args.bundle)
     return 1 if result.drift else 0
 
+# %% ../nbs/44_cli.ipynb #8add6b13
+def _store(args) -> int:
+    "workbench store copy SRC DST: a whole history from one store to another, checked."
+    from workbench.store import copy_store
+
+    if len(args.words) != 3 or args.words[0] != "copy":
+        raise WorkbenchError("workbench store copy SRC DST: each a SQLite file or a postgresql:// URL; DST must be empty")
+    copied = copy_store(args.words[1], args.words[2])
+    print("copied, and checked by counts and digests: " + ", ".join(f"{n} {table}" for table, n in copied.items()))
+    return 0
 
 # %% ../nbs/44_cli.ipynb #5f6776d1
 def _registry_command(sub):

@@ -365,7 +365,8 @@ async def _live(self: App, scope, receive, name):
 
 @patch
 async def _ready(self: App, scope, receive, name):
-    loading = [m.name for m in self.models.values() if not m.ready]
+    loading = [m.name for m in self.models.values() if not m.ready]  # and a shadow or canary, else it would miss requests:
+    loading += [f"{name} ({p.mode})" for name, p in self.rollouts.plans.items() if not self.rollouts.models[name].ready]
     doc = {"ready": not loading} | ({"loading": loading} if loading else {}) | ({"failed": self.failed} if self.failed else {})
     return _json_response(doc, 503 if loading else 200)
 

@@ -10,36 +10,16 @@ Run: `make bench` or `.venv/bin/python bench/store.py`.
 import multiprocessing
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from servers import PG_PASSWORD, new_database, postgres_bin, start_postgres  # noqa: E402  the tests' own servers
+
 WRITERS, VALUES, LOOKUPS = 4, 500, 500
-
-
-def start_postgres(folder: Path) -> tuple:
-    "(URL, stop) of a PostgreSQL server started in `folder`."
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found:
-        sys.exit("bench/store.py needs a PostgreSQL server: install Debian's postgresql (make test does)")
-    bin_dir, as_user = found[-1].parent, (["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else [])
-    folder.mkdir(parents=True)
-    if as_user:
-        subprocess.run(["chown", "-R", "postgres", str(folder)], check=True)
-        folder.parent.chmod(0o755)  # mkdtemp's 0700 keeps the postgres user out
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    user = "postgres" if as_user else os.environ.get("USER", "postgres")
-    subprocess.run([*as_user, bin_dir / "initdb", "-D", folder / "db", "-U", user, "-A", "trust"], check=True, capture_output=True)
-    subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", folder / "db", "-l", folder / "log", "-w", "-o",
-                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
-    stop = lambda: subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", folder / "db", "-m", "fast", "stop"], capture_output=True)
-    return f"postgresql://{user}@127.0.0.1:{port}/postgres", stop
 
 
 def _write(location: str, i: int) -> float:
@@ -81,9 +61,13 @@ def resolution(location: str) -> float:
 
 
 def main():
+    if postgres_bin() is None:
+        sys.exit("bench/store.py needs a PostgreSQL server: install Debian's postgresql (make test does)")
     work = Path(tempfile.mkdtemp(prefix="workbench-bench-store-"))
-    url, stop = start_postgres(work / "pg")
+    base, stop = start_postgres()
+    os.environ["PGPASSWORD"] = PG_PASSWORD
     try:
+        url = new_database(base)
         sqlite = str(work / "runs.db")
         rows = [("recording, values/s from 4 writers", throughput(sqlite), throughput(url)),
                 ("models:/ resolution, median ms", resolution(sqlite), resolution(url))]

@@ -1,13 +1,12 @@
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from servers import PG_PASSWORD, S3_CREDENTIALS, new_bucket, new_database, postgres_bin, start_postgres, start_s3
 from workbench.notebooks import make_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,62 +19,30 @@ def workbench(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
     return subprocess.run([WORKBENCH, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
-PG_PASSWORD = "a-password-no-log-may-show"  # the tests' role has one, so that a test can look for it where it must not be
-
-
-def _postgres_bin() -> Path | None:
-    "The folder of this machine's PostgreSQL server programs, or None."
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    path = found[-1] if found else shutil.which("initdb")
-    return Path(path).parent if path else None
+@pytest.fixture(scope="session")
+def postgres():
+    "A PostgreSQL server of this machine's packages, for this test process, on loopback; its base URL (no password: it comes from $PGPASSWORD)."
+    if postgres_bin() is None:
+        pytest.skip("no PostgreSQL server on this machine: install Debian's postgresql (make test does) to run the PostgreSQL tests")
+    url, stop = start_postgres()
+    try:
+        yield url
+    finally:
+        stop()
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory):
-    "A PostgreSQL server of this machine's packages, for this test process: initdb in a temporary folder (run by the postgres user where we are root), on loopback; its base URL (no password: it comes from $PGPASSWORD)."
-    import getpass
-    import os
-    import socket
-
-    bin_dir = _postgres_bin()
-    if bin_dir is None:
-        pytest.skip("no PostgreSQL server on this machine: install Debian's postgresql (make test does) to run the PostgreSQL tests")
-    data = Path(tempfile.mkdtemp(prefix="workbench-pg-"))
-    as_user = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
-    if as_user:
-        subprocess.run(["chown", "-R", "postgres", str(data)], check=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    secret = data / "password"
-    secret.write_text(PG_PASSWORD)
-    user = "postgres" if as_user else getpass.getuser()
-    subprocess.run([*as_user, bin_dir / "initdb", "-D", data / "db", "-U", user, "--pwfile", secret, "--auth-host=scram-sha-256",
-                    "--auth-local=trust", "-E", "UTF8"], check=True, capture_output=True)
-    subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", data / "db", "-l", data / "log", "-w", "-o",
-                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off", "start"],
-                   check=True, capture_output=True)
+def s3(tmp_path_factory):
+    "A real S3 API server on loopback for this test process (moto's server mode: the S3 endpoint available here); its URL."
+    url, stop = start_s3(log=tmp_path_factory.mktemp("s3") / "log")
     try:
-        yield f"postgresql://{user}@127.0.0.1:{port}"
+        yield url
     finally:
-        subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", data / "db", "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
-
-
-def new_database(base: str) -> str:
-    "A new, empty database on the tests' server: its URL."
-    import uuid
-
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{base}/postgres", password=PG_PASSWORD, autocommit=True) as db:
-        db.execute(f"CREATE DATABASE {name}")
-    return f"{base}/{name}"
+        stop()
 
 
 def pytest_generate_tests(metafunc):
-    "A module or test marked `both_stores` runs once on a SQLite file and once on a PostgreSQL database."
+    "A module or test marked `both_stores` runs once on a SQLite file (artifacts in a folder) and once as a team would: a PostgreSQL database, artifacts on S3."
     chosen = any("run_store" in m.args[0] for m in metafunc.definition.iter_markers("parametrize"))  # a test that names its store
     if metafunc.definition.get_closest_marker("both_stores") and "run_store" in metafunc.fixturenames and not chosen:
         metafunc.parametrize("run_store", ["sqlite", "postgresql"], indirect=True)
@@ -83,12 +50,15 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(autouse=True)
 def run_store(request, tmp_path, monkeypatch):
-    "Each test records its runs in its own store, never the project's runs/runs.db: a SQLite file, or (both_stores) a new PostgreSQL database."
+    "Each test records its runs in its own store, never the project's runs/runs.db: a SQLite file, or (both_stores) a new PostgreSQL database and S3 bucket."
     monkeypatch.delenv("WORKBENCH_RUNS_DB", raising=False)
+    monkeypatch.setenv("WORKBENCH_ARTIFACT_CACHE", str(tmp_path / "artifact-cache"))  # never the user's ~/.cache
     if getattr(request, "param", "sqlite") == "postgresql":
         location = new_database(request.getfixturevalue("postgres"))
         monkeypatch.setenv("PGPASSWORD", PG_PASSWORD)
-        monkeypatch.setenv("WORKBENCH_ARTIFACTS", str(tmp_path / "artifacts"))  # beside no file: the tests' own folder
+        endpoint = request.getfixturevalue("s3")
+        for key, value in {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "WORKBENCH_ARTIFACTS": new_bucket(endpoint)}.items():
+            monkeypatch.setenv(key, value)
     else:
         location = tmp_path / "runs.db"
     monkeypatch.setenv("WORKBENCH_STORE", str(location))
@@ -140,3 +110,27 @@ def assert_same_answers(got, want, rtol: float = 1e-4, atol: float = 1e-3):
         np.testing.assert_array_equal(got, want)
     else:
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+def tamper_kept(uri: str, name: str):
+    "Cut the last byte off file `name` of the version `uri` where it is kept: in the artifact folder, or in the bucket (this machine's cache dropped)."
+    import os
+    import shutil
+
+    import fsspec
+
+    from workbench.artifacts import artifacts_root, is_url
+    from workbench.bundles import _resolve
+    from workbench.core import file_sha256
+    from workbench.store import RunStore
+
+    here, root = _resolve(uri)[0] / name, artifacts_root(RunStore())
+    cut = here.read_bytes()[:-1]
+    if is_url(root):
+        digest = file_sha256(here)
+        with fsspec.open(f"{root}/blobs/{digest[:2]}/{digest}", "wb") as f:
+            f.write(cut)
+        shutil.rmtree(os.environ["WORKBENCH_ARTIFACT_CACHE"])
+    else:
+        os.chmod(here, 0o644)
+        here.write_bytes(cut)

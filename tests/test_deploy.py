@@ -173,3 +173,54 @@ def test_bad_deployments_exit_2_and_write_nothing(bundles, tmp_path, args, messa
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert not (tmp_path / "two").exists() and not (tmp_path / "new").exists() and (tmp_path / "full" / "keep.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]  # no temporary folder left
+
+
+@pytest.mark.parametrize("run_store", ["postgresql"], indirect=True)  # a team's registry: PostgreSQL and S3
+def test_an_image_that_follows_the_registry_reads_the_team_from_its_environment_alone(bundles, tmp_path):
+    from conftest import PG_PASSWORD
+    from workbench.registry import promote, register
+
+    torch.manual_seed(1)
+    other = export(nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 10)).eval(),
+                   torch.rand(8, 1, 8, 8), tmp_path / "digits-2", name="digits", classes=list(range(10)), formats=["onnx"])
+    register(bundles["digits"], name="digits")
+    register(other.path)
+    promote("digits", 1, "production")
+    out = tmp_path / "image"
+    result = workbench("deploy", "models:/digits@production", "--target", "kubernetes", "--out", out, "--follow", "--watch-seconds", "0.5")
+    assert result.returncode == 0, result.stderr
+    assert not (out / "models").exists() and "kubectl create secret generic workbench-team" in (out / "kubernetes.yaml").read_text()
+    command = json.loads((out / "Dockerfile").read_text().split("\nCMD ")[1])
+    assert "digits=models:/digits@production" in command
+    text = (out / "Dockerfile").read_text() + (out / "kubernetes.yaml").read_text()
+    assert os.environ["WORKBENCH_STORE"] not in text and PG_PASSWORD not in text and os.environ["WORKBENCH_ARTIFACTS"] not in text  # nothing baked in
+
+    python = _venv(tmp_path / "venv", out / "requirements.txt")
+    assert not _importable(python, "torch") and not _importable(python, "pandas")
+    port = _free_port()
+    argv = [str(python) if a == "python" else a for a in command]
+    argv[argv.index("--port") + 1], argv[argv.index("--host") + 1] = str(port), "127.0.0.1"
+    secret = {k: os.environ[k] for k in ("WORKBENCH_STORE", "PGPASSWORD", "WORKBENCH_ARTIFACTS", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
+                                         "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}  # what the Secret holds
+    server = subprocess.Popen(argv, cwd=out, env={"PATH": os.environ["PATH"], "PYTHONPATH": str(out), **secret,
+                                                  "WORKBENCH_ARTIFACT_CACHE": str(tmp_path / "cache")},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
+                time.sleep(0.2)
+        images = np.random.default_rng(0).random((16, 1, 8, 8), dtype=np.float32)
+        one, two = (load(b).predict(images).argmax(1).tolist() for b in (bundles["digits"], other.path))
+        assert one != two and _post(f"{url}/predict", {"inputs": images.tolist()})["predictions"] == one
+        promote("digits", 2, "production")
+        while _post(f"{url}/predict", {"inputs": images.tolist()})["predictions"] != two:
+            assert time.monotonic() < deadline + 30, "the image did not follow the alias"
+            time.sleep(0.2)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0

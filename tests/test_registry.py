@@ -6,20 +6,27 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import workbench, write_notebook
+from conftest import tamper_kept, workbench, write_notebook
 from pathlib import Path
 
+from workbench.artifacts import artifacts_root, is_url
+from workbench.bundles import _resolve
 from workbench.core import InputError, file_sha256
 from workbench.export import ExportError, check, export, load
 from workbench.registry import lineage, model_version, models, promote, register
 from workbench.run import run_notebook
 from workbench.store import RunStore
 
-pytestmark = pytest.mark.both_stores  # each test on a SQLite store and on a PostgreSQL one
+pytestmark = pytest.mark.both_stores  # each test on SQLite and a folder, and on PostgreSQL and S3
 
 
 def _hashes(folder) -> dict:
     return {p.name: file_sha256(p) for p in sorted(Path(folder).iterdir())}
+
+
+def _here(v) -> Path:
+    "A version's files on this machine: its folder in the artifact store, or this machine's cache of the bucket's."
+    return _resolve(v.uri)[0]
 
 
 def _bundle(path, seed=0, name="scorer"):
@@ -33,14 +40,15 @@ def test_an_export_inside_a_run_is_registered_with_its_run(tmp_path):
                         "b = export(nn.Sequential(nn.Linear(4, 2)).eval(), torch.randn(4, 4), 'bundle', name='scorer', formats=['onnx'], overwrite=True)\n"
                         "record('version', b.version)", parameters="lr = 0.1")
     first = run_notebook(nb, {"lr": 0.5}, out_dir=tmp_path / "out", html=False)
-    v1_before = _hashes(model_version("scorer", 1).path)
+    v1_before = _hashes(_here(model_version("scorer", 1)))
     second = run_notebook(nb, out_dir=tmp_path / "out2", html=False)
     assert first.ok and second.ok and (first.metrics["version"], second.metrics["version"]) == (1, 2)
     v1 = model_version("scorer", 1)
     assert v1.run_id == first.id and v1.source["exported_to"] == str((tmp_path / "bundle").resolve()) and "workbench" in v1.source["versions"]
-    assert Path(v1.path).parent == tmp_path / "artifacts" / "bundles"  # kept beside the store
+    root = artifacts_root(RunStore())
+    assert v1.path.startswith(f"{root}/bundles/") if is_url(root) else Path(v1.path).parent == tmp_path / "artifacts" / "bundles"
     # the second run exported into the same folder (overwrite=True): version 1 is still byte for byte what it was
-    assert _hashes(v1.path) == v1_before and _hashes(v1.path) != _hashes(model_version("scorer", 2).path)
+    assert _hashes(_here(v1)) == v1_before and _hashes(_here(v1)) != _hashes(_here(model_version("scorer", 2)))
     steps = lineage("scorer", 1).steps
     assert steps[0]["run_id"] == first.id and steps[0]["params"] == {"lr": 0.5} and steps[0]["notebook"].endswith("make.ipynb")
 
@@ -60,9 +68,13 @@ def test_the_command_lists_promotes_and_walks_lineage(tmp_path):
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
 
 
-def test_a_bundle_changed_in_place_after_registration_is_refused_by_name(tmp_path):
-    register(_bundle(tmp_path / "a").path)
+def test_a_bundle_changed_in_place_after_registration_is_refused_by_name_or_fetched_again(tmp_path):
+    x = torch.randn(3, 4).numpy()
+    answers = load(register(_bundle(tmp_path / "a").path).uri).predict(x)
     (tmp_path / "a" / "model.onnx").write_bytes(b"not the model")  # the bundle's file is the kept blob itself (a hard link)
+    if is_url(artifacts_root(RunStore())):  # what changed is this machine's cache: the bucket's copy is fetched again
+        assert (load("models:/scorer/1").predict(x) == answers).all()
+        return
     with pytest.raises(ExportError, match=r"models:/scorer/1 .*model.onnx no longer has the digest it was registered with"):
         load("models:/scorer/1")
 
@@ -71,7 +83,7 @@ def test_a_bundle_changed_in_place_after_registration_is_refused_by_name(tmp_pat
 def test_a_registered_version_outlives_what_happens_to_its_folder(tmp_path, how):
     v1 = register(_bundle(tmp_path / "a").path)
     x = torch.randn(3, 4).numpy()
-    before, answers = _hashes(v1.path), load("models:/scorer/1").predict(x)
+    before, answers = _hashes(_here(v1)), load("models:/scorer/1").predict(x)
     if how == "overwrite":
         _bundle_again = export(nn.Sequential(nn.Linear(4, 2)).eval(), torch.randn(4, 4), tmp_path / "a", name="scorer",
                                formats=["onnx"], overwrite=True)
@@ -82,7 +94,7 @@ def test_a_registered_version_outlives_what_happens_to_its_folder(tmp_path, how)
         shutil.rmtree(tmp_path / "a")
     else:
         os.rename(tmp_path / "a", tmp_path / "elsewhere")
-    assert _hashes(v1.path) == before
+    assert _hashes(_here(v1)) == before
     assert (load("models:/scorer/1").predict(x) == answers).all() and set(check("models:/scorer/1")) == {"onnx"}
 
 
@@ -92,9 +104,7 @@ def test_promote_refuses_a_tampered_version_and_check_names_the_file(tmp_path):
     promote("scorer", 2, "production")
     ok = workbench("check", "models:/scorer/1")
     assert ok.returncode == 0 and "onnx: ok" in ok.stdout, ok.stderr
-    kept = Path(v1.path) / "model.onnx"
-    os.chmod(kept, 0o644)
-    kept.write_bytes(kept.read_bytes()[:-1])
+    tamper_kept(v1.uri, "model.onnx")
     bad = workbench("models", "promote", "scorer", "1", "production")
     assert bad.returncode == 2 and "model.onnx no longer has the digest" in bad.stderr and "Traceback" not in bad.stderr
     assert model_version("scorer", "production").version == 2
@@ -113,7 +123,7 @@ def test_models_gc_lists_then_removes_only_what_no_version_references(tmp_path):
     assert listed.returncode == 0 and listed.stdout.count("\n") == 3 and "--delete" in listed.stdout, listed.stdout  # a blob, a folder, the hint
     assert workbench("models", "gc", "--delete").returncode == 0
     again = workbench("models", "gc")
-    assert again.returncode == 0 and "nothing" in again.stdout and _hashes(v1.path) and load("models:/scorer/1")
+    assert again.returncode == 0 and "nothing" in again.stdout and _hashes(_here(v1)) and load("models:/scorer/1")
 
 
 @pytest.mark.parametrize("uri, message", [("models:/", "a model URI is"), ("models:/scorer/1/2", "a model URI is"),

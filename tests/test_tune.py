@@ -93,12 +93,13 @@ def test_bad_spaces_exit_2_before_any_kernel(tmp_path, args, message):
 def test_trials_without_the_metric_fail_alone_and_a_notebook_that_never_has_it_stops(tmp_path):
     some = _notebook(tmp_path, SCORE.replace("record('score', round(value, 6))", "if lr > 0.01:\n    record('score', round(value, 6))")
                      .replace("record('score', round(value, 6), step=epoch)", "pass"))
-    result = tune(some, {"lr": "loguniform:1e-4:1"}, "score", trials=6, workers=2, seed=0, pruner="none", verbose=False)
+    result = tune(some, {"lr": "loguniform:1e-4:1"}, "score", trials=6, workers=2, seed=0, pruner="none", out_dir=tmp_path / "some",
+                  verbose=False)
     states = result.table()["state"].value_counts().to_dict()
     assert states.get("complete", 0) >= 1 and states.get("fail", 0) >= 1
     assert "never recorded 'score'" in result.table().dropna(subset=["reason"])["reason"].iloc[0]
     nan = _notebook(tmp_path, "from workbench.runs import record\nrecord('score', float('nan'))")
-    out = workbench("tune", nan, "-p", "lr=loguniform:1e-4:1", "--metric", "score", "--trials", "10", "--study", "nan")
+    out = workbench("tune", nan, "-p", "lr=loguniform:1e-4:1", "--metric", "score", "--trials", "10", "--study", "nan", "-o", tmp_path / "nan")
     assert out.returncode == 1 and "trials failed, none has a value" in out.stderr and "recorded score as nan or none" in out.stderr.lower(), out.stderr
 
 

@@ -5,6 +5,7 @@
 # %% ../nbs/06_artifacts.ipynb #32a2e360
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -13,19 +14,26 @@ import stat
 import tempfile
 from pathlib import Path
 
-from .core import WorkbenchError, file_sha256
+from .core import WorkbenchError, file_sha256, writable_folder
 
 # %% auto #0
-__all__ = ['ArtifactError', 'artifacts_root', 'manifest_digest', 'keep', 'digest_of', 'verified', 'gc']
+__all__ = ['ArtifactError', 'is_url', 'artifacts_root', 'manifest_digest', 'keep', 'digest_of', 'verified', 'gc', 'cache_root',
+           'fetched']
 
 # %% ../nbs/06_artifacts.ipynb #8ba7c69f
 class ArtifactError(WorkbenchError):
     "A registered version's files are missing or changed in the artifact store; the message names the file."
 
 
-def artifacts_root(store) -> Path:
-    "The artifact store of `store` (a RunStore): `$WORKBENCH_ARTIFACTS`, or `artifacts/` beside the store."
-    return Path(os.environ.get("WORKBENCH_ARTIFACTS") or store.beside("artifacts"))
+def is_url(root) -> bool:
+    "Whether an artifact root (or a version's location) is an object store URL such as s3://bucket/prefix, not a folder."
+    return "://" in str(root)
+
+
+def artifacts_root(store) -> Path | str:
+    "The artifact store of `store` (a RunStore): `$WORKBENCH_ARTIFACTS` (a folder or an object store URL), or `artifacts/` beside the store."
+    root = os.environ.get("WORKBENCH_ARTIFACTS") or store.beside("artifacts")
+    return str(root).rstrip("/") if is_url(root) else Path(root)
 
 
 def _blob(root: Path, digest: str) -> Path:
@@ -64,10 +72,8 @@ def _put(root: Path, file: Path, want: str | None = None) -> str:
         shutil.rmtree(tmp.parent, ignore_errors=True)
 
 # %% ../nbs/06_artifacts.ipynb #39f24434
-def keep(folder: Path, names: dict, root: Path) -> tuple[Path, dict]:
-    "Keep the files `names` ({name: expected digest or None}) of `folder` in the store at `root`: (the version's folder there, {name: digest})."
-    root = Path(root)
-    files = {name: _put(root, Path(folder) / name, want) for name, want in sorted(names.items())}
+def _assemble(root: Path, files: dict) -> Path:
+    "The version folder `bundles/<manifest digest>` under `root`, its files linked to their blobs there (made once, renamed into place)."
     bundle = root / "bundles" / manifest_digest(files)
     if not bundle.is_dir():
         bundle.parent.mkdir(parents=True, exist_ok=True)
@@ -82,8 +88,16 @@ def keep(folder: Path, names: dict, root: Path) -> tuple[Path, dict]:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-    verified(bundle, files)
-    return bundle, files
+    return bundle
+
+
+def keep(folder: Path, names: dict, root: Path | str) -> tuple[Path | str, dict]:
+    "Keep the files `names` ({name: expected digest or None}) of `folder` in the store at `root`: (the version's folder there, or its URL, {name: digest})."
+    if is_url(root):
+        return _keep_remote(folder, names, root)
+    root = Path(root)
+    files = {name: _put(root, Path(folder) / name, want) for name, want in sorted(names.items())}
+    return verified(_assemble(root, files), files), files
 
 # %% ../nbs/06_artifacts.ipynb #1af946ef
 _CHECKED: dict = {}  # (path, inode, size, mtime, ctime) -> digest, for files this process has hashed
@@ -114,11 +128,18 @@ def verified(folder: Path, files: dict, what: str | None = None) -> Path:
     return Path(folder)
 
 # %% ../nbs/06_artifacts.ipynb #11618d95
-def gc(root: Path, versions: list, delete: bool = False) -> list:
-    "The blobs and version folders under `root` that none of `versions` (each a {name: digest} of files) references; removed if `delete`."
-    root = Path(root)
+def gc(root: Path | str, versions: list, delete: bool = False) -> list:
+    "The blobs and version folders under `root` (a folder or an object store URL) that none of `versions` (each a {name: digest} of files) references; removed if `delete`."
     wanted = {d for files in versions for d in files.values()}
     folders = {manifest_digest(files) for files in versions}
+    if is_url(root):
+        with _reaching(root) as (fs, base):
+            unused = [p for p in fs.glob(f"{base}/blobs/*/*") if p.rsplit("/", 1)[-1] not in wanted]
+            unused += [p for p in fs.glob(f"{base}/bundles/*") if p.rsplit("/", 1)[-1] not in folders]
+            if delete and unused:
+                fs.rm(unused)
+            return [root + p[len(base):] for p in sorted(unused)]  # as the URLs it was given
+    root = Path(root)
     unused = [p for p in sorted((root / "blobs").glob("*/*")) if p.name not in wanted]
     unused += [p for p in sorted((root / "bundles").glob("*")) if p.name not in folders]
     if delete:
@@ -128,3 +149,85 @@ def gc(root: Path, versions: list, delete: bool = False) -> list:
             else:
                 p.unlink()
     return unused
+
+# %% ../nbs/06_artifacts.ipynb #ac0cc836
+def cache_root() -> Path:
+    "This machine's copy of versions fetched from an object store: `$WORKBENCH_ARTIFACT_CACHE`, else ~/.cache/workbench/artifacts."
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "workbench" / "artifacts"
+    return writable_folder(os.environ.get("WORKBENCH_ARTIFACT_CACHE") or default, "artifact cache",
+                           "set WORKBENCH_ARTIFACT_CACHE to a folder this process can write")
+
+
+@contextlib.contextmanager
+def _reaching(url: str):
+    "fsspec's file system for `url` (and the path in it); any failure to reach it becomes one line that says what to check."
+    try:
+        import fsspec
+
+        yield fsspec.core.url_to_fs(url, skip_instance_cache=True)  # the environment read afresh: an endpoint or key may change
+    except WorkbenchError:
+        raise
+    except ImportError as e:
+        raise WorkbenchError(f"artifacts at {url} need its file system: pip install 'workbench[team]' ({e})") from None
+    except Exception as e:  # credentials, endpoint, bucket: the library's own words, in one line
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise WorkbenchError(f"cannot reach the artifact store {url}: {why}; check $WORKBENCH_ARTIFACTS, the endpoint "
+                             "(AWS_ENDPOINT_URL) and the credentials in the environment") from None
+
+# %% ../nbs/06_artifacts.ipynb #ca95b3cc
+def _keep_remote(folder: Path, names: dict, root: str) -> tuple[str, dict]:
+    "Keep the files in the object store at `root`: hashed in this machine's cache, each blob uploaded once, the manifest last."
+    cache = cache_root()
+    files = {name: _put(cache, Path(folder) / name, want) for name, want in sorted(names.items())}
+    manifest = manifest_digest(files)
+    with _reaching(root) as (fs, base):
+        for digest in sorted(set(files.values())):
+            key = f"{base}/blobs/{digest[:2]}/{digest}"
+            if not fs.exists(key):
+                fs.put_file(str(_blob(cache, digest)), key)  # one PUT: the object is whole or absent
+        fs.pipe_file(f"{base}/bundles/{manifest}", json.dumps(files, indent=1).encode())
+    verified(_assemble(cache, files), files)
+    return f"{root}/bundles/{manifest}", files
+
+# %% ../nbs/06_artifacts.ipynb #e9886054
+def _download(fs, key: str, url: str, blob: Path, what: str):
+    "The object at `key` (`url`) into the cache's `blob`, hashed before it is renamed into place: its name is its digest."
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".get-", dir=blob.parent)) / "file"
+    try:
+        try:
+            fs.get_file(key, str(tmp))
+        except FileNotFoundError:
+            raise ArtifactError(f"{what} is missing from the artifact store ({url}); restore it, or register the bundle again") from None
+        if file_sha256(tmp) != blob.name:
+            raise ArtifactError(f"{what} no longer has the digest it was registered with ({url}); "
+                                "the version is refused: restore the artifact store, or register the bundle again")
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, blob)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def _evict(cache: Path, files: dict):
+    "Drop a version's folder from the cache, and every blob of it there that is not what its digest says."
+    shutil.rmtree(cache / "bundles" / manifest_digest(files), ignore_errors=True)
+    for digest in set(files.values()):
+        blob = _blob(cache, digest)
+        if os.path.lexists(blob) and (not blob.is_file() or blob.is_symlink() or file_sha256(blob) != digest):
+            blob.unlink()
+
+
+def fetched(location: str, files: dict, what: str | None = None) -> Path:
+    "The local folder of the version kept at `location` (an object store URL): fetched once into this machine's cache, every file checked."
+    what, cache = what or location, cache_root()
+    try:
+        return verified(cache / "bundles" / manifest_digest(files), files, what)  # the usual case: here already
+    except ArtifactError:
+        _evict(cache, files)  # not here yet, or changed here: fetched again
+    root = location.rsplit("/bundles/", 1)[0]
+    with _reaching(root) as (fs, base):
+        for name, digest in files.items():
+            if not _blob(cache, digest).exists():
+                where = f"blobs/{digest[:2]}/{digest}"
+                _download(fs, f"{base}/{where}", f"{root}/{where}", _blob(cache, digest), f"{what}: its file {name}")
+    return verified(_assemble(cache, files), files, what)

@@ -12,7 +12,7 @@ import re
 import stat
 from pathlib import Path
 
-from .artifacts import ArtifactError, artifacts_root, digest_of, keep, verified
+from .artifacts import ArtifactError, artifacts_root, digest_of, fetched, is_url, keep, verified
 from .core import InputError, WorkbenchError, file_sha256
 from .inputs import load_sample, read_npy
 
@@ -150,12 +150,14 @@ def _resolve(uri: str, store=None) -> tuple[Path, int]:
 
     store = store if isinstance(store, RunStore) else RunStore(store)
     row = store.version(*model_ref(uri))
-    path, what = Path(row["path"]), f"{uri} (version {row['version']} of {row['name']})"
+    what = f"{uri} (version {row['version']} of {row['name']})"
     if row.get("files"):  # kept in the artifact store: every file's digest is the registry's
         try:
-            return verified(path, row["files"], what), row["version"]
+            kept = fetched if is_url(row["path"]) else verified  # an object store's version is checked in this machine's cache
+            return kept(row["path"], row["files"], what), row["version"]
         except ArtifactError as e:
             raise ExportError(str(e)) from None
+    path = Path(row["path"])
     meta = path / "metadata.json"  # registered before the artifact store: its folder, as registered
     if not meta.is_file():
         raise ExportError(f"{what} is at {path}, which is no longer a bundle (no metadata.json)")

@@ -105,6 +105,8 @@ def _serving_commands(sub):
     deploy.add_argument("--target", required=True, choices=["docker", "kubernetes", "kserve", "lambda", "github-actions", "jenkins"], help="where it will run")
     deploy.add_argument("--out", type=Path, required=True, help="folder to write (it must not exist, or be empty; for CI: the workflow's folder)")
     deploy.add_argument("--image", help="the image's name in a registry (default: workbench-NAME:latest)")
+    deploy.add_argument("--follow", action="store_true", help="for models:/NAME@ALIAS: the image holds no model and serves what the "
+                        "alias names as it moves, reading the store and artifact root from its environment (the Secret workbench-team)")
     ci = deploy.add_argument_group("CI jobs (github-actions, jenkins): BUNDLE is models:/NAME@ALIAS, the alias the gate moves")
     ci.add_argument("--pipeline", help="the pipeline that makes the model, relative to the repository")
     ci.add_argument("--on", metavar="DATA", help="the rows the gate judges on (.parquet or .csv), relative to the repository")
@@ -161,7 +163,8 @@ def _ci(args) -> int:
 def _deploy(args) -> int:
     if args.target in ("github-actions", "jenkins"):
         return _ci(args)
-    written = _serving("deploy").deploy(_settings(args), target=args.target, out=args.out, workers=args.workers, image=args.image)
+    written = _serving("deploy").deploy(_settings(args), target=args.target, out=args.out, workers=args.workers, image=args.image,
+                                        follow=args.follow)
     print("\n".join(str(p) for p in written))
     return 0
 
@@ -249,6 +252,7 @@ def _gated(args, name: str, version: str, alias: str):
     "The gate's decision on promoting `version` of `name` to `alias`, on the rows of --on; None when the two are one version (nothing new to judge)."
     import pandas as pd
 
+    from workbench.bundles import _resolve
     from workbench.export import load
     from workbench.gate import gate
     from workbench.registry import model_version
@@ -261,7 +265,7 @@ def _gated(args, name: str, version: str, alias: str):
         raise WorkbenchError(f"{args.on} has no column {missing!r}; its columns are {', '.join(map(str, frame.columns[:20]))}")
     if model_version(name, version, args.store).version == model_version(name, args.if_better_than, args.store).version:
         return None  # a CI run whose pipeline made nothing new: not a failure
-    features = load(model_version(name, version, args.store).path).metadata.get("features")  # a frame's columns, where it knows them
+    features = load(_resolve(f"models:/{name}/{version}", args.store)[0]).metadata.get("features")  # a frame's columns, where it knows them
     X = frame[features] if features and all(f in frame for f in features) else frame.drop(columns=[args.target, *([args.fair] if args.fair else [])])
     groups = frame[args.fair] if args.fair else None
     return gate(name, version, alias, X, frame[args.target], against=args.if_better_than, not_worse=args.not_worse, groups=groups,

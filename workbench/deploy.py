@@ -17,22 +17,25 @@ from pathlib import Path
 import orjson
 
 from .core import InputError, atomic_write, writable_folder
-from .bundles import _resolve
+from .bundles import _resolve, model_ref
 from .export import load
 from .protocol import RequestError, Signature, encoding_of, inflate, read_plain, read_v2, write_plain, write_v2
 from .serve import Settings, settings
 
 # %% auto #0
-__all__ = ['TARGETS', 'serverless', 'deploy']
+__all__ = ['TARGETS', 'TEAM_SECRET', 'TEAM_ENV', 'serverless', 'deploy']
 
 # %% ../nbs/33_deploy.ipynb #3bf01f4f
 _SERVER = ["numpy", "onnxruntime", "onnx", "jsonschema", "orjson", "uvicorn", "uvloop", "httptools", "prometheus_client"]  # onnx and jsonschema: a bundle is checked before it is read
 _FUNCTION = ["numpy", "onnxruntime", "onnx", "jsonschema", "orjson"]
 
 
-def _requirements(names: list, settings: Settings) -> str:
+_TEAM = ["sqlalchemy", "psycopg", "psycopg-binary", "s3fs"]  # an image that follows the registry reads the team's store and artifact root
+
+
+def _requirements(names: list, settings: Settings, follow: dict | None = None) -> str:
     "requirements.txt: `names` pinned to the versions installed here, and what the bundles and options add."
-    needs = list(names)
+    needs = list(names) + (_TEAM if follow else [])
     if settings.log_requests:
         needs.append("pyarrow")
     if any(not (Path(p) / "model.onnx").exists() for p in settings.bundles.values()):
@@ -42,7 +45,8 @@ def _requirements(names: list, settings: Settings) -> str:
         try:
             lines.append(f"{name}=={version(name)}" + ("; sys_platform != 'win32'" if name == "uvloop" else ""))
         except PackageNotFoundError:
-            raise InputError(f"{name} is not installed here, so its version cannot be pinned: pip install 'workbench[serve]'") from None
+            extra = "team" if name in _TEAM else "serve"
+            raise InputError(f"{name} is not installed here, so its version cannot be pinned: pip install 'workbench[{extra}]'") from None
     return "\n".join(lines) + "\n"
 
 
@@ -60,43 +64,46 @@ def _python_image() -> str:
     return f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
 
 
-def _server_command(settings: Settings, workers: int) -> list:
-    "The container's command: `workbench serve` on 0.0.0.0:8080, the bundles at /app/models/NAME."
-    inside = Settings(**{**settings.__dict__, "bundles": {n: f"/app/models/{n}" for n in settings.bundles}})
+def _server_command(settings: Settings, workers: int, follow: dict | None = None) -> list:
+    "The container's command: `workbench serve` on 0.0.0.0:8080, the bundles at /app/models/NAME (or the aliases it follows)."
+    inside = Settings(**{**settings.__dict__, "bundles": follow or {n: f"/app/models/{n}" for n in settings.bundles}})
     return ["python", "-m", "workbench.cli", "serve", *inside.args(), "--host", "0.0.0.0", "--port", "8080", "--workers", str(workers)]
 
 
-def _dockerfile(settings: Settings, workers: int) -> str:
+def _dockerfile(settings: Settings, workers: int, follow: dict | None = None) -> str:
     health = ("import sys, urllib.request; "
               "sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/v2/health/ready', timeout=2).status != 200)")
+    served = ", ".join(follow.values()) if follow else ", ".join(settings.bundles)
+    run = f"docker run --env-file team.env -p 8080:8080 IMAGE  (team.env: {' '.join(TEAM_ENV)})" if follow else "docker run -p 8080:8080 IMAGE"
     return "\n".join([
-        f"# Serves {', '.join(settings.bundles)} with workbench: the Open Inference Protocol (KServe V2) and POST /predict on port 8080.",
-        "# Build: docker build -t IMAGE .    Run: docker run -p 8080:8080 IMAGE",
+        f"# Serves {served} with workbench: the Open Inference Protocol (KServe V2) and POST /predict on port 8080.",
+        f"# Build: docker build -t IMAGE .    Run: {run}",
         f"FROM {_python_image()}",
-        "ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONPATH=/app",
+        "ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONPATH=/app" + (" WORKBENCH_ARTIFACT_CACHE=/tmp/workbench-artifacts" if follow else ""),
         "WORKDIR /app",
         "COPY requirements.txt .",
         "RUN pip install --no-cache-dir -r requirements.txt",
         "COPY workbench/ workbench/",
-        "COPY models/ models/",
+        *([] if follow else ["COPY models/ models/"]),
         "RUN useradd --system --uid 10001 --no-create-home workbench",
         "USER 10001",
         "EXPOSE 8080",
         f"HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD {json.dumps(['python', '-c', health])}",
         "STOPSIGNAL SIGTERM",
-        f"CMD {json.dumps(_server_command(settings, workers))}", ""])
+        f"CMD {json.dumps(_server_command(settings, workers, follow))}", ""])
 
 # %% ../nbs/33_deploy.ipynb #54b46f5d
 def _k8s_name(name: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "model"
 
 
-def _container(image: str, settings: Settings, workers: int, name: str = "server") -> dict:
-    "The server's container: its image, port, probes, resources and graceful stop."
+def _container(image: str, settings: Settings, workers: int, name: str = "server", follow: dict | None = None) -> dict:
+    "The server's container: its image, port, probes, resources and graceful stop (and the team's Secret, where it follows an alias)."
     size = sum(f.stat().st_size for p in settings.bundles.values() for f in Path(p).rglob("*") if f.is_file())
     memory = 256 + 3 * size // 2**20 * workers  # MiB: the interpreter, and each worker's models with their working memory
     probe = lambda path, **more: {"httpGet": {"path": path, "port": 8080}, **more}  # noqa: E731
-    return {"name": name, "image": image, "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+    return {"name": name, "image": image, **({"envFrom": [{"secretRef": {"name": TEAM_SECRET}}]} if follow else {}),
+            "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
             "resources": {"requests": {"cpu": str(workers), "memory": f"{memory}Mi"}, "limits": {"memory": f"{2 * memory}Mi"}},
             "livenessProbe": probe("/v2/health/live", periodSeconds=10, failureThreshold=3),
             "readinessProbe": probe("/v2/health/ready", periodSeconds=5, failureThreshold=2),
@@ -104,13 +111,13 @@ def _container(image: str, settings: Settings, workers: int, name: str = "server
             "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}}}
 
 
-def _kubernetes(name: str, image: str, settings: Settings, workers: int) -> list:
+def _kubernetes(name: str, image: str, settings: Settings, workers: int, follow: dict | None = None) -> list:
     "A Deployment, a Service and a HorizontalPodAutoscaler for the image."
     labels = {"app": name}
     scrape = {"prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/metrics"}
     pod = {"metadata": {"labels": labels, "annotations": scrape},
            "spec": {"terminationGracePeriodSeconds": 40, "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
-                    "containers": [_container(image, settings, workers)]}}
+                    "containers": [_container(image, settings, workers, follow=follow)]}}
     return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
              "spec": {"replicas": 2, "selector": {"matchLabels": labels}, "template": pod}},
             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "labels": labels},
@@ -120,11 +127,11 @@ def _kubernetes(name: str, image: str, settings: Settings, workers: int) -> list
                       "maxReplicas": 10, "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]}}]
 
 
-def _kserve(name: str, image: str, settings: Settings, workers: int) -> list:
+def _kserve(name: str, image: str, settings: Settings, workers: int, follow: dict | None = None) -> list:
     "An InferenceService whose predictor is the image: KServe routes V2 requests to it and scales it."
     return [{"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
              "metadata": {"name": name, "annotations": {"serving.kserve.io/enable-prometheus-scraping": "true"}},
-             "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 5, "containers": [_container(image, settings, workers, "kserve-container")]}}}]
+             "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 5, "containers": [_container(image, settings, workers, "kserve-container", follow)]}}}]
 
 # %% ../nbs/33_deploy.ipynb #ae877450
 def _answerer(bundle):
@@ -186,6 +193,11 @@ def serverless(bundle) -> tuple:
 
 # %% ../nbs/33_deploy.ipynb #ec5538c8
 TARGETS = ("docker", "kubernetes", "kserve", "lambda")
+TEAM_SECRET = "workbench-team"  # the Kubernetes Secret an image that follows the registry reads its environment from
+TEAM_ENV = ("WORKBENCH_STORE", "PGPASSWORD", "WORKBENCH_ARTIFACTS", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+_SECRET_NOTE = (f"# The server reads the team's store and artifact root from the Secret {TEAM_SECRET}, made once per namespace:\n"
+                f"#   kubectl create secret generic {TEAM_SECRET} " + " ".join(f"--from-literal={k}=..." for k in TEAM_ENV) + "\n"
+                "# (leave out what your setup does not use: AWS_* for a shared folder, PGPASSWORD for ~/.pgpass or a password-less role)\n")
 
 _HANDLER = '''"""The serverless function for the bundle in model/: AWS Lambda calls `handler`, Google Cloud Functions `http`."""
 import os
@@ -227,12 +239,24 @@ def _pinned(config: Settings) -> Settings:
     bundles = {n: str(_resolve(p)[0]) if str(p).startswith("models:/") else p for n, p in config.bundles.items()}
     return Settings(**{**config.__dict__, "bundles": bundles})
 
+# %% ../nbs/33_deploy.ipynb #346727cb
+def _followed(config: Settings, target: str) -> dict:
+    "{name: models:/NAME@ALIAS} for an image that follows the registry: each bundle an alias (or latest), served by a server."
+    if target == "lambda":
+        raise InputError("a serverless function holds the version it was deployed with: deploy it without --follow")
+    for name, path in config.bundles.items():
+        if not str(path).startswith("models:/") or model_ref(str(path))[1].isdigit():
+            raise InputError(f"--follow serves what an alias names as it moves: give models:/NAME@ALIAS for {name}, not {path}")
+    return dict(config.bundles)
+
 # %% ../nbs/33_deploy.ipynb #4ae319c5
-def deploy(config, target: str, out, workers: int = 1, image: str | None = None) -> list:
-    "Write what runs the bundles of `config` (Settings, a bundle, or several) on `target` into folder `out`; the files written."
+def deploy(config, target: str, out, workers: int = 1, image: str | None = None, follow: bool = False) -> list:
+    "Write what runs the bundles of `config` (Settings, a bundle, or several) on `target` into folder `out`; the files written. `follow`: the image holds no model and serves what each alias names, as it moves."
     import yaml  # here, not at the top: the serverless handler imports this module where PyYAML is not installed
 
-    config = _pinned(config if isinstance(config, Settings) else settings(config))
+    config = config if isinstance(config, Settings) else settings(config)
+    followed = _followed(config, target) if follow else None
+    config = _pinned(config)  # the versions named now: checked, and what sizes the containers
     out = Path(out)
     _check_out(out, target, config)
     name = _k8s_name(next(iter(config.bundles)))
@@ -248,13 +272,14 @@ def deploy(config, target: str, out, workers: int = 1, image: str | None = None)
             _write(tmp, "handler.py", _HANDLER)
             _write(tmp, "Dockerfile", _lambda_dockerfile())
         else:
-            for model, path in config.bundles.items():
+            for model, path in ({} if followed else config.bundles).items():
                 shutil.copytree(path, tmp / "models" / model)
-            _write(tmp, "requirements.txt", _requirements(_SERVER, config))
-            _write(tmp, "Dockerfile", _dockerfile(config, workers))
+            _write(tmp, "requirements.txt", _requirements(_SERVER, config, followed))
+            _write(tmp, "Dockerfile", _dockerfile(config, workers, followed))
             manifests = {"kubernetes": ("kubernetes.yaml", _kubernetes), "kserve": ("inferenceservice.yaml", _kserve)}.get(target)
             if manifests:
-                _write(tmp, manifests[0], yaml.safe_dump_all(manifests[1](name, image, config, workers), sort_keys=False))
+                docs = yaml.safe_dump_all(manifests[1](name, image, config, workers, followed), sort_keys=False)
+                _write(tmp, manifests[0], (_SECRET_NOTE if followed else "") + docs)
         _write(tmp, ".dockerignore", "**/__pycache__\n**/*.pyc\n")
         if out.exists():
             out.rmdir()

@@ -24,11 +24,17 @@ def why_not() -> str | None:
     if not shutil.which("ip"):
         return "the multi-host tests need iproute2's `ip` (Debian's iproute2)"
     probe = f"wbprobe{secrets.token_hex(3)}"
-    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if made.returncode:
-        return f"this machine does not allow network namespaces ({made.stderr.strip()})"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
+    steps = [["ip", "netns", "add", probe], ["ip", "link", "add", f"{probe}b", "type", "bridge"],
+             ["ip", "link", "add", f"{probe}o", "type", "veth", "peer", "name", f"{probe}i"]]
+    try:
+        for step in steps:
+            made = subprocess.run(step, capture_output=True, text=True)
+            if made.returncode:
+                return f"this machine does not allow network namespaces, bridges and veth pairs: `{' '.join(step)}`: {made.stderr.strip()}"
+        return None
+    finally:
+        for gone in (["ip", "netns", "del", probe], ["ip", "link", "del", f"{probe}b"], ["ip", "link", "del", f"{probe}o"]):
+            subprocess.run(gone, capture_output=True)
 
 
 def _ip(*args, ns: str | None = None):

@@ -70,11 +70,28 @@ def test_test_command_reports_failures_and_junit(tmp_path):
     assert 'tests="2" failures="1"' in report and "broken on purpose" in report
 
 
-def test_runs_lists_recorded_runs(tmp_path):
-    nb = write_notebook(tmp_path / "score.ipynb", "from workbench.runs import record\nrecord('score', 7)")
-    assert workbench("run", nb, "-o", tmp_path / "out", "--no-html").returncode == 0
-    out = workbench("runs", "--last", "3")
-    assert out.returncode == 0 and "score.ipynb" in out.stdout and "value.score" in out.stdout and " ok " in out.stdout
+def test_runs_reads_in_a_100_column_terminal_and_gives_scripts_everything(tmp_path):
+    nb = write_notebook(tmp_path / "score.ipynb", "from workbench.runs import record\nrecord('score', lr * 10)\nrecord('loss', 1 - lr)",
+                        parameters="lr = 0.1\ndata = 'data.parquet'\nseed = 0")
+    assert workbench("sweep", nb, "-p", "lr=0.1,0.2,0.3", "-o", tmp_path / "sweep").returncode == 0
+    long = tmp_path / "a" / "very" / "long" / "path" / "to" / "the" / "data.parquet"
+    assert workbench("run", nb, "-p", f"data={long}", "-p", "seed=0", "-o", tmp_path / "out", "--no-html").returncode == 0
+    out = workbench("runs", "--last", "10")
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and lines[0].split()[:4] == ["run", "status", "started", "took"], out.stdout + out.stderr
+    assert all(len(line) <= 100 for line in lines) and "lr" in lines[0].split() and "score" in lines[0].split()
+    assert "seed" not in lines[0] and str(tmp_path) not in out.stdout  # a parameter that never differs, a path: not shown
+    assert any(line.startswith("sweep score: 3 runs (3 ok)") for line in lines) and len(lines) == 1 + 1 + 3 + 1
+    chosen = workbench("runs", "--columns", "seed,value.loss")
+    assert chosen.returncode == 0 and chosen.stdout.splitlines()[0].split()[4:] == ["seed", "loss"], chosen.stdout
+    wrong = workbench("runs", "--columns", "nope")
+    assert wrong.returncode == 2 and "no run here recorded 'nope'" in wrong.stderr and "lr" in wrong.stderr
+    every = workbench("runs", "--all")
+    assert every.returncode == 0 and "param.data" in every.stdout and str(tmp_path) in every.stdout  # every column, whole
+    import json
+
+    records = json.loads(workbench("runs", "--json").stdout)
+    assert len(records) == 4 and {"id", "status", "param.lr", "value.score"} <= set(records[0])
 
 
 def test_test_runs_a_folder_with_a_pipeline_as_that_pipeline_and_writes_nothing_there(tmp_path, monkeypatch):

@@ -22,8 +22,8 @@ from workbench.store import RunStore
 from workbench.tune import _storage
 
 pytestmark = [pytest.mark.hosts, pytest.mark.xdist_group("hosts")]  # one set of hosts at a time
-if why_not():
-    pytest.skip(why_not(), allow_module_level=True)
+if (reason := why_not()) is not None:
+    pytest.skip(reason, allow_module_level=True)
 
 
 @pytest.fixture(scope="module")

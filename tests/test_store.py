@@ -87,6 +87,24 @@ def test_sixteen_writers_at_once_lose_nothing(run_store):
     assert len(moves) == 50 and all(moves["previous"].iloc[k] == moves["version"].iloc[k - 1] for k in range(1, 50))  # no move lost
 
 
+def _holder(location: str, i: int) -> tuple:
+    "One of 4 processes: holds the store's lock 'demo' for 0.3 s; when it held it."
+    import time
+
+    os.environ["PGPASSWORD"] = PG_PASSWORD
+    store = RunStore(location)
+    with store.exclusively("demo"):
+        start = time.time()
+        time.sleep(0.3)
+        return start, time.time()
+
+
+def test_work_that_must_run_once_at_a_time_does_across_processes(run_store):
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        held = sorted(pool.starmap(_holder, [(RunStore().location, i) for i in range(4)]))
+    assert all(later[0] >= earlier[1] for earlier, later in zip(held, held[1:])), held  # never two at once
+
+
 def test_a_store_copied_to_the_other_database_and_back_is_the_same(run_store, postgres, tmp_path, monkeypatch):
     store = RunStore()
     store.start("r1", "nb.ipynb", {"a": 1})

@@ -278,6 +278,9 @@ def _tracking_commands(sub):
     runs.add_argument("action", nargs="?", choices=["gc", "export"], help="gc: delete the files of all but the newest runs; export: copy them (--mlflow URI)")
     runs.add_argument("--mlflow", metavar="URI", help="export: the MLflow tracking store to copy runs and models to")
     runs.add_argument("--last", type=int, default=20, help="how many (default: 20)")
+    runs.add_argument("--columns", metavar="NAMES", help="these parameters and values (a,b,c) instead of the ones that differ and the key metrics")
+    runs.add_argument("--all", action="store_true", help="every parameter and value of every run, as one wide table")
+    runs.add_argument("--json", action="store_true", help="every run with all its columns as JSON, for scripts")
     runs.add_argument("--compare", nargs="+", metavar="ID", help="these runs side by side: parameters, values, histories, code")
     runs.add_argument("--metric", help="with --compare: sort by this recorded value, and plot the parameters against it")
     runs.add_argument("--html", type=Path, help="with --compare: also write the comparison as an HTML page here")
@@ -484,7 +487,11 @@ def _check(args) -> int:
 
 # %% ../nbs/44_cli.ipynb #cc2a1d25
 def _runs(args) -> int:
+    import shutil
+
+    from workbench.console import runs_text
     from workbench.runs import runs
+    from workbench.store import RunStore
     from workbench.tracking import compare_runs, gc
 
     if args.action == "gc":
@@ -509,11 +516,18 @@ def _runs(args) -> int:
                 f.write(comparison.to_html())
         return 0
     table = runs(last=args.last, store=args.store)
+    if args.json:  # for scripts: every column, times as ISO 8601
+        print(table.to_json(orient="records", date_format="iso"))
+        return 0
     if table.empty:
         print("no runs recorded yet")
         return 0
-    table["duration"] = table["duration"].round(1)
-    print(table.drop(columns=["started"]).astype(object).fillna("").to_string(index=False))
+    if args.all:
+        table["duration"] = table["duration"].round(1)
+        print(table.drop(columns=["started"]).astype(object).fillna("").to_string(index=False))
+        return 0
+    print(runs_text(table, RunStore(args.store).files(list(table["id"])), args.columns and args.columns.split(","),
+                    shutil.get_terminal_size((100, 24)).columns))
     return 0
 
 

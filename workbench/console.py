@@ -26,8 +26,8 @@ from .stages import dag_plot
 from .tracking import compare_runs
 
 # %% auto #0
-__all__ = ['ago', 'took', 'group_of', 'grouped', 'key_columns', 'runs_page', 'run_page', 'compare_page', 'models_page',
-           'lineage_graph', 'model_page', 'respond', 'ui']
+__all__ = ['ago', 'took', 'group_of', 'grouped', 'key_columns', 'runs_page', 'runs_text', 'run_page', 'compare_page',
+           'models_page', 'lineage_graph', 'model_page', 'respond', 'ui']
 
 # %% ../nbs/41_console.ipynb #ce08fba8
 def ago(when, now: float | None = None) -> str:
@@ -67,10 +67,10 @@ def _when(at) -> str:
     return f"<span title='{exact:%Y-%m-%d %H:%M:%S} UTC'>{ago(at)}</span>"
 
 
-def _cell(value, width: int = 24, paths: bool = False) -> str:
-    "A value for a table cell, escaped: numbers to 4 significant digits, a path by its last part (whole with `paths`), long text cut (the whole in its tooltip)."
+def _text(value, width: int = 24, paths: bool = False) -> tuple[str, str]:
+    "(shown, whole) of a value for a table: numbers to 4 significant digits, a path by its last part (whole with `paths`), long text cut."
     if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
-        return ""
+        return "", ""
     if isinstance(value, (bool, np.bool_)):
         text = str(bool(value))
     elif isinstance(value, numbers.Integral):
@@ -82,8 +82,12 @@ def _cell(value, width: int = 24, paths: bool = False) -> str:
     full = text
     if not paths and isinstance(value, str) and "/" in value.strip("/") and Path(value).name:
         text = Path(value).name
-    if len(text) > width:
-        text = text[:width - 1] + "…"
+    return (text[:width - 1] + "…" if len(text) > width else text), full
+
+
+def _cell(value, width: int = 24, paths: bool = False) -> str:
+    "A value for a table cell, escaped, as `_text` shows it (the whole in its tooltip)."
+    text, full = _text(value, width, paths)
     return f"<span title='{html.escape(full)}'>{html.escape(text)}</span>" if text != full else html.escape(text)
 
 # %% ../nbs/41_console.ipynb #81dc4ffc
@@ -250,6 +254,42 @@ def runs_page(store: RunStore, query: dict) -> str:
     summary = f"<p class='muted'>{len(table):,} runs in {len(groups):,} group{'s' * (len(groups) != 1)} · <button form='compare'>compare the ticked runs</button></p>"
     return _page("runs", _picker(table, chosen, query) + "<form id='compare' action='/compare'></form>" + summary
                  + f"<div class='scroll'><table class='runs'><thead><tr>{''.join(heads)}</tr></thead>{''.join(body)}</table></div>", store)
+
+# %% ../nbs/41_console.ipynb #1a7ccbe2
+def _column(table: pd.DataFrame, name: str) -> str:
+    "The column `name` names: a parameter or a value, with or without its param./value. prefix; an InputError listing those there are."
+    every = [c for c in table if c.startswith(("param.", "value."))]
+    found = [c for c in (name, f"param.{name}", f"value.{name}") if c in every]
+    if not found:
+        raise InputError(f"no run here recorded {name!r}; there are {', '.join(c.split('.', 1)[1] for c in every) or 'none'}")
+    return found[0]
+
+
+def runs_text(table: pd.DataFrame, outputs: dict, columns: list | None = None, width: int = 100) -> str:
+    "The runs page as text `width` characters wide: each group's heading, then its runs' name, status, start, duration and `columns` (the key columns by default) that fit."
+    columns = [_column(table, c) for c in columns] if columns else key_columns(table)
+    groups = grouped(table)
+    rows = pd.concat([r for *_, r in groups]) if groups else table
+    cells = {"run": [_label(n, outputs.get(i, (None,))[0]) for n, i in zip(rows["notebook"], rows["id"])], "status": list(rows["status"]),
+             "started": [ago(t) for t in rows["started"]], "took": [took(d) for d in rows["duration"]]}
+    for column in columns:
+        cells[column.split(".", 1)[-1]] = [_text(v, 16)[0] for v in rows[column]]
+    sizes = {name: max(len(name), *map(len, values)) for name, values in cells.items()} if len(rows) else {}
+    kept, used = [], -2
+    for name, size in sizes.items():  # the key columns in order, while they fit
+        if used + 2 + size > width and len(kept) >= 4:
+            break
+        kept, used = kept + [name], used + 2 + size
+    line = lambda values: "  ".join(v.ljust(sizes[n]) if n in ("run", "status", "started") else v.rjust(sizes[n]) for n, v in zip(kept, values)).rstrip()
+    lines, at = [line(kept)], 0
+    for kind, key, title, group in groups:
+        if len(group) > 1:
+            counts = ", ".join(f"{n} {s}" for s, n in group["status"].value_counts().items())
+            heading = f"{kind} {title}: {len(group)} runs ({counts}), started {ago(group['started'].min())}"
+            lines.append(heading if len(heading) <= width else heading[:width - 1] + "…")
+        lines += [line([cells[n][i] for n in kept]) for i in range(at, at + len(group))]
+        at += len(group)
+    return "\n".join(lines)
 
 # %% ../nbs/41_console.ipynb #676247ab
 def _history_pngs(store: RunStore, run_id: str, names) -> list:

@@ -5,12 +5,15 @@
 # %% ../nbs/04a_store.ipynb #30f4fb11
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import random
 import socket
 import sqlite3
 import time
+import zlib
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -447,3 +450,23 @@ def copy_store(source, target) -> dict:
     if differ:
         raise InputError(f"the copy in {target.where} differs from {source.where} in {', '.join(differ)}: keep the source, and look")
     return {t.name: _digest(target, t)[0] for t in _COPIED}
+
+# %% ../nbs/04a_store.ipynb #1744a642
+@contextlib.contextmanager
+def _exclusively(self: RunStore, name: str):
+    "Run the block while holding the lock `name`, taken across processes and hosts."
+    if self.path:
+        with open(self.path.parent / f".{self.path.name}.{name}.lock", "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # released when the file is closed
+            yield
+        return
+    key = zlib.crc32(name.encode()) - 2**31  # advisory locks take a signed 64-bit key
+    with self._writes.connect() as c:
+        c.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        try:
+            yield
+        finally:
+            c.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+
+RunStore.exclusively = _exclusively

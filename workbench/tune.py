@@ -130,11 +130,12 @@ def _tell(study, store: RunStore, t: _Trial, run, metric: str) -> str | None:
         store.mark(run.id, "pruned")
         study.tell(t.trial, state=TrialState.PRUNED)
         return None
-    value = run.metrics.get(metric) if run.status == "ok" else None
+    recorded = {**store.records(run.id), **run.metrics} if run.status == "ok" else {}  # a series' value: its last
+    value = recorded.get(metric)
     if run.status != "ok":
         reason = run.describe_error() if run.error else f"the run ended {run.status}"
-    elif metric not in run.metrics:
-        reason = f"the notebook never recorded {metric!r} (it recorded {', '.join(run.metrics) or 'nothing'})"
+    elif metric not in recorded:
+        reason = f"the notebook never recorded {metric!r} (it recorded {', '.join(recorded) or 'nothing'})"
     elif not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         shown = "NaN or None" if value is None else repr(value)  # NaN reaches the store as JSON null
         reason = f"the notebook recorded {metric} as {shown}, not a finite number"
@@ -197,7 +198,8 @@ def tune(notebook, space: dict, metric: str, direction: str = "maximize", trials
         raise InputError(f"trials must be a whole number >= 1, not {trials!r}")
     store = store if isinstance(store, RunStore) else RunStore(store)
     name = study or f"{notebook.stem}-{metric}"
-    the_study = _study(name, storage or _storage(store), direction, sampler, pruner, seed)
+    with store.exclusively("optuna"):  # hosts starting one study together would race to make Optuna's tables
+        the_study = _study(name, storage or _storage(store), direction, sampler, pruner, seed)
     out = Path(out_dir or Path("runs") / f"{notebook.stem}-tune")
     out.mkdir(parents=True, exist_ok=True)
     job = dict(notebook=str(notebook.resolve()), out=out, store=store, metric=metric, verbose=verbose, html=html,

@@ -24,8 +24,10 @@ per request). Printed: req/s at 32 connections and the ratio (target >= 2x), and
 Hot swap: the small CNN served as `models:/cnn@production` under wrk (32 connections); the same length of load with
 the alias moved to a second version one second in, against one without a move, alternating, medians of three.
 Printed: req/s of the window with the swap as a share of the one without (target >= 0.95), and non-2xx (target 0).
-Run: `make bench` or `.venv/bin/python bench/serve.py` (`--quick` for shorter runs, `--named` for the named inputs
-alone, `--swap` for the hot swap alone).
+Shadow: the champion's p50 with a shadow beside it (as fast as the champion) against the same server without one, at
+100 req/s and at saturation (target <= 1.1x at both).
+Run: `make bench` or `.venv/bin/python bench/serve.py` (`--quick` for shorter runs, `--named`, `--swap` or `--shadow`
+for that part alone).
 """
 import io
 import json
@@ -301,6 +303,61 @@ def hot_swap(tmp: Path):
     print(f"  hot swap under 32 connections: {swap / steady:.3f}x the req/s without one (target >= 0.95), {errors} non-2xx (target 0)", flush=True)
 
 
+def _paced(url: str, body: bytes, rate: float, seconds: float) -> float:
+    "p50 latency (ms) of requests sent at `rate` per second on one kept-alive connection, each on its schedule."
+    import http.client
+
+    host, port = url.rsplit("//", 1)[1].split(":")
+    connection, times = http.client.HTTPConnection(host, int(port), timeout=10), []
+    start = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        time.sleep(max(0.0, start + i / rate - time.perf_counter()))
+        sent = time.perf_counter()
+        connection.request("POST", "/predict", body, {"content-type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200, response.status
+        times.append(time.perf_counter() - sent)
+    connection.close()
+    return statistics.median(times) * 1000
+
+
+def shadow(tmp: Path):
+    """The champion's p50 with a shadow beside it against the same server without one: at 100 req/s and at saturation
+    (wrk, 32 connections); the shadow is another export of the same small CNN, as fast as the champion. Servers
+    alternate, three rounds, medians. Target: <= 1.1x at both."""
+    make, shape = MODELS["small cnn 28x28"]
+    bundles = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        bundles.append(export(make().eval(), torch.randn(4, *shape), tmp / f"shadow-cnn-{seed}", formats=["onnx"]).path)
+    x = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
+    (tmp / "body.json").write_text(json.dumps({"inputs": x.round(4).tolist()}))
+    body, runs = (tmp / "body.json").read_bytes(), {"alone": [], "with a shadow": []}
+    for _ in range(3):
+        for kind in runs:
+            port = free_port()
+            extra = ["--shadow", str(bundles[1])] if kind != "alone" else []
+            process = subprocess.Popen([str(BIN / "workbench"), "serve", f"cnn={bundles[0]}", *extra, "--port", str(port), "--no-access-log"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            url = f"http://127.0.0.1:{port}"
+            try:
+                for _ in range(240):
+                    try:
+                        urllib.request.urlopen(url + "/v2/health/ready", timeout=2)
+                        break
+                    except OSError:
+                        time.sleep(0.5)
+                paced = _paced(url, body, 100, 3 if QUICK else 8)
+                runs[kind].append((paced, wrk(url, tmp / "body.json", "application/json", 32)["p50"]))
+            finally:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+    alone, shadowed = ([statistics.median(r[i] for r in runs[k]) for i in (0, 1)] for k in runs)
+    print(f"  shadow: champion p50 at 100 req/s {shadowed[0]:.2f} ms vs {alone[0]:.2f} ms alone ({shadowed[0] / alone[0]:.2f}x, target <= 1.1x); "
+          f"at saturation {shadowed[1]:.2f} ms vs {alone[1]:.2f} ms ({shadowed[1] / alone[1]:.2f}x, target <= 1.1x)", flush=True)
+
+
 def cold_start(bundle: Path, tmp: Path) -> float:
     "Seconds for a new process to import the serverless handler (which loads the bundle); the median of five."
     out = tmp / "function"
@@ -316,11 +373,14 @@ def main():
         sys.exit("bench/serve.py needs wrk: apt-get install wrk (make bench installs it)")
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     try:
-        if "--swap" not in sys.argv:
+        alone = [flag for flag in ("--named", "--swap", "--shadow") if flag in sys.argv]  # one part alone
+        if not alone or "--named" in alone:
             named_models(tmp)
-        if "--named" not in sys.argv:
+        if not alone or "--swap" in alone:
             hot_swap(tmp)
-        if "--named" in sys.argv or "--swap" in sys.argv:
+        if not alone or "--shadow" in alone:
+            shadow(tmp)
+        if alone:
             return
         results = serve_models(tmp)
         cnn, runs = results["small cnn 28x28"]

@@ -38,6 +38,7 @@ class Model:
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000, max_queue
         self.predictor = self.signature = self.platform = None
         self.ready, self.row_seconds, self.arriving, self.running = False, 1.0, 0, 0  # arriving: requests whose bodies are being read, the only ones worth a wait
+        self.on_loop = True  # a small call may run on the event loop; a shadow's never does (the loop is the champion's)
         self._queue = collections.deque()
         self._wake = self._task = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}")
@@ -180,7 +181,7 @@ def _own(self: Model, answers: dict, x, at: int) -> dict:
 def _inline(self: Model, batch: list, rows: int) -> bool:
     "Run on the event loop? Yes for a call expected under INLINE_SECONDS that is a lone request or a fast model's batch."
     expected = rows * self.row_seconds
-    return expected < INLINE_SECONDS and (len(batch) == 1 or self.max_batch * self.row_seconds < INLINE_SECONDS)
+    return self.on_loop and expected < INLINE_SECONDS and (len(batch) == 1 or self.max_batch * self.row_seconds < INLINE_SECONDS)
 
 
 @patch

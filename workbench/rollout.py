@@ -16,8 +16,10 @@ import numpy as np
 
 from .core import InputError
 
+SHADOW_QUEUE = 1024  # copies waiting for a shadow; more are dropped and counted, never waited for
+
 # %% auto #0
-__all__ = ['Rollout', 'plan', 'agreement', 'Rollouts']
+__all__ = ['SHADOW_QUEUE', 'Rollout', 'plan', 'agreement', 'Rollouts']
 
 # %% ../nbs/31_rollout.ipynb #6b4ee46f
 @dataclass(frozen=True)
@@ -80,8 +82,10 @@ class Rollouts:
     def __init__(self, plans: dict, model, registry, traffic=None):
         from prometheus_client import Counter, Histogram
 
-        self.plans, self.traffic, self.copies = plans, traffic, set()
+        self.plans, self.traffic, self.queues, self.workers = plans, traffic, {}, set()  # name -> a shadow's copies waiting; their workers
         self.models = {name: model(name, p.source) for name, p in plans.items()}  # name -> the second version's Model
+        for name, p in plans.items():
+            self.models[name].on_loop = p.mode != "shadow"  # a shadow's calls leave the event loop to the champion
         self.answers = Counter("workbench_version_answers", "Requests answered, by model, version, role (champion, canary, shadow) "
                                "and result (ok, error)", ["model", "version", "role", "result"], registry=registry)
         self.seconds = Histogram("workbench_version_seconds", "Time a version took to answer a request, queue included",
@@ -89,6 +93,8 @@ class Rollouts:
                                  buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
         self.agreed = Counter("workbench_shadow_rows", "Rows a shadow answered, by whether it agreed with the champion",
                               ["model", "version", "agreed"], registry=registry)
+        self.dropped = Counter("workbench_shadow_dropped", "Copies a shadow never saw: its queue was full (the champion never waits)",
+                               ["model"], registry=registry)
 
     def __repr__(self) -> str:
         return f"Rollouts({', '.join(f'{n}: {p.mode} {p.source} {p.share:.0%}' for n, p in self.plans.items()) or 'none'})"
@@ -119,9 +125,7 @@ async def _answer(self: Rollouts, model, x, request=None) -> tuple:
             pass
     answers = await self._timed(model, x, "champion", request)
     if second is not None and second.ready and p.mode == "shadow" and (p.share == 1 or random.random() < p.share):
-        copy = asyncio.get_running_loop().create_task(self._shadow(second, x, answers, request))
-        self.copies.add(copy)  # held until done: the loop keeps only weak references to tasks
-        copy.add_done_callback(self.copies.discard)
+        self._copy(model, x, answers, request)
     return model, answers
 
 
@@ -136,3 +140,31 @@ async def _shadow(self: Rollouts, second, x, answers: dict, request=None):
 
 
 Rollouts._timed, Rollouts.answer, Rollouts._shadow = _timed, _answer, _shadow
+
+# %% ../nbs/31_rollout.ipynb #d022a495
+def _copy(self: Rollouts, champion, x, answers: dict, request=None):
+    "Put a copy in the shadow's bounded queue (its worker started with the first); when the queue is full, drop it and count it."
+    queue = self.queues.get(champion.name)
+    if queue is None:
+        queue = self.queues[champion.name] = asyncio.Queue(SHADOW_QUEUE)
+        self.workers.add(asyncio.get_running_loop().create_task(self._drain(champion.name, queue)))  # held: the loop keeps weak references
+    try:
+        queue.put_nowait((champion, x, answers, request))
+    except asyncio.QueueFull:
+        self.dropped.labels(champion.name).inc()
+
+
+async def _drain(self: Rollouts, name: str, queue: asyncio.Queue):
+    "A shadow's worker: when the champion has nothing to do, the copies waiting (up to a batch's worth) go to the shadow together."
+    while True:
+        copies = [await queue.get()]
+        while not queue.empty() and len(copies) < 64:
+            copies.append(queue.get_nowait())
+        while not getattr(copies[-1][0], "idle", True):  # the champion's own requests first
+            await asyncio.sleep(0.0005)
+        await asyncio.sleep(0.001)  # the champion's answer goes out first; more copies gather
+        second = self.models[name]  # the shadow now: its alias may have moved
+        await asyncio.gather(*(self._shadow(second, x, answers, request) for _, x, answers, request in copies))
+
+
+Rollouts._copy, Rollouts._drain = _copy, _drain

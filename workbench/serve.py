@@ -446,7 +446,7 @@ async def _watch(self: App, name: str, models: dict):
             continue
         if version in (current.version, rejected):
             continue
-        new = _model(name, current.source, self.settings, self.metrics.batch)
+        new, new.on_loop = _model(name, current.source, self.settings, self.metrics.batch), current.on_loop  # a shadow stays off the loop
         try:
             await loop.run_in_executor(None, new.load)
         except Exception as e:

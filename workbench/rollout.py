@@ -161,7 +161,7 @@ async def _drain(self: Rollouts, name: str, queue: asyncio.Queue):
         while not queue.empty() and len(copies) < 64:
             copies.append(queue.get_nowait())
         while not getattr(copies[-1][0], "idle", True):  # the champion's own requests first
-            await asyncio.sleep(0.0005)
+            await asyncio.sleep(0.002)
         await asyncio.sleep(0.001)  # the champion's answer goes out first; more copies gather
         second = self.models[name]  # the shadow now: its alias may have moved
         await asyncio.gather(*(self._shadow(second, x, answers, request) for _, x, answers, request in copies))

@@ -27,10 +27,15 @@ def _bundle(path, seed=0):
     return export(nn.Sequential(nn.Linear(4, 2)).eval(), torch.randn(4, 4), path, name="scorer", formats=["onnx"])
 
 
+def _bucket() -> tuple:
+    "(an S3 client, the bucket, the prefix) of the tests' artifact root."
+    bucket, _, prefix = os.environ["WORKBENCH_ARTIFACTS"][len("s3://"):].partition("/")
+    return boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]), bucket, prefix
+
+
 def _objects() -> list:
     "The keys under the tests' artifact root, as the bucket lists them."
-    bucket, _, prefix = os.environ["WORKBENCH_ARTIFACTS"][len("s3://"):].partition("/")
-    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    client, bucket, prefix = _bucket()
     return sorted(o["Key"][len(prefix) + 1:] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
 
 
@@ -45,8 +50,7 @@ def test_each_file_is_uploaded_once_and_fetched_once_per_machine(tmp_path):
     shutil.rmtree(os.environ["WORKBENCH_ARTIFACT_CACHE"])  # another machine: nothing fetched yet
     x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
     answers = load("models:/scorer/1").predict(x)
-    bucket, _, prefix = os.environ["WORKBENCH_ARTIFACTS"][len("s3://"):].partition("/")
-    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    client, bucket, prefix = _bucket()
     manifest = json.loads(client.get_object(Bucket=bucket, Key=v1.path[len(f"s3://{bucket}/"):])["Body"].read())
     assert set(manifest) >= {"metadata.json", "model.onnx"}  # the version's object lists its files
     for key in blobs:

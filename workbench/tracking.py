@@ -56,6 +56,8 @@ def _code_diff(a, b) -> str:
     if not (a and b and Path(a).is_file() and Path(b).is_file()):
         return "(an executed notebook is missing: no code diff)"
     before, after = _sources_only(a), _sources_only(b)
+    if [(c.cell_type, c.source) for c in before.cells] == [(c.cell_type, c.source) for c in after.cells]:
+        return ""  # the same code, the usual case in a sweep: no diff to compute
     for nb in (before, after):
         for cell in nb.cells:
             cell.pop("id", None)

@@ -43,3 +43,28 @@ def test_workbench_ui_serves_runs_models_and_notebooks_and_says_when_its_port_is
     busy.send_signal(signal.SIGINT)
     busy.wait(10)
     assert taken.returncode == 2 and "choose another --port" in taken.stderr
+
+
+def test_the_small_things_a_page_got_wrong(tmp_path):
+    import torch
+    from torch import nn
+
+    from workbench.console import respond
+    from workbench.export import export
+    from workbench.registry import promote, register
+    from workbench.store import RunStore
+    from workbench.tracking import _code_diff
+
+    runs, store = _runs(tmp_path), RunStore()
+    status, page = respond(store, "/", {"last": ["abc"]})
+    assert status == 400 and "?last= is how many runs to show" in page
+    status, page = respond(store, "/", {})
+    assert status == 200 and "title='nan'" not in page and 'title="nan"' not in page  # runs without an error have no tooltip
+    assert _code_diff(runs[0].output, runs[1].output) == ""  # the same notebook: nothing to show, nothing computed
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        register(export(nn.Linear(4, 1).eval(), torch.randn(8, 4), tmp_path / f"v{seed}", name="scorer", formats=["onnx"]).path)
+    promote("scorer", 1, "production")
+    promote("scorer", 2, "staging")
+    status, page = respond(store, "/models/scorer", {})
+    assert status == 200 and "<b>v1</b>" in page and "lineage of v1" in page  # production first, not the newer staging

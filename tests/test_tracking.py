@@ -62,11 +62,12 @@ def test_runs_and_models_copied_to_mlflow(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's file store, for the test; a team's server in use
     runs = _runs(tmp_path)
     register(export(nn.Linear(2, 1), torch.randn(4, 2), tmp_path / "bundle", formats=["onnx"]).path)
+    register(tmp_path / "bundle", name="it's \"quoted\"")  # any name a user gives
     promote("bundle", 1, "production")
     uri = "file://" + str(tmp_path / "mlruns")
     (work := tmp_path / "work").mkdir()
     out = workbench("runs", "export", "--mlflow", uri, cwd=work)
-    assert out.returncode == 0 and "3 runs and 1 model versions copied" in out.stdout, out.stderr
+    assert out.returncode == 0 and "3 runs and 2 model versions copied" in out.stdout, out.stderr
     assert "0 runs" in workbench("runs", "export", "--mlflow", uri, cwd=work).stdout  # nothing twice
     assert not list(work.iterdir())  # MLflow's default store (./mlflow.db) is never opened in the working folder
     from mlflow.tracking import MlflowClient
@@ -77,4 +78,7 @@ def test_runs_and_models_copied_to_mlflow(tmp_path, monkeypatch):
     assert int(client.get_model_version_by_alias("bundle", "production").version) == 1
     copied = client.search_runs([client.get_experiment_by_name("workbench").experiment_id])
     assert sorted(r.data.tags["workbench.run_id"] for r in copied) == sorted(r.id for r in runs)
+    assert int(client.get_model_version("it's \"quoted\"", "1").version) == 1
+    took = {r.data.tags["workbench.run_id"]: (r.info.end_time - r.info.start_time) / 1000 for r in copied}
+    assert all(abs(took[r.id] - r.duration) < 0.01 for r in runs), (took, [r.duration for r in runs])  # as long as it ran
     assert workbench("runs", "export").returncode == 2

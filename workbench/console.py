@@ -5,6 +5,7 @@
 # %% ../nbs/41_console.ipynb #ac83fa67
 from __future__ import annotations
 
+import functools
 import html
 import json
 import numbers
@@ -186,7 +187,10 @@ def _label(notebook: str, output) -> str:
 
 def _filtered(store: RunStore, query: dict) -> pd.DataFrame:
     "The newest `last` runs whose text contains `q`."
-    table = store.runs(last=int(_one(query, "last", 1000)))
+    last = _one(query, "last", "1000")
+    if not last.isdigit() or int(last) < 1:
+        raise InputError(f"?last= is how many runs to show, a whole number such as 1000, not {last!r}")
+    table = store.runs(last=int(last))
     q = _one(query, "q", "")
     if q and len(table):
         table = table[table.map(str).agg(" ".join, axis=1).str.contains(q, case=False, regex=False)]
@@ -218,7 +222,7 @@ def _heading(kind: str, key: str, title: str, rows: pd.DataFrame, width: int) ->
 # %% ../nbs/41_console.ipynb #85fd339e
 def _run_row(run: dict, output, columns: list) -> str:
     "A run's row: a box to tick, its name (a link), status (the error in its tooltip), start, duration, the chosen columns."
-    error = f" title='{html.escape(str(run['error']))}'" if run.get("error") else ""
+    error = f" title='{html.escape(run['error'])}'" if isinstance(run.get("error"), str) and run["error"] else ""  # not NaN's 'nan'
     cells = [f"<td><input type='checkbox' name='id' value='{html.escape(run['id'])}' form='compare' aria-label='{html.escape(run['id'])}'></td>",
              f"<td><a href='/runs/{html.escape(run['id'])}' title='{html.escape(run['id'])}'>{html.escape(_label(run['notebook'], output))}</a></td>",
              f"<td><span class='badge s-{html.escape(run['status'])}'{error}>{html.escape(run['status'])}</span></td>",
@@ -292,19 +296,25 @@ def runs_text(table: pd.DataFrame, outputs: dict, columns: list | None = None, w
     return "\n".join(lines)
 
 # %% ../nbs/41_console.ipynb #676247ab
-def _history_pngs(store: RunStore, run_id: str, names) -> list:
-    "A small plot per numeric metric of run `run_id` recorded more than once."
+@functools.lru_cache(maxsize=1024)
+def _history_png(name: str, steps: tuple, values: tuple) -> str:
+    "The picture of one history, drawn once per content (matplotlib's savefig is most of a page's time)."
     from workbench.explore import _figure
 
+    fig = _figure(4.2, 2.5)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(steps, values, marker=".")
+    ax.set(title=name, xlabel="step")
+    return _img(png_bytes(fig), name)
+
+
+def _history_pngs(store: RunStore, run_id: str, names) -> list:
+    "A small plot per numeric metric of run `run_id` recorded more than once."
     pictures = []
     for name in names:
         frame = store.history(run_id, name)
         if len(frame) > 1 and pd.api.types.is_numeric_dtype(frame["value"]):
-            fig = _figure(4.2, 2.5)
-            ax = fig.add_subplot(1, 1, 1)
-            ax.plot(frame["step"], frame["value"], marker=".")
-            ax.set(title=name, xlabel="step")
-            pictures.append(_img(png_bytes(fig), name))
+            pictures.append(_history_png(name, tuple(frame["step"]), tuple(frame["value"])))
     return pictures
 
 
@@ -442,13 +452,14 @@ def _pages_of(store: RunStore, run_id: str | None) -> list:
 
 # %% ../nbs/41_console.ipynb #bd450fa8
 def _shown_version(versions: pd.DataFrame, query: dict) -> int:
-    "The version a model page is about: ?version=, else the one its first alias holds, else the newest."
+    "The version a model page is about: ?version=, else the one production holds, else its newest alias's, else the newest."
     asked = _one(query, "version")
     if asked is not None:
         if not asked.isdigit() or int(asked) not in set(versions["version"]):
             raise InputError(f"no version {asked} of this model; it has {', '.join(map(str, sorted(versions['version'])))}")
         return int(asked)
-    held = versions[versions["aliases"] != ""]
+    held = versions[versions["aliases"].str.split(", ").map(lambda a: "production" in a)]
+    held = held if len(held) else versions[versions["aliases"] != ""]
     return int((held if len(held) else versions).iloc[0]["version"])
 
 

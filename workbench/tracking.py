@@ -56,6 +56,8 @@ def _code_diff(a, b) -> str:
     if not (a and b and Path(a).is_file() and Path(b).is_file()):
         return "(an executed notebook is missing: no code diff)"
     before, after = _sources_only(a), _sources_only(b)
+    if [(c.cell_type, c.source) for c in before.cells] == [(c.cell_type, c.source) for c in after.cells]:
+        return ""  # the same code, the usual case in a sweep: no diff to compute
     for nb in (before, after):
         for cell in nb.cells:
             cell.pop("id", None)
@@ -237,10 +239,30 @@ def _mlflow_run(client, experiment: str, store: RunStore, row: dict, files: tupl
     for path in [*files, *(v for v in store.records(row["id"]).values() if isinstance(v, str) and Path(v).is_file())]:
         if path and Path(path).is_file():
             client.log_artifact(run.info.run_id, path)
-    client.set_terminated(run.info.run_id, "FINISHED" if row["status"] == "ok" else "FAILED")
+    ended = started + int((row["duration"] if pd.notna(row["duration"]) else 0) * 1000)  # when the run ended, not when it was copied
+    client.set_terminated(run.info.run_id, "FINISHED" if row["status"] == "ok" else "FAILED", end_time=ended)
     return run.info.run_id
 
 # %% ../nbs/40_tracking.ipynb #adce6a90
+def _mlflow_versions(client, name: str) -> set:
+    "The version numbers MLflow holds of model `name`, which is made there where missing."
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
+        return set()
+    versions, number = set(), 1
+    while True:  # versions are numbered from 1 without gaps in MLflow as in workbench
+        try:
+            client.get_model_version(name, str(number))
+        except MlflowException:
+            return versions
+        versions.add(number)
+        number += 1
+
+
 def export_mlflow(uri: str, store=None) -> dict:
     "Copy the runs and registered model versions of the store to the MLflow tracking store at `uri`; how many of each."
     client = _mlflow_client(uri)
@@ -255,9 +277,7 @@ def export_mlflow(uri: str, store=None) -> dict:
     copied |= new
     versions = store.models()
     for row in versions.sort_values(["name", "version"]).to_dict("records"):
-        if not client.search_registered_models(f"name = '{row['name']}'"):
-            client.create_registered_model(row["name"])
-        existing = {int(v.version) for v in client.search_model_versions(f"name = '{row['name']}'")}
+        existing = _mlflow_versions(client, row["name"])  # by name, never a filter string: a name may hold any quote
         if row["version"] not in existing:
             client.create_model_version(row["name"], source=row["path"], run_id=copied.get(row["run_id"]), tags={"workbench.digest": row["digest"]})
         for alias in filter(None, row["aliases"].split(", ")):

@@ -220,10 +220,12 @@ def _evict(cache: Path, files: dict):
 def fetched(location: str, files: dict, what: str | None = None) -> Path:
     "The local folder of the version kept at `location` (an object store URL): fetched once into this machine's cache, every file checked."
     what, cache = what or location, cache_root()
-    try:
-        return verified(cache / "bundles" / manifest_digest(files), files, what)  # the usual case: here already
-    except ArtifactError:
-        _evict(cache, files)  # not here yet, or changed here: fetched again
+    folder = cache / "bundles" / manifest_digest(files)
+    if folder.is_dir():  # the usual case: here already (another process may be assembling it: never evicted unseen)
+        try:
+            return verified(folder, files, what)
+        except ArtifactError:
+            _evict(cache, files)  # changed here: fetched again
     root = location.rsplit("/bundles/", 1)[0]
     with _reaching(root) as (fs, base):
         for name, digest in files.items():

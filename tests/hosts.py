@@ -3,7 +3,6 @@ its own subnet, so that a server on one host reaches another only by that host's
 these addresses and loopback are contacted. The files stay shared (one machine), as a team's shared folder would be."""
 import json
 import os
-import random
 import secrets
 import shutil
 import subprocess
@@ -67,7 +66,7 @@ class Hosts(dict):
 
     def __init__(self, *names: str):
         super().__init__()
-        self.token, net = secrets.token_hex(2), f"10.{random.randint(100, 250)}.{random.randint(1, 250)}"
+        self.token, net = secrets.token_hex(2), f"10.{100 + secrets.randbelow(150)}.{1 + secrets.randbelow(250)}"  # not `random`: tests seed it
         self.bridge, self.network = f"wb{self.token}br", f"{net}.0/24"
         try:
             _ip("link", "add", self.bridge, "type", "bridge")

@@ -7,9 +7,9 @@
 3. One generated notebook of 500 small cells: `workbench run` vs the papermill CLI (which writes the whole notebook
    around every cell) vs `jupyter nbconvert --execute`; and a 5-cell notebook, `workbench run` vs papermill.
 
-Targets: workbench test no slower than nbmake -n 2, within 1.5x of nbdev_test; the 500-cell notebook no slower than
+Targets: workbench test no slower than nbmake -n 2 or nbdev_test (each notebook a kernel forked from a template); the 500-cell notebook no slower than
 nbconvert (its cost linear in the cells); `workbench run` within 1.2x of papermill on a small notebook.
-Prints seconds and ratios. Run: `make bench` or `.venv/bin/python bench/notebooks.py [--only long]`.
+Prints seconds and ratios. Run: `make bench` or `.venv/bin/python bench/notebooks.py [--only long|chapters]`.
 """
 import shutil
 import subprocess
@@ -24,11 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def timed(cmd, cwd) -> float:
+def timed(cmd, cwd, peer: bool = False) -> float:
+    "Seconds `cmd` took; it must pass, but a peer may fail (said, since its time then covers less work)."
     start = time.perf_counter()
     out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if out.returncode != 0:
+    if out.returncode != 0 and not peer:
         sys.exit(f"{' '.join(map(str, cmd))} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    if out.returncode != 0:
+        failed = [line.strip() for line in out.stderr.split("Failed On The Following Notebooks:")[-1].splitlines() if ".ipynb" in line]
+        print(f"  ({Path(str(cmd[0])).name} failed{' on ' + ', '.join(failed) if failed else ''}: it stopped there, so its time covers less work)")
     return time.perf_counter() - start
 
 
@@ -71,6 +75,7 @@ def main():
     try:
         if "--only" in sys.argv and sys.argv[-1] == "long":
             return long_notebooks(work)
+        chapters_only = "--only" in sys.argv and sys.argv[-1] == "chapters"
         chapters = sorted((ROOT / "nbs").glob("*.ipynb"))
         copy = work / "nbs"
         copy.mkdir()
@@ -79,9 +84,11 @@ def main():
         shutil.copy(ROOT / "settings.ini", work / "settings.ini")
         print(f"{len(chapters)} chapters of nbs/, 2 workers")
         ours = timed([BIN / "workbench", "test", *chapters, "--workers", "2", "-o", work / "out", "--store", work / "runs.db"], ROOT / "nbs")
-        nbdev = timed([BIN / "nbdev_test", "--path", copy, "--n_workers", "2"], work)
+        nbdev = timed([BIN / "nbdev_test", "--path", copy, "--n_workers", "2"], work, peer=True)
         print(f"  workbench test --workers 2: {ours:6.1f} s")
-        print(f"  nbdev_test --n_workers 2:   {nbdev:6.1f} s   workbench/nbdev_test = {ours / nbdev:.2f}x (target <= 1.5x)")
+        print(f"  nbdev_test --n_workers 2:   {nbdev:6.1f} s   workbench/nbdev_test = {ours / nbdev:.2f}x (target <= 1.0x)")
+        if chapters_only:
+            return
         try:
             import nbmake  # noqa: F401
         except ImportError:

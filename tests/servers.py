@@ -1,7 +1,8 @@
 """The servers a team's workbench talks to, started for tests and benchmarks from this machine's packages: a PostgreSQL
 server (initdb in a temporary folder, as the postgres user where we are root) and an S3 API server (moto's server
 mode, the S3 endpoint available here). Each can be started inside a network namespace (`prefix`, `ip netns exec NS`)
-and listen on that host's address."""
+and listen on that host's address. And an MLflow tracking server (`mlflow server`: SQLite behind it, artifacts served
+through it), for the export's test."""
 import getpass
 import os
 import shutil
@@ -65,22 +66,28 @@ def new_database(base: str) -> str:
     return f"{base}/{name}"
 
 
+def _wait_until_up(server: subprocess.Popen, url: str, seconds: float, why):
+    "Wait until `url` answers; a server that exits or stays silent for `seconds` is killed and `why()` raised."
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(why())
+            time.sleep(0.2)
+
+
 def start_s3(host: str = "127.0.0.1", port: int | None = None, prefix: tuple = (), log: Path | None = None) -> tuple:
     "(endpoint URL, stop) of a new S3 API server on `host`."
     port = port or free_port(host)
     out = open(log, "w") if log else subprocess.DEVNULL
     server = subprocess.Popen([*prefix, sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
                               stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **S3_CREDENTIALS})
-    url, deadline = f"http://{host}:{port}", time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"the S3 server did not start: {log.read_text() if log else ''}")
-            time.sleep(0.2)
+    url = f"http://{host}:{port}"
+    _wait_until_up(server, url + "/moto-api/", 60, lambda: f"the S3 server did not start: {log.read_text() if log else ''}")
 
     def stop():
         server.terminate()
@@ -96,3 +103,18 @@ def new_bucket(endpoint: str) -> str:
     keys = {"aws_access_key_id": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
     boto3.client("s3", endpoint_url=endpoint, region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"], **keys).create_bucket(Bucket=name)
     return f"s3://{name}/team/artifacts"
+
+
+def start_mlflow(folder: Path) -> tuple:
+    "(tracking URL, stop) of a new `mlflow server` on loopback: its runs and registry in SQLite, its artifacts in `folder` served through it."
+    port, log = free_port(), open(folder / "mlflow-server.log", "w")
+    server = subprocess.Popen([Path(sys.executable).parent / "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts")],
+                              cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    _wait_until_up(server, url + "/health", 120, lambda: f"mlflow server did not start: {(folder / 'mlflow-server.log').read_text()[-2000:]}")
+
+    def stop():
+        os.killpg(server.pid, 15)
+        server.wait(20)
+    return url, stop

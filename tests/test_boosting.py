@@ -181,6 +181,35 @@ def test_import_workbench_imports_no_optional_library():
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-500:]
 
 
+LEAN = {  # a model, and the frameworks its export and load may import: its own, never the others (torch, jsonschema)
+    "logistic": ("from sklearn.linear_model import LogisticRegression as M; model = M(max_iter=3000)", set()),
+    "pipeline": ("from sklearn.pipeline import make_pipeline; from sklearn.preprocessing import StandardScaler; "
+                 "from sklearn.tree import DecisionTreeClassifier; model = make_pipeline(StandardScaler(), DecisionTreeClassifier())", set()),
+    "xgboost": ("import xgboost; model = xgboost.XGBClassifier(n_estimators=5)", {"xgboost"}),
+    "lightgbm": ("import lightgbm; model = lightgbm.LGBMClassifier(n_estimators=5, verbose=-1)", {"lightgbm"}),
+    "xgboost in a pipeline": ("import xgboost; from sklearn.pipeline import make_pipeline; from sklearn.impute import SimpleImputer; "
+                              "model = make_pipeline(SimpleImputer(), xgboost.XGBClassifier(n_estimators=5))", {"xgboost"}),
+}
+
+
+@pytest.mark.parametrize("name", LEAN)
+def test_an_export_loads_no_framework_its_model_does_not_use(name, tmp_path):
+    "In a fresh process: fit, export to ONNX, load and predict; the answers are the model's, and no other framework was imported."
+    import subprocess
+    import sys
+
+    make, own = LEAN[name]
+    code = (f"import sys, numpy as np\nfrom sklearn.datasets import load_breast_cancer\n{make}\n"
+            "X, y = load_breast_cancer(return_X_y=True)\nmodel.fit(X, y)\nfrom workbench.export import export, load\n"
+            f"export(model, X[:16], {str(tmp_path / 'b')!r}, formats=['onnx'])\n"
+            f"answers = load({str(tmp_path / 'b')!r}).predict(X)\n"
+            "assert (np.asarray(answers) == model.predict(X)).mean() > 0.99\n"
+            "print(sorted(m for m in ('torch', 'xgboost', 'lightgbm', 'keras', 'jsonschema', 'workbench.train') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.strip() == str(sorted(own)), out.stdout
+
+
 VARIANTS = {  # name: (estimator, data, whether ONNX can hold it: where not, the bundle says why and keeps the library's file)
     "xgb-random-forest-classifier": (lambda: xgboost.XGBRFClassifier(n_estimators=10), load_breast_cancer, True),
     "xgb-random-forest-regressor": (lambda: xgboost.XGBRFRegressor(n_estimators=10), load_diabetes, True),

@@ -1,4 +1,6 @@
 """The `workbench` command as a shell or CI uses it: exit codes and what it prints."""
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -166,6 +168,105 @@ def test_test_one_bad_notebook_fails_alone(tmp_path, content):
     assert "bad.ipynb" in out.stderr and "InputError" in out.stderr
     report = (tmp_path / "report.xml").read_text()
     assert 'tests="2" failures="1"' in report and 'name="good.ipynb"' in report
+
+
+@pytest.mark.parametrize("first", [
+    "import os\nos.environ['LEAKED'] = '1'\nos.chdir('/')\nleaked = 1",  # state a kernel keeps, had it been reused
+    "import os\nos._exit(0)",  # a kernel that dies: its template and the next kernel live on
+    "import pandas, json\npandas.DataFrame = None\njson.dumps = None",  # modules the template loaded, patched
+    "import numpy as np\nfrom workbench.runs import record\nrecord('draw', float(np.random.rand()))",  # global random state
+    "import sys\nsys.path.insert(0, '/nowhere')\nsys.modules['pandas'] = None",  # the interpreter's own tables
+], ids=["leaves state", "kills its kernel", "patches modules", "draws numbers", "edits sys"])
+def test_test_forks_each_notebook_a_kernel_of_its_own(tmp_path, first):
+    "One worker, notebooks in order: the second's kernel is forked from the template the first's came from, and sees nothing of it."
+    from workbench.store import RunStore
+
+    (tmp_path / "suite").mkdir()
+    write_notebook(tmp_path / "suite" / "a_first.ipynb", first)
+    write_notebook(tmp_path / "suite" / "b_second.ipynb", "import os, sys, json\nfrom pathlib import Path\n"
+                   "assert 'LEAKED' not in os.environ and 'leaked' not in globals() and '/nowhere' not in sys.path\n"
+                   "assert Path.cwd().name == 'suite'\n"
+                   "import numpy as np, pandas, psutil\nassert pandas.DataFrame is not None and json.dumps is not None\n"
+                   "from workbench.runs import current_run, record\nrecord('run', current_run())\nrecord('draw', float(np.random.rand()))\n"
+                   "record('forked', '_serve_forks' in ' '.join(psutil.Process().parent().cmdline()))")
+    out = workbench("test", tmp_path / "suite", "--workers", "1", "-o", tmp_path / "out", "--store", tmp_path / "runs.db")
+    runs = {Path(r["notebook"]).stem: r for r in RunStore(tmp_path / "runs.db").runs().to_dict("records")}
+    second = runs["b_second"]
+    assert second["status"] == "ok", out.stdout + out.stderr
+    assert second["value.run"] == second["id"] and second["value.forked"]  # its own run id, in a kernel forked from the template
+    if "draw" in first:
+        assert runs["a_first"]["value.draw"] != second["value.draw"]  # not a copy of the template's random state
+
+
+SET = "SEEN['env'] == 'set'"
+CHANGES = {  # a cell that changes what an import reads, and what the module imported after it must have read
+    "assigned": ("import os\nos.environ['PROBE'] = 'set'", SET),
+    "update": ("import os\nos.environ.update(PROBE='set')", SET),
+    "setdefault": ("import os\nos.environ.setdefault('PROBE', 'set')", SET),
+    "merged": ("import os\nos.environ |= {'PROBE': 'set'}", SET),
+    "from os import environ": ("from os import environ\nenviron['PROBE'] = 'set'", SET),
+    "%env": ("%env PROBE=set", SET),
+    "sys.path": ("import sys\nsys.path.insert(0, '/marker')", "'/marker' in SEEN['path']"),
+    "chdir": ("import os\nos.chdir('..')", "SEEN['cwd'] == os.getcwd()"),
+    "%cd": ("%cd ..", "SEEN['cwd'] == os.getcwd()"),
+    "inside a function": ("import os\ndef setup():\n    os.environ['PROBE'] = 'set'\nsetup()", SET),
+    "no change": ("import os", "SEEN['env'] is None and SEEN['pid'] != os.getpid()"),  # loaded ahead, by the template
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_module_imported_after_the_notebook_changes_what_it_reads_reads_the_change(tmp_path, change):
+    "A forked kernel's modules are loaded ahead only up to the first change of environment, sys.path or folder."
+    from conftest import WORKBENCH
+    from workbench.store import RunStore
+
+    cell, check = CHANGES[change]
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "probe.py").write_text("import os, sys\n"
+                                               "SEEN = {'env': os.environ.get('PROBE'), 'cwd': os.getcwd(), 'path': list(sys.path), 'pid': os.getpid()}")
+    (tmp_path / "suite").mkdir()
+    write_notebook(tmp_path / "suite" / "probe.ipynb", cell,
+                   f"import os, psutil\nfrom probe import SEEN\nfrom workbench.runs import record\nrecord('read', {check})\n"
+                   "record('forked', '_serve_forks' in ' '.join(psutil.Process().parent().cmdline()))")
+    env = {k: v for k, v in os.environ.items() if k != "PROBE"} | {"PYTHONPATH": str(tmp_path / "lib")}
+    out = subprocess.run([WORKBENCH, "test", str(tmp_path / "suite"), "--workers", "1", "-o", str(tmp_path / "out"),
+                          "--store", str(tmp_path / "runs.db")], capture_output=True, text=True, env=env, timeout=300)
+    (run,) = RunStore(tmp_path / "runs.db").runs().to_dict("records")
+    assert run["status"] == "ok", out.stdout + out.stderr
+    assert run["value.forked"] and run["value.read"], run
+
+
+@pytest.mark.parametrize("kept, order", [
+    ({"a": 1.0, "b": 5.0, "c": 3.0}, "bca"),  # timed: the longest first
+    ({"b": 2.0}, "acb"),  # never timed: first, in the order given
+    (None, "abc"),  # no file
+    ("{not json", "abc"),  # broken
+    ([1, 2], "abc"),  # not a mapping
+    ({"a": "slow", "b": float("nan"), "c": -1}, "abc"),  # no number of seconds
+], ids=["timed", "some timed", "no file", "broken", "a list", "odd values"])
+def test_test_starts_the_longest_notebooks_first_and_reports_in_the_order_given(tmp_path, kept, order):
+    import json
+    import xml.etree.ElementTree as ET
+
+    from conftest import WORKBENCH
+
+    suite, started = tmp_path / "suite", tmp_path / "started.txt"
+    suite.mkdir()
+    for name in "abc":
+        write_notebook(suite / f"{name}.ipynb", f"with open({str(started)!r}, 'a') as f:\n    f.write({name!r})")
+    cache = tmp_path / "cache" / "workbench" / "test-durations.json"
+    cache.parent.mkdir(parents=True)
+    if kept is not None:
+        paths = {str(suite.resolve() / f"{k}.ipynb"): v for k, v in kept.items()} if isinstance(kept, dict) else kept
+        cache.write_text(kept if isinstance(kept, str) else json.dumps(paths))
+    out = subprocess.run([WORKBENCH, "test", str(suite), "--workers", "1", "-o", str(tmp_path / "out"), "--junit-xml", str(tmp_path / "report.xml")],
+                         capture_output=True, text=True, env=os.environ | {"XDG_CACHE_HOME": str(tmp_path / "cache")}, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert started.read_text() == order
+    cases = [c.get("name") for c in ET.parse(tmp_path / "report.xml").iter("testcase")]
+    assert cases == ["a.ipynb", "b.ipynb", "c.ipynb"], cases  # reported in the order given
+    now = json.loads(cache.read_text())
+    assert sorted(now) == [str(suite.resolve() / f"{k}.ipynb") for k in "abc"] and all(v >= 0 for v in now.values()), now
 
 
 def test_ctrl_c_on_test_stops_kernels_and_still_writes_junit(tmp_path):

@@ -2,7 +2,6 @@
 import os
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
@@ -38,8 +37,8 @@ def test_workbench_ui_serves_runs_models_and_notebooks_and_says_when_its_port_is
         server.send_signal(signal.SIGINT)
         assert server.wait(10) == 0
     busy = subprocess.Popen([WORKBENCH, "ui", "--port", str(port)], stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)
-    taken = workbench("ui", "--port", port)
+    assert busy.stdout.readline().startswith("workbench ui: ")  # it listens (a fixed sleep lost this race on a busy machine)
+    taken = workbench("ui", "--port", port, timeout=60)
     busy.send_signal(signal.SIGINT)
     busy.wait(10)
     assert taken.returncode == 2 and "choose another --port" in taken.stderr

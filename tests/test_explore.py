@@ -250,3 +250,41 @@ def test_frames_people_bring(name):
         assert "none of the shared columns can be compared" in str(e)
     else:
         assert not drift.drifted and "<table" in drift._repr_mimebundle_()["text/html"]
+
+
+def _frames_with_duplicates():
+    "Frames whose duplicate rows hide where a shortcut could miss them: NaN, ties, rows equal but in one column, copies."
+    rng = np.random.default_rng(7)
+    base = pd.DataFrame({"x": rng.normal(size=500), "k": rng.integers(0, 3, 500), "s": rng.choice(["a", "b"], 500)})
+    base.loc[::7, "x"] = np.nan
+    yield "nan rows", base
+    yield "copies", pd.concat([base, base.iloc[:40]])
+    tied = base.copy()
+    tied["x"] = np.round(tied["x"], 1)  # many ties in the narrow column
+    yield "ties", pd.concat([tied, tied.iloc[5:9]])
+    other = pd.concat([base, base.iloc[:3].assign(s="z")])  # equal in x, different elsewhere: not duplicates
+    yield "equal but in one column", other
+    yield "all nan", pd.DataFrame({"x": [np.nan] * 6, "k": [1, 1, 2, 2, 3, 4]})
+    yield "infinities", pd.DataFrame({"x": [np.inf, np.inf, -np.inf, 1.0, 1.0], "k": [1, 1, 1, 2, 3]})
+
+
+@pytest.mark.parametrize("name,frame", list(_frames_with_duplicates()), ids=[n for n, _ in _frames_with_duplicates()])
+def test_duplicate_rows_counted_as_pandas_counts_them(name, frame):
+    from workbench.profiling import _duplicate_rows, profile
+
+    expected = int(frame.duplicated().sum())
+    assert _duplicate_rows(frame, ["x"]) == _duplicate_rows(frame, ["x", "k"]) == _duplicate_rows(frame) == expected == profile(frame).duplicate_rows
+
+
+@pytest.mark.parametrize("rows", [
+    [[1.0, 2.0, np.nan], [2.0, np.nan, 1.0], [3.0, 4.0, 2.0], [4.0, 5.0, np.nan]],  # pairs over different rows
+    [[1.0, 5.0, np.nan], [2.0, 5.0, np.nan], [3.0, 5.0, 1.0]],  # a constant column, a column with one value
+    [[1e12 + 1, 1.0, 0.0], [1e12 + 2, 2.0, 0.0], [1e12 + 4, 3.5, 1.0]],  # large offsets: centred first (pandas loses digits here)
+])
+def test_pairwise_correlation_is_pandas_corr(rows):
+    "Each pair over the rows where both are present, as pandas' corr; checked on the frame moved to small numbers (r does not move)."
+    from workbench.profiling import _pairwise_corr
+
+    frame = pd.DataFrame(rows)
+    exact = (frame - frame.min()).corr().to_numpy()
+    np.testing.assert_allclose(_pairwise_corr(frame.to_numpy()), exact, rtol=1e-9, atol=1e-12, equal_nan=True)

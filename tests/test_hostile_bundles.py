@@ -303,13 +303,13 @@ CASES = [  # (case, base, action, words in the error)
     (safetensors_huge_header, "torch", "load_torch", "model.safetensors is not a safetensors file"),
     (metadata_not_json, "torch", "load", "metadata.json is not valid JSON"),
     (metadata_files_a_list, "torch", "register", "at files"),
-    (metadata_size_a_string, "torch", "load", "at files/model.onnx/size"),
-    (metadata_sha_not_hex, "torch", "load", "at files/model.onnx/sha256"),
+    (metadata_size_a_string, "torch", "load", "at files.model.onnx.size"),
+    (metadata_sha_not_hex, "torch", "load", "at files.model.onnx.sha256"),
     (metadata_object_dtype, "torch", "load", "at inputs/0/dtype"),
     (metadata_deeply_nested, "torch", "load", "metadata.json is not valid JSON"),
     (metadata_huge, "torch", "load", "not a bundle's metadata (a few kB)"),
     (metadata_a_list, "sklearn", "check", "is not a workbench bundle's metadata (at the top"),
-    (metadata_unknown_format, "sklearn", "load", "at files/model.onnx/format"),
+    (metadata_unknown_format, "sklearn", "load", "at files.model.onnx.format"),
     (metadata_tolerance_text, "sklearn", "serve", "at tolerance/atol"),
 ]
 

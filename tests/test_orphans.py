@@ -45,6 +45,16 @@ def _alive(pids) -> list:
     return [pid for pid in pids if alive(pid)]
 
 
+def _kill(runner, below: list):
+    "SIGKILL the runner; every process that was below it must be gone within 5 s."
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(10)
+    deadline = time.monotonic() + 5
+    while _alive(below) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(below), f"still alive 5 s after the runner was killed: {_alive(below)}"
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="walks /proc to find the runner's processes")
 @pytest.mark.parametrize("moment", MOMENTS)
 def test_sigkill_of_the_runner_leaves_no_orphan_and_no_false_ok(tmp_path, moment):
@@ -64,12 +74,7 @@ def test_sigkill_of_the_runner_leaves_no_orphan_and_no_false_ok(tmp_path, moment
     assert flag.exists(), "the stage never reached its moment"
     below = _descendants(runner.pid)
     assert below, "the runner had no worker"
-    runner.send_signal(signal.SIGKILL)
-    runner.wait(10)
-    deadline = time.monotonic() + 5
-    while _alive(below) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(below), f"still alive 5 s after the runner was killed: {_alive(below)}"
+    _kill(runner, below)
     time.sleep(1)  # whatever an orphan would still have written, it would have by now
     store = RunStore(os.environ["WORKBENCH_STORE"])
     runs = store.runs()
@@ -82,3 +87,24 @@ def test_sigkill_of_the_runner_leaves_no_orphan_and_no_false_ok(tmp_path, moment
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert not list((tmp_path / "out").glob(".bundle.tmp-*")) and (tmp_path / "out" / "bundle" / "metadata.json").is_file()
     assert set(RunStore(os.environ["WORKBENCH_STORE"]).runs()["status"]) <= {"ok", "interrupted", "failed"}
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="walks /proc to find the runner's processes")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_of_workbench_test_takes_its_templates_and_forked_kernels(tmp_path, workers):
+    "The templates `workbench test` forks kernels from, and the kernels, end with the runner that started them."
+    suite, flags = tmp_path / "suite", tmp_path / "flags"
+    suite.mkdir(), flags.mkdir()
+    for name in ("a", "b"):  # a kernel of each worker holding its notebook when the runner is killed
+        write_notebook(suite / f"{name}.ipynb", "import os, time\nimport numpy\nfrom pathlib import Path",
+                       f"Path({str(flags)!r}, '{name}').write_text(str(os.getpid()))\ntime.sleep(120)")
+    runner = subprocess.Popen([WORKBENCH, "test", str(suite), "--workers", str(workers), "-o", str(tmp_path / "out")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(flags.iterdir())) < workers and time.monotonic() < deadline and runner.poll() is None:
+        time.sleep(0.1)
+    below = _descendants(runner.pid)
+    kernels = [int(p.read_text()) for p in flags.iterdir()]
+    assert len(kernels) == workers and set(kernels) <= set(below), (kernels, below)
+    assert any("_serve_forks" in Path(f"/proc/{pid}/cmdline").read_text() for pid in _alive(below))  # forked from a template
+    _kill(runner, below)

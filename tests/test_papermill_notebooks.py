@@ -1,6 +1,7 @@
 """Notebooks nobody here wrote: papermill's own test notebooks, as installed with papermill, run by workbench.
 
-Each is run by papermill itself and by `run_notebook`, and the verdicts must agree: the same notebooks pass, the same
+Each is run by papermill itself and by `run_notebook` (on a kernel of its own, and on one forked from a template, as
+`workbench test` runs it), and the verdicts must agree: the same notebooks pass, the same
 fail. One difference is on purpose: a notebook with no kernelspec (as VS Code saves a blank one) runs on this
 Python's kernel instead of failing with papermill's "No kernel name found". A failure must name its cell (except a
 kernel that does not exist, where no cell ran), and nothing may be diagnosed as a dead kernel.
@@ -40,11 +41,12 @@ def test_papermill_ships_its_notebooks():
     assert len(NOTEBOOKS) >= 20, f"papermill's test notebooks are missing from {SHIPPED}"
 
 
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "forked"])  # forked: as `workbench test` runs them
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_verdicts_agree_with_papermill(name, copies, tmp_path):
+def test_verdicts_agree_with_papermill(name, warm, copies, tmp_path):
     notebook = copies / name
     theirs = papermill_verdict(notebook, tmp_path / "papermill.ipynb")
-    run = run_notebook(notebook, out_dir=tmp_path / "workbench", html=False)
+    run = run_notebook(notebook, out_dir=tmp_path / "workbench", html=False, warm=warm)
     ours = "ok" if run.ok else "failed"
     if name == "blank-vscode.ipynb":
         assert theirs == "failed (ValueError)" and ours == "ok"  # no kernelspec: this Python's kernel

@@ -22,7 +22,10 @@ def stages(tmp_path):
     write_notebook(tmp_path / "stamp.ipynb",
                    "import os, time\nfrom pathlib import Path\nfrom workbench.runs import record",
                    "record('start', time.time()); time.sleep(pause)",
-                   "record('end', time.time()); record('worker', os.getppid())\nPath(run_dir, f'{name}.txt').write_text(name)",
+                   "record('end', time.time())\nimport psutil\nparent = psutil.Process().parent()  # a worker, or the template it forks kernels from\n"
+                   "record('worker', (parent.parent() if '_serve_forks' in ' '.join(parent.cmdline()) else parent).pid)\n"
+                   "record('forked', '_serve_forks' in ' '.join(parent.cmdline()))\n"
+                   "Path(run_dir, f'{name}.txt').write_text(name)",
                    parameters="run_dir = '.'\nname = 'x'\npause = 0.0")
     write_notebook(tmp_path / "scale.ipynb", "from pathlib import Path\nfrom workbench.runs import record",
                    "record('value', len(Path(data).read_text()) * factor)", parameters="data = ''\nfactor = 1")
@@ -60,6 +63,7 @@ def test_pipeline_and_sweep_on_a_dask_cluster(stages, cluster):
                                                        html=False, verbose=False)
     assert result.ok, result
     assert {r.metrics["worker"] for r in (result.runs["left"], result.runs["right"])} <= worker_pids  # kernels ran there
+    assert all(r.metrics["forked"] for r in (result.runs["left"], result.runs["right"]))  # from the worker's template
     assert result.runs["use"].metrics == {"value": 30}
     swept = sweep(stages / "scale.ipynb", {"factor": [1, 2, 3]}, fixed={"data": str(stages / "p.yaml")},
                   metric="value", mode="min", executor="dask", scheduler=address, out_dir=stages / "sweep", verbose=False)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression
 
+from conftest import tamper_kept
 from workbench.core import InputError
 from workbench.export import ExportError, export
 from workbench.registry import promote, register
@@ -72,9 +73,8 @@ def test_an_alias_that_moves_is_followed_without_a_failed_request(tmp_path):
         with urllib.request.urlopen(server.url + "/v2/models/scorer") as r:
             assert json.loads(r.read())["versions"] == ["2"]
 
-        register(_constant(3.0, tmp_path / "v3"), name="scorer")  # a third version, whose file is changed after it is registered
-        with open(tmp_path / "v3" / "model.onnx", "ab") as f:  # the bundle's file is the kept blob itself (a hard link)
-            f.write(b"\0")
+        register(_constant(3.0, tmp_path / "v3"), name="scorer")  # a third version, whose kept file is changed after it is registered
+        tamper_kept("models:/scorer/3", "model.onnx")
         with pytest.raises(ExportError, match="no longer has the digest"):
             promote("scorer", 3, "production")  # promote checks the files first
         RunStore().set_alias("scorer", "production", 3)  # an alias moved around that check (by hand in SQL, or before the file changed)

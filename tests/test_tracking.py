@@ -52,33 +52,52 @@ def test_gc_keeps_the_newest_and_what_an_alias_needs(tmp_path):
     assert len(RunStore().runs()) == 3 and RunStore().records(runs[0].id)["accuracy"] == 0.9  # rows and values stay
 
 
-def test_runs_and_models_copied_to_mlflow(tmp_path, monkeypatch):
+def test_exported_to_a_real_mlflow_server_with_the_models_themselves(tmp_path, monkeypatch):
+    "A team's MLflow (`mlflow server` on loopback): runs with their times, versions registered from uploaded bundles that load."
+    import numpy as np
     import torch
+    from mlflow.tracking import MlflowClient
     from torch import nn
 
-    from workbench.export import export
+    from servers import start_mlflow
+    from workbench.export import export, load
     from workbench.registry import promote, register
+    from workbench.store import RunStore
 
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's file store, for the test; a team's server in use
     runs = _runs(tmp_path)
-    register(export(nn.Linear(2, 1), torch.randn(4, 2), tmp_path / "bundle", formats=["onnx"]).path)
-    register(tmp_path / "bundle", name="it's \"quoted\"")  # any name a user gives
+    bundle = export(nn.Linear(2, 1), torch.randn(4, 2), tmp_path / "bundle", formats=["onnx"])
+    register(bundle.path)
+    register(tmp_path / "bundle", name="it's \"quoted\" odd")
     promote("bundle", 1, "production")
-    uri = "file://" + str(tmp_path / "mlruns")
-    (work := tmp_path / "work").mkdir()
-    out = workbench("runs", "export", "--mlflow", uri, cwd=work)
-    assert out.returncode == 0 and "3 runs and 2 model versions copied" in out.stdout, out.stderr
-    assert "0 runs" in workbench("runs", "export", "--mlflow", uri, cwd=work).stdout  # nothing twice
-    assert not list(work.iterdir())  # MLflow's default store (./mlflow.db) is never opened in the working folder
-    from mlflow.tracking import MlflowClient
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # this client's own helpers would open ./mlflow.db otherwise
-
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    assert int(client.get_model_version_by_alias("bundle", "production").version) == 1
-    copied = client.search_runs([client.get_experiment_by_name("workbench").experiment_id])
-    assert sorted(r.data.tags["workbench.run_id"] for r in copied) == sorted(r.id for r in runs)
-    assert int(client.get_model_version("it's \"quoted\"", "1").version) == 1
-    took = {r.data.tags["workbench.run_id"]: (r.info.end_time - r.info.start_time) / 1000 for r in copied}
-    assert all(abs(took[r.id] - r.duration) < 0.01 for r in runs), (took, [r.duration for r in runs])  # as long as it ran
-    assert workbench("runs", "export").returncode == 2
+    (home := tmp_path / "mlflow").mkdir()
+    uri, stop = start_mlflow(home)
+    try:
+        (work := tmp_path / "work").mkdir()
+        out = workbench("runs", "export", "--mlflow", uri, cwd=work)
+        assert out.returncode == 0 and "3 runs and 2 model versions copied" in out.stdout, out.stdout + out.stderr
+        again = workbench("runs", "export", "--mlflow", uri, cwd=work)
+        assert again.returncode == 0 and "0 runs" in again.stdout, again.stdout + again.stderr
+        assert not list(work.iterdir())  # MLflow's default store (./mlflow.db) is never opened in the working folder
+        assert workbench("runs", "export").returncode == 2  # where to: said, not guessed
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # this client's own helpers would open ./mlflow.db otherwise
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        every = client.search_runs([client.get_experiment_by_name("workbench").experiment_id])
+        copied = [r for r in every if "workbench.run_id" in r.data.tags]
+        assert sorted(r.data.tags["workbench.run_id"] for r in copied) == sorted(r.id for r in runs)
+        assert sorted(r.data.tags.get("workbench.model") for r in every if r not in copied) == ["bundle", "it's \"quoted\" odd"]  # no run made them
+        took = {r.data.tags["workbench.run_id"]: (r.info.end_time - r.info.start_time) / 1000 for r in copied}
+        assert all(abs(took[r.id] - r.duration) < 0.01 for r in runs)
+        store = RunStore()
+        for number, name in enumerate(("bundle", "it's \"quoted\" odd")):
+            version = client.get_model_version(name, "1")
+            assert version.source.startswith("mlflow-artifacts:/") and version.source.endswith(f"/bundle-{store.version(name, 1)['digest'][:12]}")
+            with pytest.raises(Exception, match="not found|RESOURCE_DOES_NOT_EXIST"):
+                client.get_model_version(name, "2")  # exported twice, registered once
+            got = Path(client.download_artifacts(version.run_id, version.source.rsplit("/", 1)[-1], str(tmp_path / f"got{number}")))
+            assert (got / "metadata.json").read_bytes() == (bundle.path / "metadata.json").read_bytes()
+            assert store.version(name, 1)["digest"] == version.tags["workbench.digest"]
+            x = np.random.default_rng(0).normal(size=(3, 2)).astype("float32")
+            np.testing.assert_allclose(load(got).predict(x), load(bundle.path).predict(x), rtol=1e-6)  # the model itself, not a path to it
+        assert int(client.get_model_version_by_alias("bundle", "production").version) == 1
+    finally:
+        stop()

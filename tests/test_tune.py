@@ -83,6 +83,9 @@ def test_ctrl_c_stops_the_trials_and_the_same_command_continues(tmp_path):
     (["-p", "lr=normal:0:1"], "not a range"),
     (["-p", "width=64"], "give a space to search"),
     (["-p", "lr=loguniform:1e-4:1", "--trials", "0"], "trials must be a whole number >= 1"),
+    (["-p", "lr=loguniform:1e-4:1", "--at", "first"], "'last', 'best' or a step number >= 0, not 'first'"),
+    (["-p", "lr=loguniform:1e-4:1", "--at", "-1"], "'last', 'best' or a step number >= 0, not '-1'"),
+    (["-p", "lr=loguniform:1e-4:1", "--at", "1.5"], "'last', 'best' or a step number >= 0, not '1.5'"),
 ])
 def test_bad_spaces_exit_2_before_any_kernel(tmp_path, args, message):
     out = workbench("tune", _notebook(tmp_path), *args, "--metric", "score")
@@ -111,3 +114,27 @@ def test_the_demo_cnn_notebook_is_tuned_with_smoke_settings(tmp_path):
     table = (tmp_path / "search" / "tune.csv").read_text().splitlines()
     assert len(table) == 4 and table[1].split(",")[1] == "complete" and 0 < float(table[1].split(",")[2]) <= 1
     assert math.isfinite(float(out.stdout.split("best accuracy ")[1].split(":")[0]))
+
+
+LOSS = ("from workbench.runs import record\n"  # step 2 recorded twice (the first stands), a NaN at step 3
+        "for step, loss in [(1, 4.0), (2, 1.0 + lr), (2, 9.0), (3, float('nan')), (4, 2.0)]:\n"
+        "    record('loss', loss, step=step)")
+
+
+@pytest.mark.parametrize("at, judged", [
+    ("last", 2.0), ("best", "1 + lr"), ("2", "1 + lr"), ("4", 2.0),
+    ("3", "recorded loss as nan, not a finite number"), ("5", "never recorded 'loss' at step 5 (it recorded steps 1 to 4)"),
+])
+def test_at_says_which_recorded_value_judges_a_trial(tmp_path, at, judged):
+    nb = _notebook(tmp_path, LOSS)
+    out = workbench("tune", nb, "-p", "lr=uniform:0:0.5", "--metric", "loss", "--direction", "min", "--at", at, "--trials", "2",
+                    "-n", "1", "--pruner", "none", "-o", tmp_path / "search")
+    study = optuna.load_study(study_name="score-loss", storage=_storage(RunStore()))
+    if isinstance(judged, str) and not judged.startswith("1"):
+        assert out.returncode == 1 and judged in out.stderr, out.stderr
+        assert {t.state.name for t in study.trials} == {"FAIL"}
+        return
+    assert out.returncode == 0, out.stderr
+    for trial in study.trials:
+        want = 1 + trial.params["lr"] if judged == "1 + lr" else judged
+        assert trial.state.name == "COMPLETE" and trial.value == want, (trial.value, want)

@@ -166,3 +166,19 @@ def test_a_half_deviation_shift_is_found_at_500_rows(name):
     current = X.iloc[order[500:1000]].assign(**{column: X[column].iloc[order[500:1000]] + 0.5 * X[column].std()})
     result = monitor(X.iloc[order[:500]], current)
     assert list(result.features.loc[result.features["drift"], "column"]) == [column], result.verdict  # that column, and no other
+
+
+@pytest.mark.parametrize("copied", [0, 7], ids=["as shipped", "7 rows copied"])
+@pytest.mark.parametrize("name", CASES)
+def test_profile_counts_and_correlates_as_pandas_does(name, copied):
+    "The profile's shortcuts (duplicates hashed only where a column repeats, Pearson as matrix products) on frames of the world."
+    from workbench.profiling import profile
+
+    X, _ = CASES[name][0]()
+    frame = pd.concat([X, X.iloc[:copied]], ignore_index=True)
+    found = profile(frame)
+    assert found.duplicate_rows == int(frame.duplicated().sum())
+    if "pearson" in found.correlations and len(frame) <= 50_000:  # beyond, both are estimates on a sample
+        columns = list(found.correlations["pearson"].columns)
+        expected = frame[columns].astype("float64").replace([np.inf, -np.inf], np.nan).corr()
+        np.testing.assert_allclose(found.correlations["pearson"].to_numpy(), expected.to_numpy(), atol=1e-9)

@@ -46,7 +46,7 @@ def manifest_digest(files: dict) -> str:
 
 # %% ../nbs/06_artifacts.ipynb #e3a789a6
 def _link_or_copy(source: Path, target: Path):
-    "A hard link to `source` at `target`, or a copy where the file systems differ (or links are not allowed)."
+    "A hard link to `source` at `target` (a blob into a version folder: both the store's own), or a copy where links are not allowed."
     try:
         os.link(source, target)
     except OSError:
@@ -58,7 +58,7 @@ def _put(root: Path, file: Path, want: str | None = None) -> str:
     (root / "blobs").mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".put-", dir=root / "blobs")) / "file"
     try:
-        _link_or_copy(file, tmp)
+        shutil.copyfile(file, tmp)  # a copy, never a link: the bundle's file stays the user's, the blob the store's
         digest = file_sha256(tmp)
         if want is not None and digest != want:
             raise ArtifactError(f"{file} changed while it was being registered (sha256 {digest[:12]}, its bundle says {want[:12]}); register it again")

@@ -410,6 +410,8 @@ def _tuning_command(sub):
                    help="a range to search (lr=loguniform:1e-4:1e-1, depth=int:2:8, opt=choice:adam,sgd) or a fixed value")
     t.add_argument("--metric", required=True, help="the recorded value to optimise")
     t.add_argument("--direction", choices=["max", "min"], default="max")
+    t.add_argument("--at", default="last", metavar="last|best|STEP",
+                   help="which recorded value judges a trial: the last (default), the best of its steps, or the one at STEP")
     t.add_argument("--trials", type=int, default=20, help="finished trials the study should have (default: 20)")
     t.add_argument("-n", "--workers", type=int, default=2, help="trials at once (default: 2)")
     t.add_argument("--executor", choices=["local", "dask"], default="local")
@@ -432,7 +434,8 @@ def _tune(args) -> int:
     out = args.out or Path("runs") / f"{args.notebook.stem}-tune"
     try:
         result = tune(args.notebook, space, args.metric, args.direction, args.trials, args.workers, fixed, args.pruner,
-                      args.sampler, args.seed, args.study, args.storage, out, args.store, args.executor, args.scheduler, args.timeout)
+                      args.sampler, args.seed, args.study, args.storage, out, args.store, args.executor, args.scheduler, args.timeout,
+                      at=args.at)
     except TuneError as e:
         print(f"workbench: {e}", file=sys.stderr)
         return 1
@@ -526,8 +529,9 @@ def _runs(args) -> int:
         table["duration"] = table["duration"].round(1)
         print(table.drop(columns=["started"]).astype(object).fillna("").to_string(index=False))
         return 0
-    print(runs_text(table, RunStore(args.store).files(list(table["id"])), args.columns and args.columns.split(","),
-                    shutil.get_terminal_size((100, 24)).columns))
+    store = RunStore(args.store)
+    print(runs_text(table, store.files(list(table["id"])), args.columns and args.columns.split(","),
+                    shutil.get_terminal_size((100, 24)).columns, store.goals()))
     return 0
 
 

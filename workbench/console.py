@@ -12,7 +12,6 @@ import numbers
 import re
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.parse import urlencode
 
 import numpy as np
@@ -21,14 +20,14 @@ import pandas as pd
 from .core import InputError, png_bytes
 from .explore import _img
 from .gate import decisions
-from .registry import files_read, lineage
+from .registry import lineage
 from .store import RunStore
 from .stages import dag_plot
-from .tracking import compare_runs
+from .tracking import _run_label, compare_runs
 
 # %% auto #0
 __all__ = ['ago', 'took', 'group_of', 'grouped', 'key_columns', 'runs_page', 'runs_text', 'run_page', 'compare_page',
-           'models_page', 'lineage_graph', 'model_page', 'respond', 'ui']
+           'models_page', 'model_page', 'respond', 'ui']
 
 # %% ../nbs/41_console.ipynb #ce08fba8
 def ago(when, now: float | None = None) -> str:
@@ -113,9 +112,11 @@ def grouped(table: pd.DataFrame) -> list:
     for i, (run, tag) in enumerate(zip(table["id"], table["pipeline"])):
         kind, key, title = group_of(tag)
         groups.setdefault(key or f"run:{run}", (kind, key, title, []))[3].append(i)
-    started = table["started"].fillna(pd.Timestamp(0))
-    ordered = sorted(groups.values(), key=lambda g: started.iloc[g[3]].max(), reverse=True)
-    return [(kind, key, title, table.iloc[rows]) for kind, key, title, rows in ordered]
+    started = table["started"].fillna(pd.Timestamp(0)).to_numpy()
+    ordered = sorted(groups.values(), key=lambda g: started[g[3]].max(), reverse=True)
+    table = table.iloc[[i for *_, rows in ordered for i in rows]]  # one take, then each group a slice of it (a view: cheap)
+    ends = np.cumsum([0] + [len(rows) for *_, rows in ordered])
+    return [(kind, key, title, table.iloc[a:b]) for (kind, key, title, _), a, b in zip(ordered, ends[:-1], ends[1:])]
 
 # %% ../nbs/41_console.ipynb #2f76a67c
 def key_columns(table: pd.DataFrame, limit: int = 4) -> list:
@@ -148,8 +149,11 @@ tr.group td{background:#e9f0fa;border-top:2px solid #c5d5ee;white-space:normal}
 .s-running{background:#dfeaff;color:#1d4ed8}.s-interrupted,.s-cached{background:#fff1d6;color:#8a5300}
 .muted{color:var(--muted)}.error{color:#b00020;font-weight:600}
 .bar{display:flex;flex-wrap:wrap;gap:8px;align-items:center;margin:0 0 10px}.bar input[name=q]{width:340px;padding:4px 6px}
-details.picker{position:relative}details.picker>div{position:absolute;z-index:2;width:700px;max-height:300px;overflow:auto;
-display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));background:#fff;border:1px solid var(--line);padding:8px}
+details.picker{position:relative}details.picker>div{position:absolute;z-index:2;width:700px;max-height:360px;overflow:auto;
+background:#fff;border:1px solid var(--line);padding:8px}details.picker input[type=search]{width:240px;padding:3px 6px}
+details.picker fieldset{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));border:0;border-top:1px solid var(--line);
+margin:6px 0 0;padding:4px 0}details.picker legend{font-weight:600;padding:0 4px 0 0}span.param{color:#6b4fa3}span.value{color:#17663a}
+.best{color:#c28a00}
 .scroll{overflow-x:auto;max-width:100%}.scroll table{margin:0}img{max-width:100%;height:auto}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#fff;border:1px solid var(--line);padding:8px;max-height:420px;overflow:auto}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(400px,1fr));gap:10px}
@@ -180,65 +184,113 @@ def _one(query: dict, name: str, default=None):
     return query.get(name, [default])[0]
 
 
-def _label(notebook: str, output) -> str:
-    "What a run is called in a table: its stage (the folder its notebook ran in) inside a group, else the notebook's name."
-    return Path(output).parent.name if output and Path(output).parent.name not in ("", ".") else Path(notebook).stem
+def _count(query: dict, name: str, default: int, what: str) -> int:
+    "A whole number >= 1 given as ?name=; an InputError saying what it is for anything else."
+    given = _one(query, name, str(default))
+    if not given.isdigit() or int(given) < 1:
+        raise InputError(f"?{name}= is {what}, a whole number such as {default}, not {given!r}")
+    return int(given)
 
 
 def _filtered(store: RunStore, query: dict) -> pd.DataFrame:
     "The newest `last` runs whose text contains `q`."
-    last = _one(query, "last", "1000")
-    if not last.isdigit() or int(last) < 1:
-        raise InputError(f"?last= is how many runs to show, a whole number such as 1000, not {last!r}")
-    table = store.runs(last=int(last))
+    table = store.runs(last=_count(query, "last", 1000, "how many runs to show"))
     q = _one(query, "q", "")
     if q and len(table):
         table = table[table.map(str).agg(" ".join, axis=1).str.contains(q, case=False, regex=False)]
     return table
 
 
+_FIND = ("for(const l of this.closest('div').querySelectorAll('label'))"
+         "l.hidden=!l.textContent.toLowerCase().includes(this.value.toLowerCase())")  # the picker's search: no library
+
+
 def _picker(table: pd.DataFrame, chosen: list, query: dict) -> str:
-    "The filter box and the column picker: one form, read back as ?q=...&cols=..."
-    every = [c for c in table if c.startswith(("param.", "value."))]
-    boxes = "".join(f"<label><input type='checkbox' name='cols' value='{html.escape(c)}'{' checked' if c in chosen else ''}> "
-                    f"{html.escape(c)}</label>" for c in every)
+    "The filter box and the column picker (a search box, then each notebook's columns): one form, read back as ?q=...&cols=..."
+    every = [c for c in table if c.startswith(("param.", "value."))] if len(table) else []
+    owners = table[every].notna().groupby(table["notebook"].map(lambda n: Path(n).stem)).sum().idxmax() if every else {}
+    box = lambda c: (f"<label><input type='checkbox' name='cols' value='{html.escape(c)}'{' checked' if c in chosen else ''}> "
+                     f"<span class='{c.split('.')[0]}'>{html.escape(c.split('.', 1)[1])}</span></label>")
+    notebooks = sorted(set(owners[c] for c in every))
+    sets = "".join(f"<fieldset><legend>{html.escape(nb)}</legend>{''.join(box(c) for c in every if owners[c] == nb)}</fieldset>" for nb in notebooks)
     keep = "".join(f"<input type='hidden' name='{k}' value='{html.escape(_one(query, k))}'>" for k in ("sort", "desc", "last") if k in query)
     return (f"<form class='bar' method='get'><input name='q' value='{html.escape(_one(query, 'q', ''))}' "
             "placeholder='filter: any text of a run (notebook, status, parameter, value)'>"
-            f"<details class='picker'><summary>columns: {len(chosen)} of {len(every)}</summary><div>{boxes}</div></details>"
+            f"<details class='picker'><summary>columns: {len(chosen)} of {len(every)}</summary><div>"
+            f"<input type='search' placeholder='find a column' aria-label='find a column' oninput=\"{_FIND}\">{sets}</div></details>"
             f"{keep}<button>show</button> <a href='/'>reset</a></form>")
 
 # %% ../nbs/41_console.ipynb #32eea092
-def _heading(kind: str, key: str, title: str, rows: pd.DataFrame, width: int) -> str:
-    "A group's heading row: what it is, how its runs ended, when it started and how long it took; links to it alone and to compare its runs."
+_COMPARED = 50  # a group's compare link takes its first 50 runs as shown (the best, when it has a goal)
+
+
+def _heading(kind: str, key: str, title: str, rows: pd.DataFrame, width: int, best: str = "") -> str:
+    "A group's heading row: what it is, how its runs ended, when it started and how long it took, its best; links to it alone and to compare its runs."
     counts = ", ".join(f"{n} {s}" for s, n in rows["status"].value_counts().items())
     ends = rows["started"] + pd.to_timedelta(rows["duration"].fillna(0), unit="s")
     span = (ends.max() - rows["started"].min()).total_seconds()
-    compare = f" · <a href='/compare?{html.escape(urlencode({'id': list(rows['id'])}, doseq=True))}'>compare</a>" if len(rows) > 1 else ""
+    which = "compare" if len(rows) <= _COMPARED else f"compare the first {_COMPARED}"
+    compare = f" · <a href='/compare?{html.escape(urlencode({'id': list(rows['id'].iloc[:_COMPARED])}, doseq=True))}'>{which}</a>"
     return (f"<tr class='group'><td colspan='{width}'><span class='kind'>{kind}</span> "
             f"<a href='/?{html.escape(urlencode({'q': key}))}'><b>{html.escape(title)}</b></a> <span class='muted'>· "
-            f"{len(rows)} run{'s' * (len(rows) != 1)} ({counts}) · started {_when(rows['started'].min())} · took {took(span)}</span>{compare}</td></tr>")
+            f"{len(rows)} run{'s' * (len(rows) != 1)} ({counts}) · started {_when(rows['started'].min())} · took {took(span)}"
+            f"{f' · {html.escape(best)}, best first' if best else ''}</span>{compare}</td></tr>")
 
 # %% ../nbs/41_console.ipynb #85fd339e
-def _run_row(run: dict, output, columns: list) -> str:
-    "A run's row: a box to tick, its name (a link), status (the error in its tooltip), start, duration, the chosen columns."
+def _run_row(run: dict, output, columns: list, best: str = "") -> str:
+    "A run's row: a box to tick, its name (a link; a star when it is its group's `best`), status (the error in its tooltip), start, duration, the chosen columns."
     error = f" title='{html.escape(run['error'])}'" if isinstance(run.get("error"), str) and run["error"] else ""  # not NaN's 'nan'
+    star = f" <span class='best' title='{html.escape(best)}'>★</span>" if best else ""
     cells = [f"<td><input type='checkbox' name='id' value='{html.escape(run['id'])}' form='compare' aria-label='{html.escape(run['id'])}'></td>",
-             f"<td><a href='/runs/{html.escape(run['id'])}' title='{html.escape(run['id'])}'>{html.escape(_label(run['notebook'], output))}</a></td>",
+             f"<td><a href='/runs/{html.escape(run['id'])}' title='{html.escape(run['id'])}'>{html.escape(_run_label(run['notebook'], output))}</a>{star}</td>",
              f"<td><span class='badge s-{html.escape(run['status'])}'{error}>{html.escape(run['status'])}</span></td>",
              f"<td>{_when(run['started'])}</td>", f"<td class='n'>{took(run['duration'])}</td>"]
     cells += [f"<td class='n'>{_cell(run.get(c))}</td>" for c in columns]
     return "<tr>" + "".join(cells) + "</tr>"
 
+
+def _ordered(rows: pd.DataFrame, sort: str | None, desc: bool, goal) -> tuple[pd.DataFrame, str]:
+    "A group's runs in the order asked (`sort`), else best first by the group's goal (metric, mode), else newest first; and the best's note."
+    if sort:
+        return (rows.sort_values(sort, ascending=not desc, na_position="last", kind="stable") if sort in rows else rows), ""
+    metric, mode = goal or (None, None)
+    if not metric or f"value.{metric}" not in rows:
+        return rows, ""
+    score = pd.to_numeric(rows[f"value.{metric}"], errors="coerce")
+    order = score.sort_values(ascending=mode == "min", na_position="last", kind="stable").index
+    return rows.loc[order], (f"best {metric}: {score[order[0]]:.6g}" if score.notna().any() else "")
+
 # %% ../nbs/41_console.ipynb #44361763
+_GROUP_ROWS, _PAGE_ROWS = 100, 300  # a group shows its first 100 runs (all, when it is the only one); a page about 300
+
+
+def _more(query: dict, left: int, groups: int, rows: int) -> str:
+    "The line under the last group shown: what is not shown, and a link that shows 300 runs more."
+    more = urlencode({**query, "rows": rows + _PAGE_ROWS}, doseq=True)
+    return f"<p class='muted'>{left:,} older runs in {groups:,} group{'s' * (groups != 1)} not shown · <a href='/?{html.escape(more)}'>show more</a></p>"
+
+
+def _shown(groups: list, goals: dict, sort, desc: bool, limit: int) -> tuple[list, tuple | None]:
+    "The groups a page shows, each (kind, key, title, rows in order, the runs shown, best), and (runs, groups) of those it leaves out, or None."
+    shown, count = [], 0
+    for number, (kind, key, title, rows) in enumerate(groups):
+        if count >= limit:
+            return shown, (sum(len(g[3]) for g in groups[number:]), len(groups) - number)
+        rows, best = _ordered(rows, sort, desc, goals.get(key)) if len(rows) > 1 else (rows, "")
+        cut = rows if len(groups) == 1 else rows.iloc[:_GROUP_ROWS]
+        shown.append((kind, key, title, rows, cut, best))
+        count += len(cut)
+    return shown, None
+
+# %% ../nbs/41_console.ipynb #a17cf5f6
 def runs_page(store: RunStore, query: dict) -> str:
-    "The runs page for `query` (lists of strings, as parse_qs gives them): q, cols, sort, desc, last."
+    "The runs page for `query` (lists of strings, as parse_qs gives them): q, cols, sort, desc, last, rows."
     table = _filtered(store, query)
     if table.empty:
         return _page("runs", _picker(table, [], query) + "<p>" + ("no run matches the filter" if _one(query, "q") else
                      "no run recorded yet: <code>workbench run NOTEBOOK</code> or a pipeline records them") + "</p>", store)
     chosen = [c for c in query.get("cols", []) if c in table] or key_columns(table)
-    sort, desc = _one(query, "sort", "started"), _one(query, "desc", "1") == "1"
+    sort, desc, limit = _one(query, "sort"), _one(query, "desc", "1") == "1", _count(query, "rows", _PAGE_ROWS, "about how many runs a page holds")
     rest = {k: v for k, v in query.items() if k not in ("sort", "desc")}
 
     def head(column, label, klass=""):
@@ -248,16 +300,21 @@ def runs_page(store: RunStore, query: dict) -> str:
 
     heads = ["<th></th><th>run</th>", head("status", "status"), head("started", "started"), head("duration", "took", "n")]
     heads += [head(c, c.split(".", 1)[1], f"n {c.split('.')[0]}") for c in chosen]
-    outputs = store.files(list(table["id"]))
     groups = grouped(table)
-    body = []
-    for kind, key, title, rows in groups:
-        rows = rows.sort_values(sort, ascending=not desc, na_position="last", kind="stable") if sort in rows else rows
-        body.append("<tbody>" + (_heading(kind, key, title, rows, len(chosen) + 5) if len(rows) > 1 else "")
-                    + "".join(_run_row(r, outputs.get(r["id"], (None,))[0], chosen) for r in rows.to_dict("records")) + "</tbody>")
+    shown, left = _shown(groups, store.goals(), sort, desc, limit)
+    records = dict(zip(table.index, table.to_dict("records")))  # once: a frame's rows one by one are slow
+    outputs = store.files([i for *_, cut, _ in shown for i in cut["id"]])
+    body, width = [], len(chosen) + 5
+    for kind, key, title, rows, cut, best in shown:
+        more = (f"<tr><td colspan='{width}' class='muted'>{len(cut)} of {len(rows)} shown · <a href='/?"
+                f"{html.escape(urlencode({'q': key}))}'>show all {len(rows)}</a></td></tr>") if len(cut) < len(rows) else ""
+        body.append("<tbody>" + (_heading(kind, key, title, rows, width, best) if len(rows) > 1 else "") + "".join(
+            _run_row(records[i], outputs.get(records[i]["id"], (None,))[0], chosen, best if n == 0 else "") for n, i in enumerate(cut.index))
+            + more + "</tbody>")
     summary = f"<p class='muted'>{len(table):,} runs in {len(groups):,} group{'s' * (len(groups) != 1)} · <button form='compare'>compare the ticked runs</button></p>"
     return _page("runs", _picker(table, chosen, query) + "<form id='compare' action='/compare'></form>" + summary
-                 + f"<div class='scroll'><table class='runs'><thead><tr>{''.join(heads)}</tr></thead>{''.join(body)}</table></div>", store)
+                 + f"<div class='scroll'><table class='runs'><thead><tr>{''.join(heads)}</tr></thead>{''.join(body)}</table></div>"
+                 + (_more(query, *left, limit) if left else ""), store)
 
 # %% ../nbs/41_console.ipynb #1a7ccbe2
 def _column(table: pd.DataFrame, name: str) -> str:
@@ -269,12 +326,12 @@ def _column(table: pd.DataFrame, name: str) -> str:
     return found[0]
 
 
-def runs_text(table: pd.DataFrame, outputs: dict, columns: list | None = None, width: int = 100) -> str:
-    "The runs page as text `width` characters wide: each group's heading, then its runs' name, status, start, duration and `columns` (the key columns by default) that fit."
+def runs_text(table: pd.DataFrame, outputs: dict, columns: list | None = None, width: int = 100, goals: dict | None = None) -> str:
+    "The runs page as text `width` characters wide: each group's heading, then its runs (best first where `goals` names the group's metric): name, status, start, duration and `columns` (the key columns by default) that fit."
     columns = [_column(table, c) for c in columns] if columns else key_columns(table)
-    groups = grouped(table)
+    groups = [(kind, key, title, _ordered(rows, None, True, (goals or {}).get(key))[0]) for kind, key, title, rows in grouped(table)]
     rows = pd.concat([r for *_, r in groups]) if groups else table
-    cells = {"run": [_label(n, outputs.get(i, (None,))[0]) for n, i in zip(rows["notebook"], rows["id"])], "status": list(rows["status"]),
+    cells = {"run": [_run_label(n, outputs.get(i, (None,))[0]) for n, i in zip(rows["notebook"], rows["id"])], "status": list(rows["status"]),
              "started": [ago(t) for t in rows["started"]], "took": [took(d) for d in rows["duration"]]}
     for column in columns:
         cells[column.split(".", 1)[-1]] = [_text(v, 16)[0] for v in rows[column]]
@@ -369,7 +426,7 @@ def compare_page(store: RunStore, query: dict) -> str:
     base = {"id": comparison.ids, "mode": mode}
     choose = " · ".join(f"<b>{html.escape(m)}</b>" if m == metric else
                         f"<a href='/compare?{html.escape(urlencode({**base, 'metric': m}, doseq=True))}'>{html.escape(m)}</a>" for m in shared)
-    runs = " · ".join(f"<a href='/runs/{html.escape(r)}'>{html.escape(r)}</a>" for r in comparison.ids)
+    runs = " · ".join(f"<a href='/runs/{html.escape(r)}' title='{html.escape(r)}'>{html.escape(comparison.labels[r])}</a>" for r in comparison.ids)
     head = f"<p>{runs}</p>" + (f"<p class='muted'>sorted by {choose} ({'smaller' if mode == 'min' else 'larger'} first)</p>" if shared else "")
     return _page(f"{len(ids)} runs compared", head + f"<div class='scroll'>{comparison.to_html()}</div>", store)
 
@@ -421,30 +478,11 @@ def _decisions(store: RunStore, name: str) -> str:
          html.escape(r["reason"]), _evidence(r["evidence"])] for r in gate.to_dict("records")], wrap=("reason", "evidence"))
 
 # %% ../nbs/41_console.ipynb #376b59f9
-def lineage_graph(found) -> dict:
-    "A Lineage as `dag_plot` nodes: the version, each step that made it and the files it read (by fingerprint), each after what it needs."
-    v = found.version
-    top = f"{v.name} v{v.version}"
-    nodes, at_depth = {top: SimpleNamespace(notebook=Path(v.path), depends_on=[])}, {-1: top}
-    for step in found.steps:  # depth first: a step's parent is the last step seen one level up
-        node = step["stage"] or f"run {step['run_id']}"
-        parent, at_depth[step["depth"]] = at_depth[step["depth"] - 1], node
-        if node not in nodes[parent].depends_on:
-            nodes[parent].depends_on.append(node)
-        if node in nodes:
-            continue
-        files = {Path(p).name: digest for p, digest in files_read(step).items()}
-        nodes[node] = SimpleNamespace(notebook=Path(step["notebook"] or "-"), depends_on=list(files))
-        for file, digest in files.items():
-            nodes.setdefault(file, SimpleNamespace(notebook=Path((digest or "")[:12]), depends_on=[]))
-    return nodes
-
-
 def _pages_of(store: RunStore, run_id: str | None) -> list:
     "Links to the pages of the pipeline run that made a version: each stage's executed notebook and the reports it wrote."
     links = []
     for run, notebook, output, page in store.pipeline_runs(run_id) if run_id else []:  # none: no run, or one of another store
-        name = _label(notebook, output)
+        name = _run_label(notebook, output)
         if page and Path(page).is_file():
             links.append(f"<a href='/runs/{html.escape(run)}/notebook'>{html.escape(name)}</a>")
         links += [f"<a href='/runs/{html.escape(run)}/files/{html.escape(f)}'>{html.escape(name)}: {html.escape(f)}</a>" for f in _written(output)]
@@ -479,7 +517,7 @@ def model_page(store: RunStore, name: str, query: dict) -> str | None:
                   html.escape(f"{m['host']} (pid {m['pid']})")] for m in moves[::-1].to_dict("records")]) if len(moves) else "<p class='muted'>no alias yet</p>",
              "<h3>gate decisions</h3>", _decisions(store, name)]
     found = lineage(name, shown, store)
-    nodes = lineage_graph(found)
+    nodes = found.graph()
     parts += [f"<h3>lineage of v{shown}</h3>", _img(png_bytes(dag_plot(nodes, f"{found.version.uri}: what made it")), f"lineage of v{shown}")
               if len(nodes) > 1 else "<p class='muted'>registered outside a recorded run: no lineage</p>", f"<pre>{html.escape(repr(found))}</pre>"]
     if links := _pages_of(store, found.version.run_id):

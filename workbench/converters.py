@@ -5,9 +5,11 @@
 # %% ../nbs/15_converters.ipynb #fb4b1cee
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import re
+import sys
 
 import numpy as np
 
@@ -132,14 +134,15 @@ def _boosting(model) -> str | None:
     return module if module in ("xgboost", "lightgbm") else None
 
 
-def _register_boosting():
-    "Register onnxmltools' XGBoost and LightGBM converters with skl2onnx, for the libraries installed."
+@functools.cache
+def _register_boosting(library: str):
+    "Register onnxmltools' converters for `library` ('xgboost' or 'lightgbm') with skl2onnx, once per process."
     from skl2onnx import update_registered_converter
     from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes as classifier
     from skl2onnx.common.shape_calculator import calculate_linear_regressor_output_shapes as regressor
 
     options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
-    try:
+    if library == "xgboost":
         import xgboost
         from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
 
@@ -149,17 +152,13 @@ def _register_boosting():
         for cls in (xgboost.XGBRegressor, xgboost.XGBRFRegressor):
             convert, shapes = _as_xgboost_reads(convert_xgboost, regressor)
             update_registered_converter(cls, f"XGBoost{cls.__name__}", shapes, convert)
-    except ImportError:
-        pass
-    try:
+    elif library == "lightgbm":
         import lightgbm
         from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
 
         convert = _thresholds_as_given(convert_lightgbm)
         update_registered_converter(lightgbm.LGBMClassifier, "LightGbmLGBMClassifier", classifier, convert, options={**options, "split": None})
         update_registered_converter(lightgbm.LGBMRegressor, "LightGbmLGBMRegressor", regressor, convert, options={"split": None})
-    except ImportError:
-        pass
 
 # %% ../nbs/15_converters.ipynb #a3e6c9c7
 def _as_xgboost_reads(converter, calculator):
@@ -225,7 +224,7 @@ def _thresholds_as_given(converter):
     convert.__name__ = f"double_{getattr(converter, '__name__', 'converter')}"
     return convert
 
-# %% ../nbs/15_converters.ipynb #516d0457
+# %% ../nbs/15_converters.ipynb #b6437c4c
 def _finite_thresholds():
     "skl2onnx's threshold adjustment, with infinite thresholds (missing values' splits) passed through instead of searched forever."
     from skl2onnx.common import tree_ensemble
@@ -305,7 +304,6 @@ def _register_converters():
             options.setdefault("zipmap", [True, False, "columns"])
         update_registered_converter(cls, alias, get_shape_calculator(alias), fix(converter), options=options or None)
     _finite_thresholds()
-    _register_boosting()
 
 # %% ../nbs/15_converters.ipynb #d718ef46
 def _to_onnx(model, sample: np.ndarray, types: list | None = None):
@@ -319,6 +317,10 @@ def _to_onnx(model, sample: np.ndarray, types: list | None = None):
         except ImportError:
             raise InputError("ONNX of an XGBoost or LightGBM model needs onnxmltools: pip install 'workbench[boosting]'") from None
     _register_converters()
+    for library in ("xgboost", "lightgbm"):  # a model holding a booster has loaded its library: none is imported for nothing
+        if library in sys.modules:
+            with contextlib.suppress(ImportError):  # onnxmltools missing: said above where the model needs it
+                _register_boosting(library)
     model = _unnamed_xgboost(model)
     from skl2onnx import get_latest_tested_opset_version
 

@@ -98,6 +98,12 @@ def _keras(model) -> bool:
     keras = sys.modules.get("keras")
     return keras is not None and isinstance(model, keras.Layer)
 
+
+def _torch_module(model) -> bool:
+    "Whether `model` is a torch module (never imports torch: a torch module's process has loaded it already)."
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
+
 # %% ../nbs/00_core.ipynb #b7d2f4a9
 def _parameters(module) -> list:
     "What the optimizer updates: the module's parameters, or a Keras model's trainable variables in Keras's order."

@@ -18,7 +18,7 @@ from .core import InputError
 
 # %% auto #0
 __all__ = ['DEFAULT_STORE', 'BUSY_SECONDS', 'SCHEMA_VERSION', 'metadata', 'runs', 'records', 'latest', 'models', 'aliases',
-           'alias_history', 'gate_decisions', 'schema', 'store_url']
+           'alias_history', 'gate_decisions', 'goals', 'schema', 'store_url']
 
 # %% ../nbs/04_database.ipynb #66cad9a3
 DEFAULT_STORE = "runs/runs.db"
@@ -75,6 +75,8 @@ gate_decisions = sa.Table("gate_decisions", metadata,
     sa.Column("version", sa.Integer, nullable=False), sa.Column("alias", sa.Text, nullable=False), sa.Column("against", sa.Integer, nullable=False),
     sa.Column("promoted", sa.Integer, nullable=False), sa.Column("reason", sa.Text, nullable=False), sa.Column("evidence", sa.Text, nullable=False),
     sa.Column("at", sa.Float, nullable=False))
+goals = sa.Table("goals", metadata,  # what a group of runs (a sweep, a study) was after: its pages sort by it, best first
+    sa.Column("tag", sa.Text, primary_key=True), sa.Column("metric", sa.Text, nullable=False), sa.Column("mode", sa.Text, nullable=False))
 schema = sa.Table("workbench_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
 
 # %% ../nbs/04_database.ipynb #3def71e2

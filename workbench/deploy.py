@@ -26,8 +26,8 @@ from .serve import Settings, settings
 __all__ = ['TARGETS', 'TEAM_SECRET', 'TEAM_ENV', 'serverless', 'deploy']
 
 # %% ../nbs/33_deploy.ipynb #3bf01f4f
-_SERVER = ["numpy", "onnxruntime", "onnx", "jsonschema", "orjson", "uvicorn", "uvloop", "httptools", "prometheus_client"]  # onnx and jsonschema: a bundle is checked before it is read
-_FUNCTION = ["numpy", "onnxruntime", "onnx", "jsonschema", "orjson"]
+_SERVER = ["numpy", "onnxruntime", "onnx", "fastjsonschema", "orjson", "uvicorn", "uvloop", "httptools", "prometheus_client"]  # onnx and fastjsonschema: a bundle is checked before it is read
+_FUNCTION = ["numpy", "onnxruntime", "onnx", "fastjsonschema", "orjson"]
 
 
 _TEAM = ["sqlalchemy", "psycopg", "psycopg-binary", "s3fs"]  # an image that follows the registry reads the team's store and artifact root

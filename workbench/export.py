@@ -5,6 +5,7 @@
 # %% ../nbs/18_export.ipynb #381fe148
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import functools
@@ -14,6 +15,7 @@ import os
 import platform
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .bundles import _EXPECTED, ExportError, _add_version, _resolve, _safetensors_ok, _stored, _verified
-from .core import InputError, WorkbenchError, _keras, atomic_write, environment, file_sha256, patch, writable_folder
+from .core import InputError, WorkbenchError, _keras, _torch_module, atomic_write, environment, file_sha256, patch, writable_folder
 from .formats import (_KERAS_WRITERS, _SK_WRITERS, _WRITERS, _boosting, _keras_module, _keras_runner,
                                _keras_weights_runner, _native_runner, _numpy, _onnx_runner, _parity, _quiet_exporters,
                                _sklearn_outputs, _skops_runner, _torch_runner)
@@ -46,16 +48,15 @@ def _formats_for(model, sklearn: bool) -> tuple:
 
 
 def _is_sklearn(model) -> bool:
-    return hasattr(model, "fit") and hasattr(model, "get_params") and not isinstance(model, __import__("torch").nn.Module)
+    return hasattr(model, "fit") and hasattr(model, "get_params") and not _torch_module(model)
 
 
 def _unwrap(model):
     "The model, its metrics and history, from a Trainer, a FitResult or the model itself."
-    from workbench.train import FitResult, Trainer
-
-    if isinstance(model, Trainer):
+    train = sys.modules.get("workbench.train")  # a Trainer or a FitResult has loaded it (and torch); a plain model need not
+    if train is not None and isinstance(model, train.Trainer):
         return model._module, model.last_metrics(), model.history
-    if isinstance(model, FitResult):
+    if train is not None and isinstance(model, train.FitResult):
         return model.model, model.metrics, model.history
     return model, {}, None
 
@@ -118,10 +119,8 @@ def _card(name, kind, meta, history) -> str:
 # %% ../nbs/18_export.ipynb #0fc0ea40
 def _check_model(model, formats) -> tuple[bool, list]:
     "Is `model` a scikit-learn one? And the formats to write (all that fit it by default), or an InputError."
-    import torch
-
     sklearn = _is_sklearn(model)
-    if not sklearn and not isinstance(model, torch.nn.Module):
+    if not sklearn and not _torch_module(model):
         hint = " (train XGBoost and LightGBM through their scikit-learn classes, XGBClassifier, LGBMRegressor ...)" if type(model).__module__.split(".")[0] in ("xgboost", "lightgbm") else ""
         raise InputError(f"cannot export a {type(model).__name__}: pass a torch nn.Module, a Trainer or a scikit-learn estimator{hint}")
     available = _formats_for(model, sklearn)
@@ -178,10 +177,9 @@ def _prepare(model, sample, sklearn: bool, axes: dict):
 # %% ../nbs/18_export.ipynb #4b9f4770
 def _write_format(fmt, writer, reference, batches, expected, folder: Path, atol: float, rtol: float):
     "Write one format into `folder` and check its reloaded model: (file, parity, its answers on the sample), or (None, why it failed, None)."
-    import torch
-
+    torch = sys.modules.get("torch")  # loaded wherever a torch model is; not imported for any other
     try:
-        with torch.no_grad(), _quiet_exporters():
+        with torch.no_grad() if torch else contextlib.nullcontext(), _quiet_exporters():
             file, runner = writer(reference, batches[0], folder)
             answers = [runner(b) for b in batches]
             checks = [_parity(e, a, atol, rtol) for a, e in zip(answers, expected)]

@@ -59,7 +59,7 @@ def _run_stage(notebook, values, out_dir, timeout, html, retries, store, pipelin
     if Path(stop_file).exists():
         return Run("", notebook, "interrupted", values, stage=stage, reason="the pipeline was stopped before it started")
     run = run_notebook(notebook, values, out_dir=out_dir, timeout=timeout, html=html, retries=retries[0], store=store,
-                       pipeline=pipeline_id, stop_file=stop_file, threads=threads, retry_on=retries[1])
+                       pipeline=pipeline_id, stop_file=stop_file, threads=threads, retry_on=retries[1], warm=True)
     run.stage = stage
     return run
 

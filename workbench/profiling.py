@@ -20,7 +20,7 @@ __all__ = ['KINDS', 'SAMPLE_ROWS', 'ColumnProfile', 'column_profile', 'cramers_v
 
 # %% ../nbs/02_profiling.ipynb #a09ab654
 KINDS = ("numeric", "categorical", "boolean", "datetime", "text", "object", "image")
-SAMPLE_ROWS = 100_000  # rows used for correlations and target relations; counts always use every row
+SAMPLE_ROWS = 50_000  # rows used for correlations and target relations (standard error of r under 0.005); counts use every row
 
 
 def _kind(s: pd.Series) -> str:
@@ -35,7 +35,7 @@ def _kind(s: pd.Series) -> str:
         return "categorical"
     if dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "decimal":  # Decimal("1.10"): numbers, held as objects
         return "numeric"
-    values = (s if len(s) <= 20_000 else s.sample(20_000, random_state=0)).dropna()
+    values = s.iloc[::max(1, len(s) // 20_000)].dropna()  # every k-th row: a random sample of 20,000 costs a permutation of all
     if values.empty:
         return "categorical"
     sample = values.head(2000).map(str)  # str(), not astype(str): bytes that are not UTF-8 must not be decoded
@@ -156,7 +156,8 @@ def _categorical(name: str, s: pd.Series, kind: str) -> ColumnProfile:
         p.unique, p.top = _top(s, 3)
         if p.unique == p.count:
             p.top = []  # every text is different: no value is "top"
-        lengths = s.dropna().astype(str).str.len().to_numpy(dtype="float64")
+        lengths = s.str.len().dropna().to_numpy(dtype="float64") if pd.api.types.is_string_dtype(s.dtype) else \
+            s.dropna().map(str).str.len().to_numpy(dtype="float64")
         if lengths.size:
             length = ColumnProfile(name, "numeric", "int", lengths.size, 0, 0)
             _from_sorted(length, np.sort(lengths), top=False)
@@ -213,7 +214,8 @@ def correlation_ratio(categories: pd.Series, values: pd.Series) -> float:
 
 
 def _sample(df: pd.DataFrame, rows: int = SAMPLE_ROWS) -> pd.DataFrame:
-    return df if len(df) <= rows else df.sample(rows, random_state=0)
+    "A uniform sample of `rows` rows (always the same one), in the frame's order."
+    return df if len(df) <= rows else df.take(np.sort(np.random.default_rng(0).choice(len(df), rows, replace=False)))  # no permutation of all
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -231,6 +233,21 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return out
 
 # %% ../nbs/02_profiling.ipynb #030037f6
+def _pairwise_corr(x: np.ndarray, present: np.ndarray | None = None, n: np.ndarray | None = None) -> np.ndarray:
+    "Pearson's r of every pair of columns of `x`, each pair over the rows where both are present (pandas' `corr`), as matrix products; `present` (1.0 where `x` is not NaN) and `n` (the rows each pair shares), when known."
+    present = (~np.isnan(x)).astype("float64") if present is None else present
+    n = present.T @ present if n is None else n
+    x = np.where(present > 0, x, 0.0)
+    x -= present * (x.sum(axis=0) / present.sum(axis=0))  # centred first: no cancellation in the sums
+    s, ss = x.T @ present, (x * x).T @ present  # s[i, j]: the sum of column i where j is present too
+    xy = x.T @ x
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (n * xy - s * s.T) / np.sqrt((n * ss - s * s) * (n * ss.T - s.T * s.T))
+    r[n < 2] = np.nan
+    r[np.diag_indices_from(r)] = np.where(np.isnan(np.diag(r)), np.nan, 1.0)  # a constant column: NaN, as pandas says
+    return np.clip(r, -1.0, 1.0)
+
+
 def correlations(df: pd.DataFrame, kinds: dict, max_columns: int = 50) -> dict:
     "Pearson, Spearman (numeric) and Cramér's V (categorical) matrices, on a sample of at most SAMPLE_ROWS rows."
     numeric = [c for c, k in kinds.items() if k == "numeric"]
@@ -238,20 +255,27 @@ def correlations(df: pd.DataFrame, kinds: dict, max_columns: int = 50) -> dict:
     sample = _sample(df[numeric + categorical])
     result = {}
     if len(numeric) >= 2:
-        values = pd.DataFrame({c: sample[c].to_numpy(dtype="float64", na_value=np.nan) for c in numeric})
-        values = values.replace([np.inf, -np.inf], np.nan)
-        values = values.loc[:, values.std() > 0].iloc[:, :max_columns]  # a constant column correlates with nothing
-        if values.shape[1] >= 2:
-            result["pearson"] = values.corr()
-            result["spearman"] = values.apply(lambda col: _ranks(col.to_numpy())).corr()
+        values = np.empty((len(sample), len(numeric)), order="F")  # a column's values side by side: sorted and scanned fast
+        for i, c in enumerate(numeric):
+            values[:, i] = sample[c].to_numpy(dtype="float64", na_value=np.nan)
+        values[np.isinf(values)] = np.nan
+        keep = [i for i in range(len(numeric)) if np.nanmax(values[:, i], initial=-np.inf) > np.nanmin(values[:, i], initial=np.inf)][:max_columns]  # a constant column correlates with nothing
+        if len(keep) >= 2:
+            names = [numeric[i] for i in keep]
+            values = values if len(keep) == values.shape[1] else np.asfortranarray(values[:, keep])
+            present = (~np.isnan(values)).astype("float64")
+            n = present.T @ present  # the rows each pair shares: the same for values and their ranks
+            result["pearson"] = pd.DataFrame(_pairwise_corr(values, present, n), index=names, columns=names)
+            ranks = np.column_stack([_ranks(values[:, i]) for i in range(values.shape[1])])
+            result["spearman"] = pd.DataFrame(_pairwise_corr(ranks, present, n), index=names, columns=names)
     codes = {c: _codes(sample[c]) for c in categorical}
     categorical = [c for c in categorical if 1 < codes[c][1] <= 100][:max_columns]
     if len(categorical) >= 2:
-        v = pd.DataFrame(np.eye(len(categorical)), index=categorical, columns=categorical)
+        v = np.eye(len(categorical))
         for i, a in enumerate(categorical):
-            for b in categorical[i + 1:]:
-                v.loc[a, b] = v.loc[b, a] = _cramers_v(*codes[a], *codes[b])
-        result["cramers_v"] = v
+            for j in range(i + 1, len(categorical)):
+                v[i, j] = v[j, i] = _cramers_v(*codes[a], *codes[categorical[j]])
+        result["cramers_v"] = pd.DataFrame(v, index=categorical, columns=categorical)
     return result
 
 # %% ../nbs/02_profiling.ipynb #1d0c0567
@@ -384,12 +408,26 @@ def _warnings(prof: Profile, corr_threshold: float = 0.9) -> list:
     return out
 
 
-def _duplicate_rows(df: pd.DataFrame) -> int:
-    "Rows equal to an earlier row, counted through a 64-bit hash of each row (sorting the hashes beats a hash table)."
+def _repeating(values: np.ndarray) -> np.ndarray:
+    "Where a float array holds a value it holds more than once (NaN counts as one value), from one sort."
+    srt = np.sort(values)  # NaN last
+    srt = srt[:srt.size - int(np.isnan(srt).sum())]
+    return np.isnan(values) | np.isin(values, np.unique(srt[1:][srt[1:] == srt[:-1]]))
+
+
+def _duplicate_rows(df: pd.DataFrame, narrow=()) -> int:
+    "Rows equal to an earlier row, by a 64-bit hash of each row; only rows that repeat their value in each column of `narrow` (numeric, many values) can be."
+    candidates = np.ones(len(df), dtype=bool)
+    for column in narrow:
+        candidates &= _repeating(df[column].to_numpy(dtype="float64", na_value=np.nan))
+    df = df[candidates] if candidates.mean() < 0.5 else df
     hashes = np.sort(pd.util.hash_pandas_object(df, index=False).to_numpy())
     return int(np.count_nonzero(hashes[1:] == hashes[:-1]))
 
 # %% ../nbs/02_profiling.ipynb #653e4dd6
+_THREADED_ROWS = 500_000  # below, a second thread waits on the first's GIL more than it helps (bench/explore.py at 200k rows)
+
+
 def profile(data, target: str | None = None, y=None, max_columns: int = 200, workers: int = 2) -> Profile:
     "Profile `data` (any input `as_data` takes): overview, columns, correlations, target relations, warnings."
     data = data if isinstance(data, Data) and y is None and target is None else as_data(data, y=y, target=target)
@@ -399,11 +437,12 @@ def profile(data, target: str | None = None, y=None, max_columns: int = 200, wor
     if target is not None or data.target is not None:
         kinds.setdefault(data.target, _kind(df[data.target]))
     up_front = [c for c in names[:max_columns]] + ([data.target] if data.target and data.target not in names[:max_columns] else [])
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        duplicates = pool.submit(lambda: 0 if data.samples else _duplicate_rows(df))  # image rows are metadata
+    with ThreadPoolExecutor(max(1, workers) if len(df) >= _THREADED_ROWS else 1) as pool:
         corr = pool.submit(correlations, df, kinds)
         computed = dict(zip(up_front, pool.map(lambda c: column_profile(df[c], c, kinds[c]), up_front)))
-        duplicate_rows, corr = duplicates.result(), corr.result()
+        narrow = sorted((c for c in computed if kinds.get(c) == "numeric"), key=lambda c: -computed[c].unique)[:2]  # the most distinct
+        duplicate_rows = 0 if data.samples else _duplicate_rows(df, narrow)  # image rows are metadata
+        corr = corr.result()
     if len(up_front) == df.shape[1]:
         missing_cells = sum(p.missing for p in computed.values())
     else:

@@ -156,3 +156,27 @@ def lineage(name: str, ref="latest", store=None) -> Lineage:
     if version.run_id:
         walk(version.run_id, None, 0)
     return Lineage(version, [{k: v for k, v in s.items() if k != "_folder"} for s in steps])
+
+# %% ../nbs/38_registry.ipynb #7c794e31
+def _graph(self: Lineage) -> dict:
+    "The lineage as `stages.dag_plot` nodes: the version, each step that made it and the files it read (by fingerprint), each after what it needs."
+    from types import SimpleNamespace
+
+    v = self.version
+    top = f"{v.name} v{v.version}"
+    nodes, at_depth = {top: SimpleNamespace(notebook=Path(v.path), depends_on=[])}, {-1: top}
+    for step in self.steps:  # depth first: a step's parent is the last step seen one level up
+        node = step["stage"] or f"run {step['run_id']}"
+        parent, at_depth[step["depth"]] = at_depth[step["depth"] - 1], node
+        if node not in nodes[parent].depends_on:
+            nodes[parent].depends_on.append(node)
+        if node in nodes:
+            continue
+        files = {Path(p).name: digest for p, digest in files_read(step).items()}
+        nodes[node] = SimpleNamespace(notebook=Path(step["notebook"] or "-"), depends_on=list(files))
+        for file, digest in files.items():
+            nodes.setdefault(file, SimpleNamespace(notebook=Path((digest or "")[:12]), depends_on=[]))
+    return nodes
+
+
+Lineage.graph = _graph

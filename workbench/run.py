@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import InputError, _alive, atomic_write, file_sha256, writable_folder
+from .kernels import _Stopper, _quiet, _imports, _signal_kernels, _tracking_manager
 from .notebooks import _read, _runnable, check_params
 from .runs import recorded
 
@@ -256,128 +257,6 @@ def _never_started(exc, executed_nb) -> bool:
     ran = executed_nb is not None and any(c.get("execution_count") for c in executed_nb.cells if c.cell_type == "code")
     return type(exc) is RuntimeError and not isinstance(exc, DeadKernelError) and not ran
 
-# %% ../nbs/20_run.ipynb #7f0c44d3
-def _tracking_manager(started: list, log=None, env: dict | None = None, cwd=None):
-    "A kernel manager class for nbclient: it tracks each kernel in `started`, its stderr to `log`, `env` added, in `cwd`."
-    import tempfile
-
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
-
-    class TrackedKernelManager(AsyncKernelManager):
-        # On POSIX the kernel talks over Unix sockets with unique names, not TCP ports: jupyter_client picks a TCP
-        # port free *now*, and a kernel started at the same moment by another process can take it first.
-        if os.name == "posix":
-            @default("transport")
-            def _transport(self):
-                return "ipc"
-
-            @default("ip")
-            def _ip(self):
-                return os.path.join(tempfile.gettempdir(), f"wb-kernel-{secrets.token_hex(6)}")
-
-        async def _async_post_start_kernel(self, **kw):
-            started.append(self)
-            await super()._async_post_start_kernel(**kw)
-
-        async def _async_launch_kernel(self, kernel_cmd, **kw):
-            if log is not None:  # its own log lines (a ZMQ traceback after a timeout) are not the user's output
-                kw["stderr"] = log
-            # given to the kernel alone, never set on this process: runs in threads of one Dask worker stay apart
-            kw["env"] = {k: v for k, v in {**kw.get("env", os.environ), **(env or {})}.items() if k != "JPY_SESSION_NAME"}
-            if cwd is not None:
-                kw["cwd"] = cwd
-            return await super()._async_launch_kernel(kernel_cmd, **kw)
-
-        async def _async_interrupt_kernel(self):
-            # jupyter_client interrupts every kernel it shuts down; ours are idle by then, and ipykernel logs an
-            # interrupt that lands in a message handler as an ERROR that reads like a failure
-            if not self.shutting_down:
-                await super()._async_interrupt_kernel()
-
-    return TrackedKernelManager
-
-# %% ../nbs/20_run.ipynb #61a8e665
-def _signal_kernels(kernels, sig):
-    "Send `sig` to each kernel's process group (jupyter_client starts each kernel in a session of its own)."
-    import signal
-
-    for km in kernels:
-        provisioner = getattr(km, "provisioner", None)
-        try:
-            if getattr(provisioner, "pgid", None):
-                os.killpg(provisioner.pgid, sig)
-            elif getattr(provisioner, "process", None) is not None:
-                provisioner.process.send_signal(sig)
-        except (ProcessLookupError, PermissionError):
-            pass  # already gone
-    if sig == signal.SIGKILL:
-        kernels.clear()
-
-# %% ../nbs/20_run.ipynb #d220433f
-class _Stopper:
-    "Watch for `stop_file`; once it exists, interrupt the run's kernels, and kill those still there 5 s later."
-
-    def __init__(self, stop_file, kernels: list):
-        import threading
-
-        self.stop_file, self.kernels, self.fired = Path(stop_file) if stop_file else None, kernels, False
-        self._done, self._stopped = threading.Event(), threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _watch(self):
-        import signal
-
-        while not self._done.wait(0.2):
-            if self.stop_file.exists():
-                self.fired = True
-                self._stopped.set()
-                _signal_kernels(self.kernels, signal.SIGINT)
-                if self._done.wait(5):
-                    return
-                while not self._done.wait(0.2):  # also any kernel started after the stop
-                    _signal_kernels(self.kernels, signal.SIGKILL)
-
-    def wait(self, seconds: float) -> bool:
-        "Wait `seconds`, or less if the run is stopped meanwhile; was it?"
-        return self._stopped.wait(seconds)
-
-    def __enter__(self):
-        if self.stop_file:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._done.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-# %% ../nbs/20_run.ipynb #b610f2b2
-@contextmanager
-def _quiet(kernel_log: Path):
-    "The run's expected noise kept off the screen: the kernel's stderr into `kernel_log` (removed when empty), papermill's log."
-    import logging
-
-    if os.environ.get("WORKBENCH_VERBOSE"):  # --verbose: everything, as it comes
-        yield None
-        return
-    papermill = logging.getLogger("papermill")  # e.g. "Timeout waiting for execute reply": the run's error says it
-    level = papermill.level
-    papermill.setLevel(logging.CRITICAL)
-    try:
-        with open(kernel_log, "ab") as log:
-            yield log
-    finally:
-        papermill.setLevel(level)
-        if kernel_log.exists() and kernel_log.stat().st_size == 0:
-            kernel_log.unlink()
-
-
-def _timeout_error(timeout) -> dict:
-    "The error a cell that ran past `timeout` seconds ends with (nbclient's own name for it)."
-    return {"ename": "CellTimeoutError", "evalue": f"A cell timed out while it was being executed, after {timeout} seconds.",
-            "traceback": []}
-
 # %% ../nbs/20_run.ipynb #e3dd8710
 RETRY_ON = ("dead_kernel", "timeout")  # what may go wrong with a run that running it again can mend
 
@@ -399,6 +278,11 @@ def _backoff(attempt: int) -> float:
 def _mendable(exc, error: dict) -> str | None:
     "What went wrong, when running again may mend it: 'dead_kernel', 'timeout'; None when a cell raised."
     return "dead_kernel" if _infrastructure(exc) else "timeout" if error["ename"] == "CellTimeoutError" else None
+
+def _timeout_error(timeout) -> dict:
+    "The error a cell that ran past `timeout` seconds ends with (nbclient's own name for it)."
+    return {"ename": "CellTimeoutError", "evalue": f"A cell timed out while it was being executed, after {timeout} seconds.",
+            "traceback": []}
 
 # %% ../nbs/20_run.ipynb #14a447ed
 @functools.cache
@@ -442,29 +326,31 @@ def _engine() -> str:
     return "workbench"
 
 
-def _papermill(notebook: Path, runnable, output: Path, values: dict, kernel, timeout, kernels: list, log, env: dict, keep: list):
-    "One papermill execution of `runnable` (the node of `notebook` to run) into `output`, on a kernel that `kernels` tracks; the executed notebook."
+# %% ../nbs/20_run.ipynb #4d2bab4a
+def _papermill(notebook: Path, runnable, output: Path, values: dict, kernel, timeout, kernels: list, log, env: dict, keep: list,
+               modules: list | None = None):
+    "One papermill execution of `runnable` (the node of `notebook` to run) into `output`, on a kernel that `kernels` tracks (forked from a template that has loaded `modules`, unless None); the executed notebook."
     import papermill as pm
 
     return pm.execute_notebook(  # no cwd=: papermill would chdir this whole process; the kernel starts there instead
         runnable, str(output.resolve()), parameters=values, kernel_name=kernel, engine_name=_engine(), keep=keep,
-        source=str(notebook.resolve()),
-        execution_timeout=timeout, progress_bar=False,
+        source=str(notebook.resolve()), execution_timeout=timeout, progress_bar=False,
         extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the TCP warning on every start
-        kernel_manager_class=_tracking_manager(kernels, log, env, str(notebook.parent.resolve())),
+        kernel_manager_class=_tracking_manager(kernels, log, env, str(notebook.parent.resolve()), modules),
         # a cell past its timeout is interrupted, so its traceback names the line it was on
         interrupt_on_timeout=True, error_on_timeout=_timeout_error(timeout),
     )
 
 # %% ../nbs/20_run.ipynb #00bdc2bd
 def _execute(notebook: Path, runnable, output: Path, source, values: dict, kernel, timeout, retries: tuple, kernels: list, log,
-             stopper, env: dict) -> tuple:
-    "Run the notebook: a kernel that never started is started again, `retries` (times, on, done) honoured; (error, exited, interrupt, executed notebook)."
+             stopper, env: dict, warm: bool = False) -> tuple:
+    "Run the notebook (`warm`: on a kernel forked from a template): a kernel that never started is started again, `retries` (times, on, done) honoured; (error, exited, interrupt, executed notebook)."
     (times, retry_on, retried), restarts = retries, 0
     while True:
         keep = []  # the notebook as the engine ran it, in memory: also when the run fails
+        modules = _imports(source) if warm and not (restarts or retried) else None  # a retry starts cold
         try:
-            executed = _papermill(notebook, runnable, output, values, kernel, timeout, kernels, log, env, keep)
+            executed = _papermill(notebook, runnable, output, values, kernel, timeout, kernels, log, env, keep, modules)
             exited = _exited_early(executed)
             if exited is None and _unanswered(executed) is not None:  # papermill can miss a kernel killed between cells
                 from nbclient.exceptions import DeadKernelError
@@ -514,8 +400,8 @@ def _keep(executed, output: Path, source, exited, run_id: str, values: dict, sta
 # %% ../nbs/20_run.ipynb #f0c2290a
 def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None, html=True, retries=0,
                  max_output=1_000_000, store=None, pipeline=None, stop_file=None, threads=None,
-                 retry_on=("dead_kernel",), skip_flags=()) -> Run:
-    "Execute `notebook` with `params` under papermill (cells nbdev leaves out, or flagged with `skip_flags`, not run); keep the executed notebook (and HTML) in `out_dir`; return a Run."
+                 retry_on=("dead_kernel",), skip_flags=(), warm: bool = False) -> Run:
+    "Execute `notebook` with `params` under papermill (cells nbdev leaves out, or flagged with `skip_flags`, not run); keep the executed notebook (and HTML) in `out_dir`; return a Run. `warm`: on a kernel forked from a template that has loaded its imports."
     from workbench.store import RunStore
 
     source = _read(notebook)
@@ -541,7 +427,7 @@ def run_notebook(notebook, params=None, out_dir=None, timeout=None, kernel=None,
             env = _run_env(run_id, store.location, threads)
             with store.beating(run_id), _Stopper(stop_file, kernels) as stopper, quiet as log:
                 error, exited, interrupt, executed = _execute(notebook, runnable, output, source, values, kernel, timeout,
-                                                              (retries, tuple(retry_on), retried), kernels, log, stopper, env)
+                                                              (retries, tuple(retry_on), retried), kernels, log, stopper, env, warm)
                 duration = time.perf_counter() - start
                 status = "interrupted" if error and (interrupt or stopper.fired) else "failed" if error else "ok"
                 if status == "interrupted":

@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from .core import InputError, _alive
-from .database import (_engines, _shown, _store_error, alias_history, aliases, gate_decisions, latest, models, records, runs,
+from .database import (_engines, _shown, _store_error, alias_history, aliases, gate_decisions, goals, latest, models, records, runs,
                                 store_url)
 
 # %% auto #0
@@ -150,7 +150,24 @@ def _steps(self: RunStore, run_id: str, name: str, after: int = 0) -> list:
     return [(seq, step, json.loads(value)) for seq, step, value in rows]
 
 
-RunStore.records, RunStore.history, RunStore.steps = _records, _history, _steps
+def _histories(self: RunStore, ids) -> dict:
+    "Every series of numbers that runs `ids` recorded more than once, read in one query a chunk: {name: {run id: frame of step, value}}."
+    import pandas as pd
+
+    found = {}
+    for chunk in _chunks(list(ids)):
+        for run, name, step, value in self._read(sa.select(records.c.run_id, records.c.name, records.c.step, records.c.value)
+                                                 .where(records.c.run_id.in_(chunk)).order_by(records.c.seq)):
+            found.setdefault((run, name), []).append((step, json.loads(value)))
+    series = {}
+    for (run, name), points in found.items():
+        if len(points) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for _, v in points):
+            steps = [i if s is None else s for i, (s, _) in enumerate(points)]
+            series.setdefault(name, {})[run] = pd.DataFrame({"step": steps, "value": [v for _, v in points]})
+    return series
+
+
+RunStore.records, RunStore.history, RunStore.steps, RunStore.histories = _records, _history, _steps, _histories
 
 # %% ../nbs/04a_store.ipynb #468bca43
 def _heartbeat(self: RunStore, run_id: str):
@@ -272,6 +289,21 @@ def _newest_of(self: RunStore, pipeline: str) -> str | None:
 
 
 RunStore.runs, RunStore.files, RunStore.pipeline_runs, RunStore.newest_of = _runs, _files, _pipeline_runs, _newest_of
+
+# %% ../nbs/04a_store.ipynb #bc1cba13
+def _set_goal(self: RunStore, tag: str, metric: str, mode: str = "max"):
+    "Keep what the runs tagged `tag` (a sweep, or a study's trials: `tune:<study>:`) were after: `metric`, `max` or `min`."
+    if mode not in ("max", "min"):
+        raise InputError(f"a goal's mode is 'max' or 'min', not {mode!r}")
+    self._transaction(lambda c: _upsert(c, goals, dict(tag=tag, metric=metric, mode=mode), ("tag",)))
+
+
+def _goals(self: RunStore) -> dict:
+    "tag -> (metric, mode) of every group that said what it was after."
+    return {tag: (metric, mode) for tag, metric, mode in self._read(sa.select(goals.c.tag, goals.c.metric, goals.c.mode))}
+
+
+RunStore.set_goal, RunStore.goals = _set_goal, _goals
 
 # %% ../nbs/04a_store.ipynb #95bb7d48
 def _add_version(self: RunStore, name: str, path: str, digest: str, run_id=None, source=None, metrics=None, tags=None,
@@ -416,7 +448,7 @@ def _aliased_paths(self: RunStore) -> set:
 RunStore.kept_runs, RunStore.paths_of, RunStore.aliased_paths = _kept_runs, _paths_of, _aliased_paths
 
 # %% ../nbs/04a_store.ipynb #057e4144
-_COPIED = (runs, records, latest, models, aliases, alias_history, gate_decisions)  # everything but the schema's version
+_COPIED = (runs, records, latest, models, aliases, alias_history, gate_decisions, goals)  # everything but the schema's version
 
 
 def _digest(store: RunStore, table) -> tuple:

@@ -10,6 +10,7 @@ from pathlib import Path
 from .core import InputError, patch, png_bytes
 from .pipeline import Pipeline, PipelineRun
 from .stages import Stage
+from .store import RunStore
 from .notebooks import params
 from .runs import RunComparison
 
@@ -89,4 +90,6 @@ def sweep(notebook, grid: dict, fixed: dict | None = None, metric: str | None = 
     result = Pipeline(stages, name=f"{notebook.stem}-sweep").run(
         out_dir=out, workers=workers, force=force, executor=executor, scheduler=scheduler, timeout=timeout, html=html,
         store=store, verbose=verbose)
+    if metric:  # the sweep's page sorts its points by it, best first
+        (store if isinstance(store, RunStore) else RunStore(store)).set_goal(result.id, metric, mode)
     return Sweep(result, grid, metric, mode)

@@ -5,6 +5,9 @@
 # %% ../nbs/27_testing.ipynb #f36c4d2d
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import os
 from pathlib import Path
 
@@ -77,7 +80,7 @@ def _test_one(notebook: str, values: dict, out_dir: str, timeout, html: bool, st
     declared = params(notebook)
     given = {k: v for k, v in values.items() if k in declared}
     return run_notebook(notebook, given, out_dir=out_dir, timeout=timeout, html=html, store=store, threads=threads,
-                        kernel=kernel, stop_file=stop_file, skip_flags=tuple(sorted(_nbdev_flags(notebook) - set(flags))))
+                        kernel=kernel, stop_file=stop_file, skip_flags=tuple(sorted(_nbdev_flags(notebook) - set(flags))), warm=True)
 
 # %% ../nbs/27_testing.ipynb #b5ecc163
 def junit_xml(runs: list[Run], path):
@@ -139,6 +142,41 @@ def _stop(stop: Path, pool, pending: dict, results: dict, on_done):
     for nb in pending.values():
         results[nb] = Run("", str(nb.resolve()), "interrupted", {}, reason="did not stop within 30 s")
 
+# %% ../nbs/27_testing.ipynb #e3c4b0b6
+def _durations_file() -> Path:
+    "Where `workbench test` keeps how long each notebook took on this machine."
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "workbench" / "test-durations.json"
+
+
+def _read_durations() -> dict:
+    "Seconds by notebook path, as last kept; a file that is missing, broken or not a mapping reads as none kept."
+    try:
+        known = json.loads(_durations_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _longest_first(notebooks: list, known: dict) -> list:
+    "`notebooks`, those that took longest first; never timed (or timed as no number of seconds) before all, in the order given."
+    def seconds(nb) -> float:
+        s = known.get(str(nb.resolve()))
+        ok = isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s >= 0
+        return s if ok else math.inf
+    return sorted(notebooks, key=lambda nb: -seconds(nb))
+
+
+def _keep_durations(known: dict, results: dict) -> None:
+    "Add how long each notebook of `results` took to `known`, and keep the newest 5,000 (temp file, then rename)."
+    for nb, run in results.items():
+        if run.status in ("ok", "failed"):
+            known.pop(key := str(nb.resolve()), None)
+            known[key] = round(run.duration, 3)
+    with contextlib.suppress(OSError, InputError):  # a cache that cannot be written costs the order, never the suite
+        _durations_file().parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(_durations_file()) as f:
+            json.dump(dict(list(known.items())[-5000:]), f)
+
 # %% ../nbs/27_testing.ipynb #45ea3aea
 def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, html=False, store=None,
               junit=None, on_done=None, executor="local", scheduler=None, kernel=None, flags=()) -> list[Run]:
@@ -155,7 +193,7 @@ def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, 
     out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="workbench-test-"))
     store = store if store is not None else os.environ.get("WORKBENCH_STORE") or os.environ.get("WORKBENCH_RUNS_DB") or out_dir / "runs.db"
     store_path = store.location if isinstance(store, RunStore) else store_url(store)  # what the workers open; not opened here, before the folder is checked
-    values, results, staged_runs, pending = dict(params or {}), {}, [], {}
+    values, results, staged_runs, pending, known = dict(params or {}), {}, [], {}, _read_durations()
     root = Path(os.path.commonpath([nb.parent.resolve() for nb in notebooks]))
     folder = lambda nb: str(out_dir.resolve() / nb.resolve().relative_to(root).with_suffix(""))  # a/train, b/train
     writable_folder(out_dir, "output folder", "choose another with -o")
@@ -164,7 +202,7 @@ def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, 
     threads = _threads(executor, workers, scheduler)
     try:
         pending = {pool.submit(testing._test_one, str(nb.resolve()), values, folder(nb), timeout, html, store_path,
-                               threads, kernel, str(stop), tuple(flags)): nb for nb in singles}
+                               threads, kernel, str(stop), tuple(flags)): nb for nb in _longest_first(singles, known)}
         while pending:
             _collect(pool, pending, results, on_done)
         for p in pipelines.values():
@@ -183,6 +221,7 @@ def run_tests(paths, workers: int = 2, params=None, out_dir=None, timeout=None, 
         if pool is not None and pool is not executor:
             pool.close()
     runs = [results[nb] for nb in singles] + staged_runs
+    _keep_durations(known, results)
     if junit:
         junit_xml(runs, junit)
     return runs

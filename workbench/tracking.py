@@ -5,9 +5,11 @@
 # %% ../nbs/40_tracking.ipynb #e06d95a0
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,30 +39,39 @@ def _side_by_side(table: pd.DataFrame, prefix: str, ids: list, deltas: bool) -> 
     return out.rename_axis("name").reset_index()
 
 # %% ../nbs/40_tracking.ipynb #536e8c9b
-def _sources_only(path) -> object:
+@functools.lru_cache(maxsize=4096)
+def _code(path: str, stamp: tuple) -> tuple:
+    "(cell type, source) of each cell but papermill's injected parameters: read as plain JSON, once per version (`stamp`) of the file."
+    with open(path, encoding="utf-8") as f:
+        cells = json.load(f).get("cells", [])
+    text = lambda source: "".join(source) if isinstance(source, list) else source
+    return tuple((c.get("cell_type"), text(c.get("source", ""))) for c in cells
+                 if "injected-parameters" not in c.get("metadata", {}).get("tags", []))
+
+
+def _sources_only(code: tuple) -> object:
+    "A notebook of just these sources, no ids: what nbdime diffs."
     import nbformat
 
-    nb = nbformat.read(str(path), as_version=4)
-    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.source) if c.cell_type == "code" else
-                                           nbformat.v4.new_markdown_cell(c.source) for c in nb.cells
-                                           if "injected-parameters" not in c.metadata.get("tags", [])])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) if t == "code" else nbformat.v4.new_markdown_cell(s) for t, s in code])
+    for cell in nb.cells:
+        cell.pop("id", None)
+    return nb
 
 
 def _code_diff(a, b) -> str:
     "What changed in the code between two executed notebooks, as nbdime prints it ('' when nothing did)."
     import io
 
+    if not (a and b and Path(a).is_file() and Path(b).is_file()):
+        return "(an executed notebook is missing: no code diff)"
+    before, after = (_code(str(p), (os.stat(p).st_mtime_ns, os.stat(p).st_size)) for p in (a, b))
+    if before == after:
+        return ""  # the same code, the usual case in a sweep: no diff to compute
     from nbdime import diff_notebooks
     from nbdime.prettyprint import PrettyPrintConfig, pretty_print_diff
 
-    if not (a and b and Path(a).is_file() and Path(b).is_file()):
-        return "(an executed notebook is missing: no code diff)"
-    before, after = _sources_only(a), _sources_only(b)
-    if [(c.cell_type, c.source) for c in before.cells] == [(c.cell_type, c.source) for c in after.cells]:
-        return ""  # the same code, the usual case in a sweep: no diff to compute
-    for nb in (before, after):
-        for cell in nb.cells:
-            cell.pop("id", None)
+    before, after = _sources_only(before), _sources_only(after)
     diff = diff_notebooks(before, after)
     if not diff:
         return ""
@@ -69,6 +80,15 @@ def _code_diff(a, b) -> str:
     return out.getvalue()
 
 # %% ../nbs/40_tracking.ipynb #1ccde65c
+_NAMED = 5  # at more than 8 runs, the histories colour and name only the best few; the rest are grey
+
+
+def _run_label(notebook: str, output) -> str:
+    "What a run is called where people read it: its stage or sweep point (the folder its notebook ran in), else its notebook's name."
+    folder = Path(output).parent.name if output else ""
+    return folder if folder not in ("", ".") else Path(notebook).stem
+
+
 @dataclass
 class RunsComparison:
     "Runs side by side: `params` and `values` (rows by name, a column per run), `histories`, `code` diffs, sorted by `metric`."
@@ -78,23 +98,39 @@ class RunsComparison:
     histories: dict  # metric -> {run id: frame of step, value}
     code: dict  # run id -> its notebook's code diff against the first run's
     metric: str | None = None
+    labels: dict | None = None  # run id -> what the runs page calls it
+
+    def __post_init__(self):
+        self.labels = {**{r: r for r in self.ids}, **(self.labels or {})}
+
+    def code_groups(self) -> dict:
+        "diff -> the runs whose code differs from the first's by it ('' for the same code)."
+        groups = {}
+        for run, diff in self.code.items():
+            groups.setdefault(diff, []).append(run)
+        return groups
 
     def __repr__(self) -> str:
         parts = [f"runs {', '.join(self.ids)}" + (f", best {self.metric} first" if self.metric else ""),
                  "parameters:", self.params.to_string(index=False), "values:", self.values.to_string(index=False)]
-        parts += [f"code of {run} against {self.ids[0]}:\n{diff or '(the same)'}" for run, diff in self.code.items()]
+        parts += [f"code of {', '.join(runs)} against {self.ids[0]}:\n{diff or '(the same)'}" for diff, runs in self.code_groups().items()]
         return "\n".join(parts)
 
     def history_png(self) -> bytes | None:
         if not self.histories:
             return None
+        named = set(self.ids if len(self.ids) <= 8 else self.ids[:_NAMED])  # the best by the metric (or the first) when many
         fig = _figure(4 * min(3, len(self.histories)), 3 * math.ceil(len(self.histories) / 3))
         for i, (name, series) in enumerate(list(self.histories.items())[:9]):
             ax = fig.add_subplot(math.ceil(len(self.histories) / 3), min(3, len(self.histories)), i + 1)
             for run, frame in series.items():
-                ax.plot(frame["step"], frame["value"], marker=".", label=run[-12:])
+                if run in named:
+                    ax.plot(frame["step"], frame["value"], marker=".", label=self.labels[run][:24], zorder=3)
+                else:
+                    ax.plot(frame["step"], frame["value"], color="#c3c8cf", linewidth=0.8, zorder=1)
+            others = len(set(series) - named)
             ax.set(title=name, xlabel="step")
-            ax.legend(fontsize=6)
+            ax.legend(fontsize=6, title=f"and {others} more (grey)" if others else None, title_fontsize=6)
         return png_bytes(fig)
 
 # %% ../nbs/40_tracking.ipynb #b247cf23
@@ -125,29 +161,38 @@ def _parallel_png(self: RunsComparison) -> bytes | None:
 RunsComparison.parallel_png = _parallel_png
 
 # %% ../nbs/40_tracking.ipynb #361d22d6
-def _marked(frame: pd.DataFrame) -> str:
-    "An HTML table in which the rows that differ between runs are marked."
+def _marked(frame: pd.DataFrame, labels: dict) -> str:
+    "An HTML table in which the rows that differ between runs are marked, a run's column headed by its label."
     shown = frame.drop(columns=["differs"]).copy()
     shown["name"] = [f"<b style='background:#fff3b0'>{html.escape(str(n))}</b>" if d else html.escape(str(n))
                      for n, d in zip(frame["name"], frame["differs"])]
-    return _table(shown, raw=("name",))
+    changes = {f"change {r[-6:]}": f"change {labels[r]}" for r in labels}
+    return _table(shown.rename(columns={**labels, **changes}), raw=("name",))
+
+
+def _code_html(self: RunsComparison) -> str:
+    "The code once: 'the same in all N runs', or each different diff with the runs it applies to."
+    first, groups = self.labels[self.ids[0]], self.code_groups()
+    names = lambda runs: ", ".join(self.labels[r] for r in runs[:10]) + (f" and {len(runs) - 10} more" if len(runs) > 10 else "")
+    if list(groups) in ([""], []):
+        return f"<h3>code</h3><p>the same in all {len(self.ids)} runs</p>"
+    parts = ["<h3>code</h3>"] + ([f"<p>the same as {html.escape(first)}: {html.escape(names(groups.pop('')))}</p>"] if "" in groups else [])
+    return "".join(parts) + "".join(f"<p>{html.escape(names(runs))} against {html.escape(first)}:</p><pre>{html.escape(diff)}</pre>"
+                                    for diff, runs in groups.items())
 
 
 def _comparison_html(self: RunsComparison) -> str:
-    parts = [f"<h3>parameters (differences marked)</h3>{_marked(self.params)}", f"<h3>values</h3>{_marked(self.values)}"]
+    parts = [f"<h3>parameters (differences marked)</h3>{_marked(self.params, self.labels)}", f"<h3>values</h3>{_marked(self.values, self.labels)}"]
     for title, png in (("histories", self.history_png()), ("parallel coordinates", self.parallel_png())):
         if png:
             parts.append(f"<h3>{title}</h3>{_img(png, title)}")
-    parts += [f"<h3>code of {html.escape(r)} against {html.escape(self.ids[0])}</h3><pre>{html.escape(d or '(the same)')}</pre>"
-              for r, d in self.code.items()]
-    return _CSS + "<div class='wb-report'>" + "".join(parts) + "</div>"
+    return _CSS + "<div class='wb-report'>" + "".join(parts) + _code_html(self) + "</div>"
 
 
 def _widget(self: RunsComparison):
     import ipywidgets as w
 
-    pages = {"Parameters": _marked(self.params), "Values": _marked(self.values),
-             "Code": "".join(f"<pre>{html.escape(d or '(the same)')}</pre>" for d in self.code.values())}
+    pages = {"Parameters": _marked(self.params, self.labels), "Values": _marked(self.values, self.labels), "Code": _code_html(self)}
     children = [w.HTML(_CSS + f"<div class='wb-report'>{body}</div>") for body in pages.values()]
     pictures = [png for png in (self.history_png(), self.parallel_png()) if png]
     children.append(w.VBox([w.Image(value=png, format="png") for png in pictures]))
@@ -163,10 +208,18 @@ RunsComparison._repr_mimebundle_ = lambda self, include=None, exclude=None: {
     **(self.widget()._repr_mimebundle_() if environment() == "widgets" else {}), "text/plain": repr(self), "text/html": self.to_html()}
 
 # %% ../nbs/40_tracking.ipynb #1c35fbe6
+def _labels(table: pd.DataFrame, outputs: dict, ids: list) -> dict:
+    "run id -> its label as the runs page shows it; a label two runs share gets the end of each id."
+    notebooks = dict(zip(table["id"], table["notebook"]))
+    labels = {r: _run_label(notebooks[r], outputs[r][0]) for r in ids}
+    shared = {label for label in labels.values() if list(labels.values()).count(label) > 1}
+    return {r: f"{label} · {r[-6:]}" if label in shared else label for r, label in labels.items()}
+
+
 def compare_runs(ids, store=None, metric: str | None = None, mode: str = "max") -> RunsComparison:
-    "Runs by id side by side: parameters, values and their changes, histories, code diffs; sorted by `metric` if given."
+    "Runs by id side by side: parameters, values (and, up to 8 runs, their changes), histories, code diffs; sorted by `metric` if given."
     store = store if isinstance(store, RunStore) else RunStore(store)
-    ids = [ids] if isinstance(ids, str) else list(ids)
+    ids = [ids] if isinstance(ids, str) else list(dict.fromkeys(ids))
     if not ids:
         raise InputError("give the ids of the runs to compare (`workbench runs` lists them)")
     table = store.runs(ids=ids)
@@ -177,16 +230,11 @@ def compare_runs(ids, store=None, metric: str | None = None, mode: str = "max") 
         if f"value.{metric}" not in table:
             raise InputError(f"no run recorded {metric!r}; they recorded {sorted(c[6:] for c in table.columns if c.startswith('value.'))}")
         ids = list(table.sort_values(f"value.{metric}", ascending=mode == "min", na_position="last")["id"])
-    series = {}
-    for run in ids:
-        for name in store.records(run):
-            frame = store.history(run, name)
-            if len(frame) > 1 and pd.api.types.is_numeric_dtype(frame["value"]):
-                series.setdefault(name, {})[run] = frame
+    series = {name: {r: runs[r] for r in ids if r in runs} for name, runs in store.histories(ids).items()}  # one query
     outputs = store.files(ids)
     code = {run: _code_diff(outputs[ids[0]][0], outputs[run][0]) for run in ids[1:]}
-    return RunsComparison(ids, _side_by_side(table, "param.", ids, False), _side_by_side(table, "value.", ids, True),
-                          series, code, metric)
+    return RunsComparison(ids, _side_by_side(table, "param.", ids, False), _side_by_side(table, "value.", ids, len(ids) <= 8),
+                          series, code, metric, _labels(table, outputs, ids))
 
 # %% ../nbs/40_tracking.ipynb #06931e87
 def _paths_of(store: RunStore, runs: set, files: dict) -> set:
@@ -263,6 +311,20 @@ def _mlflow_versions(client, name: str) -> set:
         number += 1
 
 
+def _mlflow_version(client, experiment: str, row: dict, run_id: str | None, store: RunStore):
+    "Register version `row` in MLflow from its bundle, uploaded as artifacts of the run that made it (a run of its own when none was copied)."
+    from workbench.bundles import _resolve
+
+    folder, _ = _resolve(f"models:/{row['name']}/{row['version']}", store)  # the registered files, checked against their digests
+    if run_id is None:
+        run_id = client.create_run(experiment, run_name=f"{row['name']} v{row['version']}", tags={"workbench.model": row["name"]}).info.run_id
+        client.set_terminated(run_id)
+    path = f"bundle-{row['digest'][:12]}"  # not the model's name: it may hold any character
+    client.log_artifacts(run_id, str(folder), artifact_path=path)
+    source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}"  # where the server keeps them, which it accepts as a source
+    client.create_model_version(row["name"], source=source, run_id=run_id, tags={"workbench.digest": row["digest"]})
+
+
 def export_mlflow(uri: str, store=None) -> dict:
     "Copy the runs and registered model versions of the store to the MLflow tracking store at `uri`; how many of each."
     client = _mlflow_client(uri)
@@ -277,9 +339,8 @@ def export_mlflow(uri: str, store=None) -> dict:
     copied |= new
     versions = store.models()
     for row in versions.sort_values(["name", "version"]).to_dict("records"):
-        existing = _mlflow_versions(client, row["name"])  # by name, never a filter string: a name may hold any quote
-        if row["version"] not in existing:
-            client.create_model_version(row["name"], source=row["path"], run_id=copied.get(row["run_id"]), tags={"workbench.digest": row["digest"]})
+        if row["version"] not in _mlflow_versions(client, row["name"]):  # by name, never a filter string: a name may hold any quote
+            _mlflow_version(client, experiment, row, copied.get(row["run_id"]), store)
         for alias in filter(None, row["aliases"].split(", ")):
             client.set_registered_model_alias(row["name"], alias, str(row["version"]))
     return {"runs": len(new), "model_versions": len(versions)}

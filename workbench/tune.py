@@ -87,7 +87,7 @@ def _run_trial(notebook, values, out_dir, timeout, html, store, tag, stop_file, 
     from workbench.run import run_notebook
 
     return run_notebook(notebook, values, out_dir=out_dir, timeout=timeout, html=html, store=store, pipeline=tag,
-                        stop_file=stop_file, threads=threads)
+                        stop_file=stop_file, threads=threads, warm=True)
 
 
 
@@ -120,23 +120,43 @@ def _report(store: RunStore, t: _Trial, metric: str):
         t.stop.touch()
 
 # %% ../nbs/42_tune.ipynb #e4304aeb
-def _tell(study, store: RunStore, t: _Trial, run, metric: str) -> str | None:
+def _value(store: RunStore, run, metric: str, at, maximize: bool) -> tuple:
+    "(the value of `metric` that judges `run`: its last, the best of its steps, or the one at step `at`, None) or (None, why there is none)."
+    recorded = {**store.records(run.id), **run.metrics}  # a series' latest value: its last
+    if metric not in recorded:
+        return None, f"the notebook never recorded {metric!r} (it recorded {', '.join(recorded) or 'nothing'})"
+    stepped = [(step, value) for _, step, value in store.steps(run.id, metric)]
+    if at == "last" or (at == "best" and not stepped):
+        return recorded[metric], None
+    if at == "best":
+        numbers = [v for _, v in stepped if _finite(v)]
+        return ((max if maximize else min)(numbers) if numbers else stepped[-1][1]), None
+    found = [value for step, value in stepped if step == at]
+    if not found:
+        have = f"steps {min(s for s, _ in stepped)} to {max(s for s, _ in stepped)}" if stepped else "no steps"
+        return None, f"the notebook never recorded {metric!r} at step {at} (it recorded {have})"
+    return found[0], None
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _tell(study, store: RunStore, t: _Trial, run, metric: str, at="last") -> str | None:
     "Tell the study how trial `t` ended; the reason it has no value, if any."
+    from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
     t.trial.set_user_attr("run_id", run.id)
-    reason = None
     if t.pruned:
         store.mark(run.id, "pruned")
         study.tell(t.trial, state=TrialState.PRUNED)
         return None
-    recorded = {**store.records(run.id), **run.metrics} if run.status == "ok" else {}  # a series' value: its last
-    value = recorded.get(metric)
     if run.status != "ok":
-        reason = run.describe_error() if run.error else f"the run ended {run.status}"
-    elif metric not in recorded:
-        reason = f"the notebook never recorded {metric!r} (it recorded {', '.join(recorded) or 'nothing'})"
-    elif not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        value, reason = None, run.describe_error() if run.error else f"the run ended {run.status}"
+    else:
+        value, reason = _value(store, run, metric, at, study.direction == StudyDirection.MAXIMIZE)
+    if not reason and not _finite(value):
         shown = "NaN or None" if value is None else repr(value)  # NaN reaches the store as JSON null
         reason = f"the notebook recorded {metric} as {shown}, not a finite number"
     if reason:
@@ -187,7 +207,7 @@ def _seconds(limit) -> float | None:
 def tune(notebook, space: dict, metric: str, direction: str = "maximize", trials: int = 20, workers: int = 2,
          params: dict | None = None, pruner: str = "median", sampler: str = "tpe", seed: int | None = None,
          study: str | None = None, storage: str | None = None, out_dir=None, store=None, executor: str = "local",
-         scheduler: str | None = None, timeout=None, html: bool = False, max_failures: int = 5, verbose: bool = True):
+         scheduler: str | None = None, timeout=None, html: bool = False, max_failures: int = 5, verbose: bool = True, at="last"):
     "Search `space` for the parameters of `notebook` that give the best `metric`; a TuneResult."
     from workbench.executors import _check_executor, _threads, executor_for
 
@@ -196,13 +216,17 @@ def tune(notebook, space: dict, metric: str, direction: str = "maximize", trials
     _check_executor(executor, workers, scheduler)
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise InputError(f"trials must be a whole number >= 1, not {trials!r}")
+    at = int(at) if isinstance(at, str) and at.isdigit() else at  # --at 3
+    if at not in ("last", "best") and (isinstance(at, bool) or not isinstance(at, int) or at < 0):
+        raise InputError(f"at says which value judges a trial: 'last', 'best' or a step number >= 0, not {at!r}")
     store = store if isinstance(store, RunStore) else RunStore(store)
     name = study or f"{notebook.stem}-{metric}"
     with store.exclusively("optuna"):  # hosts starting one study together would race to make Optuna's tables
         the_study = _study(name, storage or _storage(store), direction, sampler, pruner, seed)
+    store.set_goal(f"tune:{name}:", metric, "min" if direction in ("min", "minimize") else "max")  # its page: best trial first
     out = Path(out_dir or Path("runs") / f"{notebook.stem}-tune")
     out.mkdir(parents=True, exist_ok=True)
-    job = dict(notebook=str(notebook.resolve()), out=out, store=store, metric=metric, verbose=verbose, html=html,
+    job = dict(notebook=str(notebook.resolve()), out=out, store=store, metric=metric, at=at, verbose=verbose, html=html,
                deadline=time.monotonic() + (_seconds(timeout) or math.inf), threads=_threads(executor, workers, scheduler))
     pool = executor_for(executor, workers, scheduler)
     try:
@@ -253,7 +277,7 @@ def _search(study, pool, dists, fixed, trials, workers, max_failures, job):
                     _report(job["store"], t, job["metric"])
                     continue
                 del running[future]
-                reason = _tell(study, job["store"], t, future.result(), job["metric"])
+                reason = _tell(study, job["store"], t, future.result(), job["metric"], job["at"])
                 _say(study, t, reason, job["verbose"])
                 if reason:
                     failures.append(reason)
@@ -264,7 +288,7 @@ def _search(study, pool, dists, fixed, trials, workers, max_failures, job):
     except KeyboardInterrupt:
         _interrupt(study, pool, running)
         raise TuneInterrupted() from None
-    if stopping:
+    if failures and not _completed(study):  # stopped early, or every trial there was to run failed
         raise TuneError(f"the first {len(failures)} trials failed, none has a value; the first: {failures[0]}")
 
 # %% ../nbs/42_tune.ipynb #b15ade8e

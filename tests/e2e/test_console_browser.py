@@ -1,8 +1,10 @@
 """The console (`workbench ui`) in a real browser (Debian's Chromium driven by Playwright), over a store that real
 commands filled: a pipeline run twice (its second stage exports a model, so two versions), a sweep, a failed run, a
-promotion by hand and one through the gate. A screenshot of each page at 1400x1000 goes to test-results/e2e/; each
-page must fit a 1280-wide screen without scrolling sideways.
+promotion by hand and one through the gate; and a store of 1,000 runs (the one `bench/console.py` times). A
+screenshot of each page at 1400x1000 goes to test-results/e2e/; each page must fit a 1280-wide screen without scrolling
+sideways.
 """
+import importlib.util
 import os
 import signal
 import subprocess
@@ -12,7 +14,7 @@ import nbformat
 import pytest
 from sklearn.datasets import load_iris
 
-from conftest import RESULTS, WORKBENCH, workbench
+from conftest import RESULTS, ROOT, WORKBENCH, workbench
 from test_lab import _port, browser  # noqa: F401 (the browser fixture)
 from workbench.notebooks import make_notebook
 
@@ -39,6 +41,15 @@ for step in range(1, 4):
     record("loss", 1 / (step * C + 1), step=step)
 record("accuracy", model.score(X, y))
 export(model, X[:8], Path(run_dir) / "bundle", name="iris", overwrite=True)"""
+
+
+def _serve(store):
+    "`workbench ui` on `store`: its address, the server."
+    port = _port()
+    server = subprocess.Popen([WORKBENCH, "ui", "--port", str(port), "--store", str(store)], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    assert server.stdout.readline().startswith(f"workbench ui: http://127.0.0.1:{port}/")
+    return f"http://127.0.0.1:{port}", server
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +79,9 @@ def console(tmp_path_factory):
     gated = workbench("models", "promote", "iris", "2", "production", "--if-better-than", "production", "--on", root / "out-1.0" / "held.csv",
                       "--min-rows", "30", "--store", store)
     assert gated.returncode in (0, 1) and "promoted" in gated.stdout, gated.stdout + gated.stderr
-    port = _port()
-    server = subprocess.Popen([WORKBENCH, "ui", "--port", str(port), "--store", str(store)], stdout=subprocess.PIPE, text=True,
-                              start_new_session=True)
+    address, server = _serve(store)
     try:
-        assert server.stdout.readline().startswith(f"workbench ui: http://127.0.0.1:{port}/")
-        yield f"http://127.0.0.1:{port}"
+        yield address
     finally:
         os.killpg(server.pid, signal.SIGINT)
         server.wait(timeout=20)
@@ -92,6 +100,12 @@ def _look(browser, url: str, name: str):
     return page
 
 
+def _follow(page, link):
+    "Click `link`, which opens a page, and wait for that page's load event: nothing is counted on a page half parsed."
+    with page.expect_navigation(wait_until="load"):
+        link.click()
+
+
 def test_runs_grouped_with_their_key_columns_and_a_picker(console, browser):
     page = _look(browser, console + "/", "runs")
     groups = page.locator("tr.group").all_inner_texts()
@@ -103,12 +117,12 @@ def test_runs_grouped_with_their_key_columns_and_a_picker(console, browser):
     failed = page.locator("tbody tr:has(.s-failed)")
     assert failed.count() == 1 and "broken" in failed.inner_text() and "just now" in failed.inner_text()
     page.locator("summary", has_text="columns").click()
-    page.locator("label", has_text="param.source").click()
-    page.locator("label", has_text="value.accuracy").click()
-    page.locator("button", has_text="show").click()
+    page.locator("input[name=cols][value='param.source']").click()
+    page.locator("input[name=cols][value='value.accuracy']").click()
+    _follow(page, page.locator("button", has_text="show"))
     heads = page.locator("thead th").all_inner_texts()
     assert "source" in heads and "accuracy" not in heads and "C" in heads, heads
-    page.locator("tr.group a b", has_text="fit").first.click()  # a group alone
+    _follow(page, page.locator("tr.group a b", has_text="fit").first)  # a group alone
     assert page.locator("tr.group").count() == 1 and "3 runs in 1 group" in page.content()
     page.close()
 
@@ -117,7 +131,7 @@ def test_ticked_runs_compared(console, browser):
     page = _look(browser, console + "/?q=sweep", "runs-sweep")
     for box in page.locator("tbody input[type=checkbox]").all()[:2]:
         box.check()
-    page.locator("button", has_text="compare the ticked runs").click()
+    _follow(page, page.locator("button", has_text="compare the ticked runs"))
     assert "/compare?" in page.url and page.locator("h2").inner_text() == "2 runs compared"
     assert page.locator("img[alt='histories']").count() == 1 and page.locator("img[alt='parallel coordinates']").count() == 1
     _look(browser, page.url, "compare").close()
@@ -126,11 +140,11 @@ def test_ticked_runs_compared(console, browser):
 
 def test_a_run_and_its_pages(console, browser):
     page = _look(browser, console + "/?q=iris", "runs-pipeline")
-    page.locator("tbody a", has_text="fit").first.click()
+    _follow(page, page.locator("tbody a", has_text="fit").first)
     assert page.locator("h3", has_text="histories").count() == 1 and page.locator("img[alt='loss']").count() == 1
     assert page.locator("h3", has_text="model versions it made").count() == 1
     _look(browser, page.url, "run").close()
-    page.locator("a", has_text="the executed notebook").click()
+    _follow(page, page.locator("a", has_text="the executed notebook"))
     assert page.locator("text=LogisticRegression").count() >= 1
     page.close()
 
@@ -138,7 +152,7 @@ def test_a_run_and_its_pages(console, browser):
 def test_the_models_and_a_model_page(console, browser):
     page = _look(browser, console + "/models", "models")
     assert "production → v" in page.locator("table").inner_text()
-    page.locator("a", has_text="iris").click()
+    _follow(page, page.locator("a", has_text="iris"))
     assert page.locator("h2").inner_text() == "model iris"
     moves = page.locator("h3:has-text('alias moves') + div table tbody tr")
     assert moves.count() >= 1 and page.locator("td .badge", has_text="promoted").or_(page.locator("td .badge", has_text="refused")).count() == 1
@@ -161,3 +175,55 @@ def test_bad_questions_are_said_and_the_console_only_reads(console, browser):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(urllib.request.Request(console + "/", data=b"x", method="POST"))
     assert e.value.code == 501
+
+
+@pytest.fixture(scope="module")
+def thousand(tmp_path_factory):
+    "A store of 1,000 runs (a 200-trial study, 8 sweeps of 50, 40 pipeline runs, 200 runs alone) and `workbench ui` on it."
+    from workbench.store import RunStore
+
+    spec = importlib.util.spec_from_file_location("bench_console", ROOT / "bench" / "console.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    root = tmp_path_factory.mktemp("thousand")
+    ids = bench.fill(RunStore(root / "runs.db"), root / "runs")
+    RunStore(root / "runs.db").set_goal("tune:study:", "accuracy", "max")
+    address, server = _serve(root / "runs.db")
+    try:
+        yield address, ids
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=20)
+
+
+def test_a_thousand_runs_paged_sorted_and_picked(thousand, browser):
+    console, ids = thousand
+    page = _look(browser, console + "/", "runs-1000")
+    shown = page.locator("tbody tr:not(.group) a[href^='/runs/']").count()
+    assert 250 <= shown <= 400 and "1,000 runs in" in page.content(), shown  # about 300 a page, not 1,000
+    _follow(page, page.locator("a", has_text="show more"))
+    assert page.locator("tbody tr:not(.group) a[href^='/runs/']").count() > shown
+    page = _look(browser, console + "/?q=tune:study:", "runs-study")
+    rows = page.locator("tbody tr:not(.group)")
+    assert rows.count() == 200 and rows.first.locator(".best").count() == 1  # one group: all of it, its best first, starred
+    column = page.locator("thead th").all_inner_texts().index("accuracy")
+    scores = [float(t) for t in rows.locator(f"td:nth-child({column + 1})").all_inner_texts()[:20]]
+    assert scores == sorted(scores, reverse=True), scores
+    page.locator("summary", has_text="columns").click()
+    page.locator("input[type=search]").fill("drop")
+    visible = [label for label in page.locator("details.picker label").all() if label.is_visible()]
+    assert [v.inner_text().strip() for v in visible] == ["dropout"], [v.inner_text() for v in visible]
+    page.close()
+
+
+def test_fifty_runs_compared_readably(thousand, browser):
+    console, ids = thousand
+    page = _look(browser, console + "/?q=" + ids["sweep"], "runs-sweep-50")
+    _follow(page, page.locator("tr.group a", has_text="compare"))
+    assert page.locator("h2").inner_text() == "50 runs compared"
+    assert page.locator("text=the same in all 50 runs").count() == 1 and page.locator("pre").count() == 0  # the code once
+    heads = page.locator("h3:text-is('values') + table tr:first-child th").all_inner_texts()
+    assert "lr=0.001,depth=2" in heads and "lr=1.0,depth=11" in heads, heads  # labelled as the runs page labels them
+    assert not any(h.startswith("change") for h in heads), heads  # no 49 change columns
+    _look(browser, page.url, "compare-50").close()
+    page.close()

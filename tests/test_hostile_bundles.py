@@ -305,12 +305,12 @@ CASES = [  # (case, base, action, words in the error)
     (metadata_files_a_list, "torch", "register", "at files"),
     (metadata_size_a_string, "torch", "load", "at files.model.onnx.size"),
     (metadata_sha_not_hex, "torch", "load", "at files.model.onnx.sha256"),
-    (metadata_object_dtype, "torch", "load", "at inputs/0/dtype"),
+    (metadata_object_dtype, "torch", "load", "at inputs[0].dtype"),
     (metadata_deeply_nested, "torch", "load", "metadata.json is not valid JSON"),
     (metadata_huge, "torch", "load", "not a bundle's metadata (a few kB)"),
     (metadata_a_list, "sklearn", "check", "is not a workbench bundle's metadata (at the top"),
     (metadata_unknown_format, "sklearn", "load", "at files.model.onnx.format"),
-    (metadata_tolerance_text, "sklearn", "serve", "at tolerance/atol"),
+    (metadata_tolerance_text, "sklearn", "serve", "at tolerance.atol"),
 ]
 
 

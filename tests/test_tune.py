@@ -138,3 +138,16 @@ def test_at_says_which_recorded_value_judges_a_trial(tmp_path, at, judged):
     for trial in study.trials:
         want = 1 + trial.params["lr"] if judged == "1 + lr" else judged
         assert trial.state.name == "COMPLETE" and trial.value == want, (trial.value, want)
+
+
+def test_only_finite_numbers_reach_the_pruner_as_intermediate_values(tmp_path):
+    "A step recorded as a bool, NaN or infinity is not a value to prune on: the study sees only the numbers."
+    nb = _notebook(tmp_path, "import time\nfrom workbench.runs import record\n"
+                   "for step, value in [(1, True), (2, float('nan')), (3, 1.5), (4, float('inf')), (5, False)]:\n"
+                   "    record('score', value, step=step)\n"
+                   "time.sleep(3)  # the search reads the steps while the trial runs\nrecord('score', 1.5)")
+    out = workbench("tune", nb, "-p", "lr=uniform:0:0.5", "--metric", "score", "--trials", "1", "-n", "1", "--pruner", "median",
+                    "-o", tmp_path / "search")
+    assert out.returncode == 0, out.stderr
+    (trial,) = optuna.load_study(study_name="score-score", storage=_storage(RunStore())).trials
+    assert trial.intermediate_values == {3: 1.5}, trial.intermediate_values

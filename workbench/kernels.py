@@ -90,24 +90,24 @@ def _ready_client():
     from jupyter_client.asynchronous import AsyncKernelClient
     from jupyter_core.utils import ensure_async
 
-    async def answer(channel, request: str, deadline: float, idle: bool):
-        "The message on `channel` whose parent is `request` (on IOPub: its idle status), or None once `deadline` passed."
+    async def answer(channel, asked: set, deadline: float, idle: bool):
+        "The message on `channel` whose parent is one of `asked` (on IOPub: its idle status), or None once `deadline` passed."
         while (left := deadline - time.monotonic()) > 0:
             try:
                 msg = await ensure_async(channel.get_msg(timeout=left))
             except Empty:
                 return None
-            if msg["parent_header"].get("msg_id") == request and (not idle or msg["content"].get("execution_state") == "idle"):
+            if msg["parent_header"].get("msg_id") in asked and (not idle or msg["content"].get("execution_state") == "idle"):
                 return msg
         return None
 
     class ReadyClient(AsyncKernelClient):
         async def wait_for_ready(self, timeout: float | None = None) -> None:
-            end = time.monotonic() + (float("inf") if timeout is None else timeout)
+            end, asked, reply = time.monotonic() + (float("inf") if timeout is None else timeout), set(), None
             while time.monotonic() < end:
-                request = self.kernel_info()  # again each second: IOPub may not have been connected for the first
-                reply = await answer(self.shell_channel, request, min(end, time.monotonic() + 1), idle=False)
-                if reply and await answer(self.iopub_channel, request, min(end, time.monotonic() + 1), idle=True):
+                asked.add(self.kernel_info())  # asked again while IOPub says nothing: it may not have been connected
+                reply = reply or await answer(self.shell_channel, asked, min(end, time.monotonic() + 1), idle=False)
+                if reply and await answer(self.iopub_channel, asked, min(end, time.monotonic() + 0.05), idle=True):
                     self._handle_kernel_info_reply(reply)
                     return
                 if not await self._async_is_alive():

@@ -220,15 +220,21 @@ def _sample(df: pd.DataFrame, rows: int = SAMPLE_ROWS) -> pd.DataFrame:
 
 def _ranks(x: np.ndarray) -> np.ndarray:
     "Average ranks of a float array, NaN kept as NaN (as pandas' rank, several times faster)."
-    out = np.full(x.shape, np.nan)
     ok = ~np.isnan(x)
-    v = x[ok]
+    v = x if ok.all() else x[ok]
     order = np.argsort(v)
     sv = v[order]
-    starts = np.concatenate([[0], np.flatnonzero(sv[1:] != sv[:-1]) + 1])
-    ends = np.concatenate([starts[1:], [sv.size]])
     ranks = np.empty(v.size)
-    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
+    tied = sv[1:] == sv[:-1]
+    if tied.any():  # each run of equal values gets the mean of its ranks
+        starts = np.concatenate([[0], np.flatnonzero(~tied) + 1])
+        ends = np.concatenate([starts[1:], [sv.size]])
+        ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
+    else:  # continuous measurements: no pass over runs
+        ranks[order] = np.arange(1, v.size + 1)
+    if v is x:
+        return ranks
+    out = np.full(x.shape, np.nan)
     out[ok] = ranks
     return out
 

@@ -111,7 +111,7 @@ def _report(store: RunStore, t: _Trial, metric: str):
         return
     new = store.steps(t.run_id, metric, after=t.seen)  # the values recorded with a step, the ones not given yet
     for seen, step, value in new:
-        if isinstance(value, (int, float)) and math.isfinite(value) and step not in t.steps:  # a step reported twice: the first stands
+        if _finite(value) and step not in t.steps:  # a step reported twice: the first stands; a bool is not a number
             t.trial.report(float(value), int(step))
             t.steps.add(step)
         t.seen = seen

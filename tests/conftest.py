@@ -14,9 +14,9 @@ RESULTS = ROOT / "test-results"  # executed notebooks are kept here for inspecti
 WORKBENCH = str(Path(sys.executable).parent / "workbench")  # the console script of the installed package
 
 
-def workbench(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
-    "Run the `workbench` command as a shell would; its output captured as text."
-    return subprocess.run([WORKBENCH, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+def workbench(*args, cwd=None, timeout=300, env=None) -> subprocess.CompletedProcess:
+    "Run the `workbench` command as a shell would (in `env` where given); its output captured as text."
+    return subprocess.run([WORKBENCH, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="session")

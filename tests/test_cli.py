@@ -1,6 +1,5 @@
 """The `workbench` command as a shell or CI uses it: exit codes and what it prints."""
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -217,7 +216,6 @@ CHANGES = {  # a cell that changes what an import reads, and what the module imp
 @pytest.mark.parametrize("change", CHANGES)
 def test_a_module_imported_after_the_notebook_changes_what_it_reads_reads_the_change(tmp_path, change):
     "A forked kernel's modules are loaded ahead only up to the first change of environment, sys.path or folder."
-    from conftest import WORKBENCH
     from workbench.store import RunStore
 
     cell, check = CHANGES[change]
@@ -229,8 +227,7 @@ def test_a_module_imported_after_the_notebook_changes_what_it_reads_reads_the_ch
                    f"import os, psutil\nfrom probe import SEEN\nfrom workbench.runs import record\nrecord('read', {check})\n"
                    "record('forked', '_serve_forks' in ' '.join(psutil.Process().parent().cmdline()))")
     env = {k: v for k, v in os.environ.items() if k != "PROBE"} | {"PYTHONPATH": str(tmp_path / "lib")}
-    out = subprocess.run([WORKBENCH, "test", str(tmp_path / "suite"), "--workers", "1", "-o", str(tmp_path / "out"),
-                          "--store", str(tmp_path / "runs.db")], capture_output=True, text=True, env=env, timeout=300)
+    out = workbench("test", tmp_path / "suite", "--workers", "1", "-o", tmp_path / "out", "--store", tmp_path / "runs.db", env=env)
     (run,) = RunStore(tmp_path / "runs.db").runs().to_dict("records")
     assert run["status"] == "ok", out.stdout + out.stderr
     assert run["value.forked"] and run["value.read"], run
@@ -248,8 +245,6 @@ def test_test_starts_the_longest_notebooks_first_and_reports_in_the_order_given(
     import json
     import xml.etree.ElementTree as ET
 
-    from conftest import WORKBENCH
-
     suite, started = tmp_path / "suite", tmp_path / "started.txt"
     suite.mkdir()
     for name in "abc":
@@ -259,8 +254,8 @@ def test_test_starts_the_longest_notebooks_first_and_reports_in_the_order_given(
     if kept is not None:
         paths = {str(suite.resolve() / f"{k}.ipynb"): v for k, v in kept.items()} if isinstance(kept, dict) else kept
         cache.write_text(kept if isinstance(kept, str) else json.dumps(paths))
-    out = subprocess.run([WORKBENCH, "test", str(suite), "--workers", "1", "-o", str(tmp_path / "out"), "--junit-xml", str(tmp_path / "report.xml")],
-                         capture_output=True, text=True, env=os.environ | {"XDG_CACHE_HOME": str(tmp_path / "cache")}, timeout=300)
+    out = workbench("test", suite, "--workers", "1", "-o", tmp_path / "out", "--junit-xml", tmp_path / "report.xml",
+                    env=os.environ | {"XDG_CACHE_HOME": str(tmp_path / "cache")})
     assert out.returncode == 0, out.stdout + out.stderr
     assert started.read_text() == order
     cases = [c.get("name") for c in ET.parse(tmp_path / "report.xml").iter("testcase")]

@@ -266,6 +266,7 @@ def _frames_with_duplicates():
     yield "equal but in one column", other
     yield "all nan", pd.DataFrame({"x": [np.nan] * 6, "k": [1, 1, 2, 2, 3, 4]})
     yield "infinities", pd.DataFrame({"x": [np.inf, np.inf, -np.inf, 1.0, 1.0], "k": [1, 1, 1, 2, 3]})
+    yield "distinct but missing", pd.DataFrame({"x": [1.0, np.nan, 2.0, np.nan, -0.0, 0.0, np.inf], "k": [1, 5, 1, 5, 2, 2, 3]})
 
 
 @pytest.mark.parametrize("name,frame", list(_frames_with_duplicates()), ids=[n for n, _ in _frames_with_duplicates()])
@@ -274,6 +275,8 @@ def test_duplicate_rows_counted_as_pandas_counts_them(name, frame):
 
     expected = int(frame.duplicated().sum())
     assert _duplicate_rows(frame, ["x"]) == _duplicate_rows(frame, ["x", "k"]) == _duplicate_rows(frame) == expected == profile(frame).duplicate_rows
+    distinct = frame["x"].dropna().is_unique  # the profile's shortcut: only missing values can repeat
+    assert _duplicate_rows(frame, ["x"], ["x"] if distinct else []) == expected
 
 
 @pytest.mark.parametrize("rows", [

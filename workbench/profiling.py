@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,7 +38,8 @@ def _kind(s: pd.Series) -> str:
     values = s.iloc[::max(1, len(s) // 20_000)].dropna()  # every k-th row: a random sample of 20,000 costs a permutation of all
     if values.empty:
         return "categorical"
-    sample = values.head(2000).map(str)  # str(), not astype(str): bytes that are not UTF-8 must not be decoded
+    sample = values.head(2000)
+    sample = sample if isinstance(sample.dtype, pd.StringDtype) else sample.map(str)  # str(), not astype(str): bytes that are not UTF-8 must not be decoded
     repeats = sample.nunique() <= max(20, 0.2 * len(sample))
     wordy = sample.str.len().mean() >= 25 or sample.str.contains(" ").mean() > 0.5
     return "categorical" if repeats or not wordy else "text"
@@ -191,8 +192,8 @@ def cramers_v(a: pd.Series, b: pd.Series) -> float:
 
 
 def _cramers_v(ca: np.ndarray, na: int, cb: np.ndarray, nb: int) -> float:
-    keep = (ca >= 0) & (cb >= 0)
-    table = np.bincount(ca[keep] * nb + cb[keep], minlength=na * nb).reshape(na, nb).astype("float64")
+    cells = np.bincount((ca + 1) * (nb + 1) + (cb + 1), minlength=(na + 1) * (nb + 1)).reshape(na + 1, nb + 1)
+    table = cells[1:, 1:].astype("float64")  # row and column 0 count the missing (code -1): left out without a mask
     table = table[table.sum(1) > 0][:, table.sum(0) > 0]
     n = table.sum()
     if n == 0 or min(table.shape) < 2:
@@ -287,19 +288,15 @@ def correlations(df: pd.DataFrame, kinds: dict, max_columns: int = 50) -> dict:
 # %% ../nbs/02_profiling.ipynb #1d0c0567
 def top_pairs(corr: dict, n: int = 10) -> pd.DataFrame:
     "The `n` most strongly related column pairs across the matrices, strongest first."
-    rows = []
+    parts = []
     for method, m in corr.items():
-        cols = list(m.columns)
-        for i, a in enumerate(cols):
-            for b in cols[i + 1:]:
-                value = m.loc[a, b]
-                if pd.notna(value):
-                    rows.append((a, b, method, float(value)))
-    pairs = pd.DataFrame(rows, columns=["a", "b", "method", "value"])
-    if pairs.empty:
-        return pairs
-    order = pairs["value"].abs().sort_values(ascending=False, kind="stable").index
-    return pairs.loc[order].drop_duplicates(["a", "b"]).head(n).reset_index(drop=True)
+        i, j = np.triu_indices(len(m.columns), 1)  # each pair once, row by row
+        values = m.to_numpy(dtype="float64")[i, j]
+        known, names = ~np.isnan(values), np.asarray(m.columns, dtype=object)
+        parts.append(pd.DataFrame({"a": names[i[known]], "b": names[j[known]], "method": method, "value": values[known]}))
+    pairs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["a", "b", "method", "value"])
+    order = np.argsort(-pairs["value"].abs().to_numpy(dtype="float64"), kind="stable")
+    return pairs.take(order).drop_duplicates(["a", "b"]).head(n).reset_index(drop=True)
 
 # %% ../nbs/02_profiling.ipynb #e999b95a
 @dataclass
@@ -414,24 +411,35 @@ def _warnings(prof: Profile, corr_threshold: float = 0.9) -> list:
     return out
 
 
-def _repeating(values: np.ndarray) -> np.ndarray:
-    "Where a float array holds a value it holds more than once (NaN counts as one value), from one sort."
+def _repeating(values: np.ndarray, distinct: bool = False) -> np.ndarray:
+    "Where a float array holds a value it holds more than once (NaN counts as one value), from one sort; none but NaN when its other values are known to be `distinct`."
+    if distinct:
+        return np.isnan(values)
     srt = np.sort(values)  # NaN last
     srt = srt[:srt.size - int(np.isnan(srt).sum())]
     return np.isnan(values) | np.isin(values, np.unique(srt[1:][srt[1:] == srt[:-1]]))
 
 
-def _duplicate_rows(df: pd.DataFrame, narrow=()) -> int:
-    "Rows equal to an earlier row, by a 64-bit hash of each row; only rows that repeat their value in each column of `narrow` (numeric, many values) can be."
+def _duplicate_rows(df: pd.DataFrame, narrow=(), distinct=()) -> int:
+    "Rows equal to an earlier row, by a 64-bit hash of each row; only rows that repeat their value in each column of `narrow` (numeric, many values; those in `distinct` known from their profile to hold no value twice) can be."
     candidates = np.ones(len(df), dtype=bool)
     for column in narrow:
-        candidates &= _repeating(df[column].to_numpy(dtype="float64", na_value=np.nan))
+        candidates &= _repeating(df[column].to_numpy(dtype="float64", na_value=np.nan), column in distinct)
     df = df[candidates] if candidates.mean() < 0.5 else df
     hashes = np.sort(pd.util.hash_pandas_object(df, index=False).to_numpy())
     return int(np.count_nonzero(hashes[1:] == hashes[:-1]))
 
 # %% ../nbs/02_profiling.ipynb #653e4dd6
 _THREADED_ROWS = 500_000  # below, a second thread waits on the first's GIL more than it helps (bench/explore.py at 200k rows)
+
+
+class _Here(Executor):
+    "Runs each call at once in this thread: a pool of one would hand every column to a thread and back (10% of a profile at 200k rows)."
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        done = Future()
+        done.set_result(fn(*args, **kwargs))
+        return done
 
 
 def profile(data, target: str | None = None, y=None, max_columns: int = 200, workers: int = 2) -> Profile:
@@ -443,11 +451,13 @@ def profile(data, target: str | None = None, y=None, max_columns: int = 200, wor
     if target is not None or data.target is not None:
         kinds.setdefault(data.target, _kind(df[data.target]))
     up_front = [c for c in names[:max_columns]] + ([data.target] if data.target and data.target not in names[:max_columns] else [])
-    with ThreadPoolExecutor(max(1, workers) if len(df) >= _THREADED_ROWS else 1) as pool:
+    threads = max(1, workers) if len(df) >= _THREADED_ROWS else 1
+    with ThreadPoolExecutor(threads) if threads > 1 else _Here() as pool:
         corr = pool.submit(correlations, df, kinds)
         computed = dict(zip(up_front, pool.map(lambda c: column_profile(df[c], c, kinds[c]), up_front)))
         narrow = sorted((c for c in computed if kinds.get(c) == "numeric"), key=lambda c: -computed[c].unique)[:2]  # the most distinct
-        duplicate_rows = 0 if data.samples else _duplicate_rows(df, narrow)  # image rows are metadata
+        distinct = [c for c in narrow if computed[c].unique == computed[c].count]  # no sort needed to find what repeats
+        duplicate_rows = 0 if data.samples else _duplicate_rows(df, narrow, distinct)  # image rows are metadata
         corr = corr.result()
     if len(up_front) == df.shape[1]:
         missing_cells = sum(p.missing for p in computed.values())

@@ -215,7 +215,7 @@ CHANGES = {  # a cell that changes what an import reads, and what the module imp
 
 @pytest.mark.parametrize("change", CHANGES)
 def test_a_module_imported_after_the_notebook_changes_what_it_reads_reads_the_change(tmp_path, change):
-    "A forked kernel's modules are loaded ahead only up to the first change of environment, sys.path or folder."
+    "In one worker, a notebook loads the module first (its template keeps it); the next changes what an import reads, then imports it: it reads the change."
     from workbench.store import RunStore
 
     cell, check = CHANGES[change]
@@ -223,14 +223,40 @@ def test_a_module_imported_after_the_notebook_changes_what_it_reads_reads_the_ch
     (tmp_path / "lib" / "probe.py").write_text("import os, sys\n"
                                                "SEEN = {'env': os.environ.get('PROBE'), 'cwd': os.getcwd(), 'path': list(sys.path), 'pid': os.getpid()}")
     (tmp_path / "suite").mkdir()
-    write_notebook(tmp_path / "suite" / "probe.ipynb", cell,
-                   f"import os, psutil\nfrom probe import SEEN\nfrom workbench.runs import record\nrecord('read', {check})\n"
-                   "record('forked', '_serve_forks' in ' '.join(psutil.Process().parent().cmdline()))")
-    env = {k: v for k, v in os.environ.items() if k != "PROBE"} | {"PYTHONPATH": str(tmp_path / "lib")}
+    forked = "record('forked', '_serve_forks' in ' '.join(psutil.Process().parent().cmdline()))"
+    write_notebook(tmp_path / "suite" / "a_first.ipynb", f"import psutil, probe\nfrom workbench.runs import record\n{forked}")
+    write_notebook(tmp_path / "suite" / "b_probe.ipynb", cell,
+                   f"import os, psutil\nfrom probe import SEEN\nfrom workbench.runs import record\nrecord('read', {check})\n{forked}")
+    env = {k: v for k, v in os.environ.items() if k != "PROBE"} | {"PYTHONPATH": str(tmp_path / "lib"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     out = workbench("test", tmp_path / "suite", "--workers", "1", "-o", tmp_path / "out", "--store", tmp_path / "runs.db", env=env)
-    (run,) = RunStore(tmp_path / "runs.db").runs().to_dict("records")
-    assert run["status"] == "ok", out.stdout + out.stderr
-    assert run["value.forked"] and run["value.read"], run
+    runs = {Path(r["notebook"]).stem: r for r in RunStore(tmp_path / "runs.db").runs().to_dict("records")}
+    assert runs["a_first"]["status"] == runs["b_probe"]["status"] == "ok", out.stdout + out.stderr
+    assert runs["a_first"]["value.forked"] and runs["b_probe"]["value.read"], runs
+    assert runs["b_probe"]["value.forked"] == (change == "no change")  # a notebook that changes what imports read starts cold
+
+
+def test_a_notebook_forked_again_finds_what_it_loaded_last_time_loaded(tmp_path):
+    "Modules a notebook loaded lazily are loaded ahead by the template the next time; its folder's own modules never are."
+    import json
+
+    from workbench.store import RunStore
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "lazy.py").write_text("import os\nPID = os.getpid()")
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "beside.py").write_text("import os\nPID = os.getpid()")
+    write_notebook(tmp_path / "suite" / "book.ipynb", "import importlib, os\nfrom workbench.runs import record\n"
+                   "record('lazy', importlib.import_module('lazy').PID != os.getpid())\n"
+                   "record('beside', importlib.import_module('beside').PID != os.getpid())")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "lib"), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    for i in range(3):
+        out = workbench("test", tmp_path / "suite", "--workers", "1", "-o", tmp_path / f"out{i}", "--store", tmp_path / "runs.db", env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+    runs = RunStore(tmp_path / "runs.db").runs().sort_values("started")
+    assert runs["value.lazy"].tolist() == [False, True, True]  # loaded by the template once the kernel had loaded it
+    assert runs["value.beside"].tolist() == [False, False, False]  # the notebook's folder's own: loaded by its kernel
+    (learned,) = (tmp_path / "cache" / "workbench" / "loaded").glob("*.json")
+    assert "lazy" in json.loads(learned.read_text()) and "beside" not in json.loads(learned.read_text())
 
 
 @pytest.mark.parametrize("kept, order", [

@@ -14,7 +14,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from .core import WorkbenchError, file_sha256, writable_folder
+from .core import WorkbenchError, _cache_home, file_sha256, writable_folder
 
 # %% auto #0
 __all__ = ['ArtifactError', 'is_url', 'artifacts_root', 'manifest_digest', 'keep', 'digest_of', 'verified', 'gc', 'cache_root',
@@ -153,7 +153,7 @@ def gc(root: Path | str, versions: list, delete: bool = False) -> list:
 # %% ../nbs/06_artifacts.ipynb #ac0cc836
 def cache_root() -> Path:
     "This machine's copy of versions fetched from an object store: `$WORKBENCH_ARTIFACT_CACHE`, else ~/.cache/workbench/artifacts."
-    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "workbench" / "artifacts"
+    default = _cache_home() / "artifacts"
     return writable_folder(os.environ.get("WORKBENCH_ARTIFACT_CACHE") or default, "artifact cache",
                            "set WORKBENCH_ARTIFACT_CACHE to a folder this process can write")
 

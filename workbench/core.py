@@ -228,6 +228,11 @@ def writable_folder(path, what: str = "output folder", how: str = "choose anothe
         raise InputError(f"cannot write the {what} {path} ({why}{': ' + e.filename if e.filename and str(e.filename) != str(path) else ''}); {how}") from None
     return path
 
+
+def _cache_home() -> Path:
+    "This user's cache of workbench on this machine (fetched versions, notebooks' durations and modules): $XDG_CACHE_HOME/workbench, else ~/.cache/workbench."
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "workbench"
+
 # %% ../nbs/00_core.ipynb #070373aa
 def file_sha256(path) -> str:
     "The sha256 of the file at `path`, as hex."

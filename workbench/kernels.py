@@ -17,14 +17,14 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from .core import _alive
+from .core import _alive, _cache_home, atomic_write
 
 # %% auto #0
 __all__ = []
 
 # %% ../nbs/19a_kernels.ipynb #7f0c44d3
-def _tracking_manager(started: list, log=None, env: dict | None = None, cwd=None, modules: list | None = None):
-    "A kernel manager class for nbclient: it tracks each kernel in `started`, its stderr to `log`, `env` added, in `cwd`; forked from a template that has loaded `modules`, unless None."
+def _tracking_manager(started: list, log=None, env: dict | None = None, cwd=None, modules: list | None = None, learn=None):
+    "A kernel manager class for nbclient: it tracks each kernel in `started`, its stderr to `log`, `env` added, in `cwd`; forked from a template that has loaded `modules` (the kernel notes what else it loaded in `learn`), unless None."
     import tempfile
 
     from jupyter_client.manager import AsyncKernelManager
@@ -65,7 +65,7 @@ def _tracking_manager(started: list, log=None, env: dict | None = None, cwd=None
             if cwd is not None:
                 kw["cwd"] = cwd
             pid = None if modules is None else _forked_kernel(kernel_cmd, kw["env"], kw.get("cwd") or os.getcwd(),
-                                                              2 if log is None else log.fileno(), modules)
+                                                              2 if log is None else log.fileno(), modules, learn)
             if pid is None:
                 return await super()._async_launch_kernel(kernel_cmd, **kw)
             p = self.provisioner  # a forked kernel, handled as jupyter_client handles the process it starts
@@ -189,6 +189,7 @@ def _quiet(kernel_log: Path):
 # %% ../nbs/19a_kernels.ipynb #0f4be353
 _CHANGING_MAGICS = {"env", "set_env", "cd", "dotenv", "run", "pip", "conda", "mamba", "sx", "system", "writefile", "file",
                     "bash", "sh", "script"}  # magics that change the environment, the folder or the files beside a notebook
+_OURS = "WORKBENCH_"  # workbench's own variables: read when its functions are called, never when it is imported (asserted below)
 
 
 def _cell_code(source: str) -> str:
@@ -197,8 +198,9 @@ def _cell_code(source: str) -> str:
     for line in source.splitlines():
         body = line.lstrip()
         if body.startswith(("%", "!")):
-            name = (body.lstrip("%!").split() or [""])[0]
-            line = line[: len(line) - len(body)] + ("_changes_()" if body.startswith("!") or name in _CHANGING_MAGICS else "pass")
+            name, _, rest = body.lstrip("%!").partition(" ")
+            ours = name in ("env", "set_env") and rest.strip().startswith(_OURS)
+            line = line[: len(line) - len(body)] + ("_changes_()" if body.startswith("!") or (name in _CHANGING_MAGICS and not ours) else "pass")
         lines.append(line)
     return "\n".join(lines)
 
@@ -214,12 +216,22 @@ def _dotted(node) -> str:
     return ""
 
 
+def _ours(key) -> bool:
+    "Whether the expression `key` is a string that names one of workbench's own environment variables."
+    import ast
+
+    return isinstance(key, ast.Constant) and isinstance(key.value, str) and key.value.startswith(_OURS)
+
+
 def _changes_what_imports_read(node) -> bool:
     "Whether the statement or expression `node` can change what a later import reads: the environment, sys.path, the folder."
     import ast
 
     def changed(target) -> bool:
-        target = target.value if isinstance(target, ast.Subscript) else target
+        if isinstance(target, ast.Subscript):
+            if _ours(target.slice) and _dotted(target.value).endswith("environ"):
+                return False
+            target = target.value
         return _dotted(target).endswith("environ") or _dotted(target) == "sys.path"
 
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):  # counts where it is defined
@@ -230,14 +242,16 @@ def _changes_what_imports_read(node) -> bool:
         return changed(node.target)
     if isinstance(node, ast.Call):
         owner, _, method = _dotted(node.func).rpartition(".")
-        return (method in ("_changes_", "putenv", "unsetenv", "chdir", "load_dotenv", "addsitedir")
-                or (owner.endswith("environ") and method in ("update", "setdefault", "pop", "popitem", "clear"))
+        ours = (_ours(node.args[0]) if node.args else all(k.arg and k.arg.startswith(_OURS) for k in node.keywords))
+        return ((method in ("_changes_", "putenv", "unsetenv", "chdir", "load_dotenv", "addsitedir")
+                 or (owner.endswith("environ") and method in ("update", "setdefault", "pop", "popitem", "clear")))
+                and not (ours and method in ("putenv", "unsetenv", "update", "setdefault", "pop"))
                 or (owner == "sys.path" and method in ("insert", "append", "extend", "remove", "pop", "clear")))
     return False
 
 # %% ../nbs/19a_kernels.ipynb #5aa3ac58
-def _imports(source) -> list:
-    "The modules a notebook imports by absolute name, in order, once each, up to its first statement that changes what an import reads."
+def _imports(source) -> list | None:
+    "The modules a notebook imports by absolute name, in order, once each; None where it can change what an import reads."
     import ast
 
     def in_order(node):  # source order; a function's body runs when called, not here
@@ -250,16 +264,57 @@ def _imports(source) -> list:
     for cell in (c for c in source.cells if c.cell_type == "code"):
         try:
             tree = ast.parse(_cell_code(cell.source))
-        except SyntaxError:  # IPython syntax beyond magics (`x = !ls`): what it does is not known, so stop here
-            break
+        except SyntaxError:  # IPython syntax beyond magics (`x = !ls`): what it does is not known
+            return None
         for node in in_order(tree):
             if _changes_what_imports_read(node):
-                return list(dict.fromkeys(names))
+                return None
             if isinstance(node, ast.Import):
                 names += [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 names.append(node.module)
     return list(dict.fromkeys(names))
+
+# %% ../nbs/19a_kernels.ipynb #5be7a1c1
+_LEARNED_KEPT = 2000  # notebooks whose modules the cache keeps
+
+
+def _learned_file(notebook) -> Path:
+    "Where the kernels of `notebook` note the modules it loaded beyond its template's."
+    from hashlib import sha256
+
+    return _cache_home() / "loaded" / f"{sha256(str(Path(notebook).resolve()).encode()).hexdigest()[:32]}.json"
+
+
+def _ahead(notebook, source) -> list | None:
+    "The modules to load before `notebook`'s kernel is forked: its imports, then what it loaded last time; None: start cold."
+    names = _imports(source)
+    if names is None:
+        return None
+    try:
+        learned = json.loads(_learned_file(notebook).read_text())
+    except (OSError, ValueError):  # never run forked, or a broken file: its imports alone
+        learned = []
+    learned = [n for n in learned if isinstance(n, str)] if isinstance(learned, list) else []
+    return list(dict.fromkeys(names + learned))
+
+
+def _keep_loaded(path: str, before: set, asked: list, folder: str) -> None:
+    "In a kernel that ended: note the modules `asked` of its template and those it loaded itself (not in `before`), none from `folder`."
+    def ours(module) -> bool:
+        file = getattr(module, "__file__", None)
+        return bool(file) and os.path.abspath(file).startswith(os.path.join(folder, ""))
+
+    loaded = [name for name in asked if name in sys.modules] + [name for name in list(sys.modules) if name not in before]
+    names = [name for name in dict.fromkeys(loaded)  # in the order they were loaded
+             if not name.startswith("_") and name.count(".") <= 1 and not ours(sys.modules[name])]
+    with contextlib.suppress(Exception):  # a cache that cannot be written costs the next run its speed, never its result
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            json.dump(names, f)
+        if len(kept := list(Path(path).parent.glob("*.json"))) > _LEARNED_KEPT:  # the notebooks run longest ago go
+            for old in sorted(kept, key=lambda p: p.stat().st_mtime)[:-_LEARNED_KEPT]:
+                old.unlink(missing_ok=True)
 
 # %% ../nbs/19a_kernels.ipynb #3bc97160
 def _serve_forks(address: str):
@@ -341,8 +396,11 @@ def _fork(request: dict, log: int, keep: tuple) -> int:
             sys.modules["numpy"].random.seed()
         from ipykernel.kernelapp import IPKernelApp
 
+        before = set(sys.modules)
         IPKernelApp.launch_instance(argv=request["arguments"])
         code = 0
+        if request.get("learn"):  # it ended as asked: what it loaded is what its notebook needs
+            _keep_loaded(request["learn"], before, request["modules"], request["cwd"])
     finally:
         os._exit(code)
 
@@ -360,13 +418,13 @@ class _Template:
                                         env=env, cwd=self.home, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)
 
-    def fork(self, modules: list, arguments: list, cwd: str, env: dict, log: int) -> dict:
+    def fork(self, modules: list, arguments: list, cwd: str, env: dict, log: int, learn: str | None = None) -> dict:
         "The template's reply: the pid of a kernel forked for a notebook, or the error that says why not."
         import socket
         import time
 
         parent = str(self.process.pid)  # the kernel ends if its template does (ipykernel read JPY_PARENT_PID at import)
-        request = {"modules": [m for m in modules if m.partition(".")[0] not in self.avoid], "cwd": cwd,
+        request = {"modules": [m for m in modules if m.partition(".")[0] not in self.avoid], "cwd": cwd, "learn": learn,
                    "arguments": [*arguments, f"--IPKernelApp.parent_handle={parent}"], "env": {**env, "JPY_PARENT_PID": parent}}
         deadline = time.monotonic() + 60
         with self.lock, socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
@@ -391,20 +449,20 @@ class _Template:
         shutil.rmtree(self.home, ignore_errors=True)
 
 # %% ../nbs/19a_kernels.ipynb #afb9cb4c
-_TEMPLATES: dict = {}  # the kernel's environment but its run id -> the _Template its kernels are forked from
+_TEMPLATES: dict = {}  # (the kernel's folder, its environment but its run id) -> the _Template its kernels are forked from
 _AVOID: set = set()  # top-level modules that started a thread when a template imported them: never loaded ahead again
 _TEMPLATES_LOCK = threading.Lock()
 
 
-def _forked_kernel(kernel_cmd: list, env: dict, cwd: str, log: int, modules: list) -> int | None:
-    "The pid of a kernel forked from this environment's template for `kernel_cmd`, or None: the kernel starts cold."
+def _forked_kernel(kernel_cmd: list, env: dict, cwd: str, log: int, modules: list, learn: str | None = None) -> int | None:
+    "The pid of a kernel forked for `kernel_cmd` from the template of this folder and environment, or None: the kernel starts cold."
     if (sys.platform != "linux" or kernel_cmd[1:3] != ["-m", "ipykernel_launcher"]  # fork: where it is safe and measured
             or os.path.realpath(kernel_cmd[0]) != os.path.realpath(sys.executable)):
         return None
-    key = tuple(sorted((k, v) for k, v in env.items() if k != "WORKBENCH_RUN_ID"))
+    key = (cwd, tuple(sorted((k, v) for k, v in env.items() if k != "WORKBENCH_RUN_ID")))  # a module may read either
     with _TEMPLATES_LOCK:
-        template = _TEMPLATES.get(key) or _TEMPLATES.setdefault(key, _Template(dict(key), _AVOID))
-    reply = template.fork(modules, kernel_cmd[3:], cwd, env, log)
+        template = _TEMPLATES.get(key) or _TEMPLATES.setdefault(key, _Template(dict(key[1]), _AVOID))
+    reply = template.fork(modules, kernel_cmd[3:], cwd, env, log, learn)
     if "retire" in reply or template.process.poll() is not None:
         _AVOID.update([reply["retire"].partition(".")[0]] if "retire" in reply else [])
         with _TEMPLATES_LOCK:

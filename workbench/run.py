@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import InputError, _alive, atomic_write, file_sha256, writable_folder
-from .kernels import _Stopper, _quiet, _imports, _signal_kernels, _tracking_manager
+from .kernels import _Stopper, _ahead, _learned_file, _quiet, _signal_kernels, _tracking_manager
 from .notebooks import _read, _runnable, check_params
 from .runs import recorded
 
@@ -329,14 +329,15 @@ def _engine() -> str:
 # %% ../nbs/20_run.ipynb #4d2bab4a
 def _papermill(notebook: Path, runnable, output: Path, values: dict, kernel, timeout, kernels: list, log, env: dict, keep: list,
                modules: list | None = None):
-    "One papermill execution of `runnable` (the node of `notebook` to run) into `output`, on a kernel that `kernels` tracks (forked from a template that has loaded `modules`, unless None); the executed notebook."
+    "One papermill execution of `runnable` (the node of `notebook` to run) into `output`, on a kernel that `kernels` tracks (forked from a template that has loaded `modules`, unless None: then it notes what else it loaded, for the next run); the executed notebook."
     import papermill as pm
 
     return pm.execute_notebook(  # no cwd=: papermill would chdir this whole process; the kernel starts there instead
         runnable, str(output.resolve()), parameters=values, kernel_name=kernel, engine_name=_engine(), keep=keep,
         source=str(notebook.resolve()), execution_timeout=timeout, progress_bar=False,
         extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the TCP warning on every start
-        kernel_manager_class=_tracking_manager(kernels, log, env, str(notebook.parent.resolve()), modules),
+        kernel_manager_class=_tracking_manager(kernels, log, env, str(notebook.parent.resolve()), modules,
+                                                None if modules is None else str(_learned_file(notebook))),
         # a cell past its timeout is interrupted, so its traceback names the line it was on
         interrupt_on_timeout=True, error_on_timeout=_timeout_error(timeout),
     )
@@ -348,7 +349,7 @@ def _execute(notebook: Path, runnable, output: Path, source, values: dict, kerne
     (times, retry_on, retried), restarts = retries, 0
     while True:
         keep = []  # the notebook as the engine ran it, in memory: also when the run fails
-        modules = _imports(source) if warm and not (restarts or retried) else None  # a retry starts cold
+        modules = _ahead(notebook, source) if warm and not (restarts or retried) else None  # a retry starts cold
         try:
             executed = _papermill(notebook, runnable, output, values, kernel, timeout, kernels, log, env, keep, modules)
             exited = _exited_early(executed)

@@ -11,7 +11,7 @@ import math
 import os
 from pathlib import Path
 
-from .core import InputError, atomic_write, read_yaml, writable_folder
+from .core import InputError, _cache_home, atomic_write, read_yaml, writable_folder
 from .executors import _check_executor, _threads, executor_for, stop_and_wait
 from .notebooks import _front_matter, _nbdev_flags, _read, params
 from .pipeline import Pipeline, PipelineInterrupted
@@ -145,7 +145,7 @@ def _stop(stop: Path, pool, pending: dict, results: dict, on_done):
 # %% ../nbs/27_testing.ipynb #e3c4b0b6
 def _durations_file() -> Path:
     "Where `workbench test` keeps how long each notebook took on this machine."
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "workbench" / "test-durations.json"
+    return _cache_home() / "test-durations.json"
 
 
 def _read_durations() -> dict:

@@ -187,20 +187,29 @@ def _quiet(kernel_log: Path):
 
 
 # %% ../nbs/19a_kernels.ipynb #0f4be353
-_CHANGING_MAGICS = {"env", "set_env", "cd", "dotenv", "run", "pip", "conda", "mamba", "sx", "system", "writefile", "file",
-                    "bash", "sh", "script"}  # magics that change the environment, the folder or the files beside a notebook
+_CHANGING_MAGICS = {"cd", "dotenv", "run", "pip", "conda", "mamba", "sx", "system", "writefile", "file", "bash", "sh",
+                    "script"}  # magics that change the environment, the folder or the files beside a notebook
 _OURS = "WORKBENCH_"  # workbench's own variables: read when its functions are called, never when it is imported (asserted below)
 
 
+def _env_magic(rest: str) -> str:
+    "`%env NAME=value` (or `NAME value`) as the Python it means; `_changes_()` where the value is computed; `pass` for a read."
+    name, _, value = rest.strip().replace("=", " ", 1).partition(" ")
+    if not value:
+        return "pass"  # `%env` or `%env NAME`: shown, not set
+    return "_changes_()" if "$" in value or "{" in value else f"os.environ[{name!r}] = {value.strip()!r}"
+
+
 def _cell_code(source: str) -> str:
-    "A cell made Python: each magic or shell line becomes `_changes_()` where it can change what an import reads, `pass` elsewhere."
+    "A cell made Python: `%env` as the assignment it is, any other magic or shell line `_changes_()` where it can change what an import reads, `pass` elsewhere."
     lines = []
     for line in source.splitlines():
         body = line.lstrip()
         if body.startswith(("%", "!")):
             name, _, rest = body.lstrip("%!").partition(" ")
-            ours = name in ("env", "set_env") and rest.strip().startswith(_OURS)
-            line = line[: len(line) - len(body)] + ("_changes_()" if body.startswith("!") or (name in _CHANGING_MAGICS and not ours) else "pass")
+            code = _env_magic(rest) if name in ("env", "set_env") and body.startswith("%") else \
+                "_changes_()" if body.startswith("!") or name in _CHANGING_MAGICS else "pass"
+            line = line[: len(line) - len(body)] + code
         lines.append(line)
     return "\n".join(lines)
 
@@ -250,8 +259,33 @@ def _changes_what_imports_read(node) -> bool:
     return False
 
 # %% ../nbs/19a_kernels.ipynb #5aa3ac58
-def _imports(source) -> list | None:
-    "The modules a notebook imports by absolute name, in order, once each; None where it can change what an import reads."
+def _constant_environ(statement) -> dict | None:
+    "The variables a statement sets to strings written in it (`os.environ['A'] = '1'`, `os.environ.update(A='1')`), or None."
+    import ast
+
+    constant = lambda node: isinstance(node, ast.Constant) and isinstance(node.value, str)
+    if isinstance(statement, ast.Assign) and len(statement.targets) == 1 and isinstance(target := statement.targets[0], ast.Subscript):
+        if _dotted(target.value).endswith("environ") and constant(target.slice) and constant(statement.value):
+            return {target.slice.value: statement.value.value}
+    if isinstance(statement, ast.Expr) and isinstance(call := statement.value, ast.Call) and not call.args:
+        if _dotted(call.func).endswith("environ.update") and all(k.arg and constant(k.value) for k in call.keywords):
+            return {k.arg: k.value.value for k in call.keywords}
+    return None
+
+
+def _prelude(statement) -> bool:
+    "Whether a statement reads no variable a later one sets: `import os`, `import sys` (loaded in every Python before a notebook runs), `from os import environ`, a magic that changes nothing."
+    import ast
+
+    if isinstance(statement, ast.Import):
+        return all(alias.name in ("os", "sys") for alias in statement.names)
+    if isinstance(statement, ast.ImportFrom):
+        return statement.module == "os" and all(alias.name == "environ" for alias in statement.names)
+    return isinstance(statement, ast.Pass)
+
+
+def _reading(source) -> tuple:
+    "(the modules a notebook imports by absolute name, in order, once each, or None where it can change what an import reads; the variables its first statements set to strings, before anything else runs)."
     import ast
 
     def in_order(node):  # source order; a function's body runs when called, not here
@@ -260,20 +294,32 @@ def _imports(source) -> list | None:
             for child in ast.iter_child_nodes(node):
                 yield from in_order(child)
 
-    names = []
+    names, hoisted, leading = [], {}, True
     for cell in (c for c in source.cells if c.cell_type == "code"):
         try:
             tree = ast.parse(_cell_code(cell.source))
         except SyntaxError:  # IPython syntax beyond magics (`x = !ls`): what it does is not known
-            return None
-        for node in in_order(tree):
-            if _changes_what_imports_read(node):
-                return None
-            if isinstance(node, ast.Import):
-                names += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names.append(node.module)
-    return list(dict.fromkeys(names))
+            return None, {}
+        for statement in tree.body:
+            if leading and _prelude(statement):
+                continue
+            if leading and (constant := _constant_environ(statement)) is not None:
+                hoisted.update(constant)  # as if the kernel had started with it: nothing has run to read it before
+                continue
+            leading = False
+            for node in in_order(statement):
+                if _changes_what_imports_read(node):
+                    return None, {}
+                if isinstance(node, ast.Import):
+                    names += [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names.append(node.module)
+    return list(dict.fromkeys(names)), hoisted
+
+
+def _imports(source) -> list | None:
+    "The modules a notebook imports by absolute name, in order, once each; None where it can change what an import reads."
+    return _reading(source)[0]
 
 # %% ../nbs/19a_kernels.ipynb #5be7a1c1
 _LEARNED_KEPT = 2000  # notebooks whose modules the cache keeps
@@ -286,17 +332,17 @@ def _learned_file(notebook) -> Path:
     return _cache_home() / "loaded" / f"{sha256(str(Path(notebook).resolve()).encode()).hexdigest()[:32]}.json"
 
 
-def _ahead(notebook, source) -> list | None:
-    "The modules to load before `notebook`'s kernel is forked: its imports, then what it loaded last time; None: start cold."
-    names = _imports(source)
+def _ahead(notebook, source) -> tuple:
+    "(The modules to load before `notebook`'s kernel is forked: its imports, then what it loaded last time; None: start cold. The variables to start it with.)"
+    names, hoisted = _reading(source)
     if names is None:
-        return None
+        return None, {}
     try:
         learned = json.loads(_learned_file(notebook).read_text())
     except (OSError, ValueError):  # never run forked, or a broken file: its imports alone
         learned = []
     learned = [n for n in learned if isinstance(n, str)] if isinstance(learned, list) else []
-    return list(dict.fromkeys(names + learned))
+    return list(dict.fromkeys(names + learned)), hoisted
 
 
 def _keep_loaded(path: str, before: set, asked: list, folder: str) -> None:

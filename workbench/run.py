@@ -349,9 +349,9 @@ def _execute(notebook: Path, runnable, output: Path, source, values: dict, kerne
     (times, retry_on, retried), restarts = retries, 0
     while True:
         keep = []  # the notebook as the engine ran it, in memory: also when the run fails
-        modules = _ahead(notebook, source) if warm and not (restarts or retried) else None  # a retry starts cold
+        modules, hoisted = _ahead(notebook, source) if warm and not (restarts or retried) else (None, {})  # a retry starts cold
         try:
-            executed = _papermill(notebook, runnable, output, values, kernel, timeout, kernels, log, env, keep, modules)
+            executed = _papermill(notebook, runnable, output, values, kernel, timeout, kernels, log, env | hoisted, keep, modules)
             exited = _exited_early(executed)
             if exited is None and _unanswered(executed) is not None:  # papermill can miss a kernel killed between cells
                 from nbclient.exceptions import DeadKernelError

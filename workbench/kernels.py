@@ -283,7 +283,7 @@ def _prelude(statement) -> bool:
         return statement.module == "os" and all(alias.name == "environ" for alias in statement.names)
     return isinstance(statement, ast.Pass)
 
-
+# %% ../nbs/19a_kernels.ipynb #5be7a1c3
 def _reading(source) -> tuple:
     "(the modules a notebook imports by absolute name, in order, once each, or None where it can change what an import reads; the variables its first statements set to strings, before anything else runs)."
     import ast

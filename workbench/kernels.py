@@ -459,6 +459,7 @@ class _Template:
         import tempfile
 
         self.home, self.avoid, self.lock = tempfile.mkdtemp(prefix="wb-template-"), avoid, threading.Lock()
+        self.kernels, self.asking = [], 0  # the pids of its kernels; the threads asking it for one now
         self.address = os.path.join(self.home, "socket")
         self.process = subprocess.Popen([sys.executable, "-c", f"from workbench.kernels import _serve_forks; _serve_forks({self.address!r})"],
                                         env=env, cwd=self.home, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -496,6 +497,7 @@ class _Template:
 
 # %% ../nbs/19a_kernels.ipynb #afb9cb4c
 _TEMPLATES: dict = {}  # (the kernel's folder, its environment but its run id) -> the _Template its kernels are forked from
+_KEPT = 3  # templates a process keeps: beyond, the least recently used with no kernel running is closed
 _AVOID: set = set()  # top-level modules that started a thread when a template imported them: never loaded ahead again
 _TEMPLATES_LOCK = threading.Lock()
 
@@ -507,8 +509,15 @@ def _forked_kernel(kernel_cmd: list, env: dict, cwd: str, log: int, modules: lis
         return None
     key = (cwd, tuple(sorted((k, v) for k, v in env.items() if k != "WORKBENCH_RUN_ID")))  # a module may read either
     with _TEMPLATES_LOCK:
-        template = _TEMPLATES.get(key) or _TEMPLATES.setdefault(key, _Template(dict(key[1]), _AVOID))
+        template = _TEMPLATES[key] = _TEMPLATES.pop(key, None) or _Template(dict(key[1]), _AVOID)  # the newest used last
+        idle = [k for k, t in _TEMPLATES.items() if not t.asking and not any(map(_alive, t.kernels)) and t is not template]
+        for old in idle[: len(_TEMPLATES) - _KEPT]:  # each holds its modules' memory: a suite of many folders keeps a few
+            _TEMPLATES.pop(old).close()
+        template.asking += 1
     reply = template.fork(modules, kernel_cmd[3:], cwd, env, log, learn)
+    with _TEMPLATES_LOCK:
+        template.asking -= 1
+        template.kernels = [pid for pid in [*template.kernels, reply.get("pid")] if pid and _alive(pid)]
     if "retire" in reply or template.process.poll() is not None:
         _AVOID.update([reply["retire"].partition(".")[0]] if "retire" in reply else [])
         with _TEMPLATES_LOCK:

@@ -199,7 +199,7 @@ def _env_magic(rest: str) -> str:
         return "pass"  # `%env` or `%env NAME`: shown, not set
     return "_changes_()" if "$" in value or "{" in value else f"os.environ[{name!r}] = {value.strip()!r}"
 
-
+# %% ../nbs/19a_kernels.ipynb #5be7a1e1
 def _cell_code(source: str) -> str:
     "A cell made Python: `%env` as the assignment it is, any other magic or shell line `_changes_()` where it can change what an import reads, `pass` elsewhere."
     lines = []
@@ -231,7 +231,7 @@ def _ours(key) -> bool:
 
     return isinstance(key, ast.Constant) and isinstance(key.value, str) and key.value.startswith(_OURS)
 
-
+# %% ../nbs/19a_kernels.ipynb #5be7a1e2
 def _changes_what_imports_read(node) -> bool:
     "Whether the statement or expression `node` can change what a later import reads: the environment, sys.path, the folder."
     import ast
@@ -272,7 +272,7 @@ def _constant_environ(statement) -> dict | None:
             return {k.arg: k.value.value for k in call.keywords}
     return None
 
-
+# %% ../nbs/19a_kernels.ipynb #5be7a1e4
 def _prelude(statement) -> bool:
     "Whether a statement reads no variable a later one sets: `import os`, `import sys` (loaded in every Python before a notebook runs), `from os import environ`, a magic that changes nothing."
     import ast
@@ -344,7 +344,7 @@ def _ahead(notebook, source) -> tuple:
     learned = [n for n in learned if isinstance(n, str)] if isinstance(learned, list) else []
     return list(dict.fromkeys(names + learned)), hoisted
 
-
+# %% ../nbs/19a_kernels.ipynb #5be7a1e3
 def _keep_loaded(path: str, before: set, asked: list, folder: str) -> None:
     "In a kernel that ended: note the modules `asked` of its template and those it loaded itself (not in `before`), none from `folder`."
     def ours(module) -> bool:
